@@ -1,0 +1,47 @@
+"""dltoolkit: a plugin-based deep-learning toolkit on PyTorch Ignite.
+
+The public API for plugins and recipes. Plugins import from here, never from ``dltoolkit._*``.
+"""
+
+from __future__ import annotations
+
+from importlib.metadata import PackageNotFoundError, version
+
+from dltoolkit._component import KINDS, Component, option
+from dltoolkit._config import ComponentTable, RecipeFile
+from dltoolkit._data import (
+    EpochBatchSampler,
+    InMemoryImages,
+    make_loader,
+    to_signed_unit,
+    to_uint8,
+)
+from dltoolkit._errors import DltkError, ExitCode, RunFailed
+from dltoolkit._run import Run
+from dltoolkit._sampling import ImageSampler
+from dltoolkit.hookspecs import hookimpl
+
+try:
+    __version__ = version("dltoolkit")
+except PackageNotFoundError:  # pragma: no cover - running from a source tree
+    __version__ = "0.0.0"
+
+__all__ = [
+    "KINDS",
+    "Component",
+    "ComponentTable",
+    "DltkError",
+    "EpochBatchSampler",
+    "ExitCode",
+    "ImageSampler",
+    "InMemoryImages",
+    "RecipeFile",
+    "Run",
+    "RunFailed",
+    "__version__",
+    "hookimpl",
+    "make_loader",
+    "option",
+    "to_signed_unit",
+    "to_uint8",
+]

@@ -1,0 +1,410 @@
+"""Recipe files: TOML -> validated, frozen attrs objects; ``key.path=value`` overrides.
+
+Every problem is collected and reported at once as ``FILE: key.path: what is wrong``.
+"""
+
+from __future__ import annotations
+
+import copy
+import sys
+from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import attrs
+import cattrs
+from cattrs.errors import (
+    AttributeValidationNote,
+    ClassValidationError,
+    ForbiddenExtraKeysError,
+    IterableValidationError,
+    IterableValidationNote,
+)
+
+from dltoolkit._component import Component, option
+from dltoolkit._errors import DltkError
+from dltoolkit._suggest import did_you_mean, one_of
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    import tomli as tomllib
+
+_converter = cattrs.Converter(forbid_extra_keys=True, detailed_validation=True)
+
+
+def _show(value: Any) -> str:
+    if isinstance(value, dict):
+        return "a table"
+    if isinstance(value, list):
+        return "an array"
+    return repr(value)
+
+
+def _strict_int(value: Any, _: type) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"expected an integer, got {_show(value)}")
+    return value
+
+
+def _strict_float(value: Any, _: type) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise TypeError(f"expected a number, got {_show(value)}")
+    return float(value)
+
+
+def _strict_str(value: Any, _: type) -> str:
+    if not isinstance(value, str):
+        raise TypeError(f"expected a string, got {_show(value)}")
+    return value
+
+
+def _strict_bool(value: Any, _: type) -> bool:
+    if not isinstance(value, bool):
+        raise TypeError(f"expected true or false, got {_show(value)}")
+    return value
+
+
+_converter.register_structure_hook(int, _strict_int)
+_converter.register_structure_hook(float, _strict_float)
+_converter.register_structure_hook(str, _strict_str)
+_converter.register_structure_hook(bool, _strict_bool)
+
+
+def _join(path: str, key: str | int) -> str:
+    return f"{path}.{key}" if path else str(key)
+
+
+def _walk_errors(exc: BaseException, path: str, problems: list[tuple[str, str]]) -> None:
+    if isinstance(exc, ForbiddenExtraKeysError):
+        names = [f.name for f in attrs.fields(exc.cl)]
+        for key in sorted(exc.extra_fields):
+            problems.append((_join(path, key), f"unknown key{did_you_mean(key, names)}"))
+        return
+    if isinstance(exc, (ClassValidationError, IterableValidationError)):
+        for sub in exc.exceptions:
+            sub_path = path
+            for note in getattr(sub, "__notes__", ()):
+                if isinstance(note, AttributeValidationNote):
+                    sub_path = _join(path, note.name)
+                elif isinstance(note, IterableValidationNote):
+                    sub_path = _join(path, note.index)
+            _walk_errors(sub, sub_path, problems)
+        return
+    if isinstance(exc, KeyError):
+        problems.append((path, "missing required key"))
+        return
+    message = str(exc)
+    if "values in" in message and "to structure as tuple" in message:
+        message = message.split(" to structure")[0].replace("values in", "values in array")
+    problems.append((path, message))
+
+
+def _run_validators(instance: Any, path: str, problems: list[tuple[str, str]]) -> None:
+    for field in attrs.fields(type(instance)):
+        value = getattr(instance, field.name)
+        if field.validator is not None:
+            try:
+                field.validator(instance, field, value)
+            except (ValueError, TypeError) as exc:
+                problems.append((_join(path, field.name), _validator_message(exc, value)))
+        if attrs.has(type(value)):
+            _run_validators(value, _join(path, field.name), problems)
+
+
+def _validator_message(exc: Exception, value: Any) -> str:
+    text = str(exc.args[0]) if exc.args else str(exc)
+    # attrs' own validators say "'epochs' must be >= 1: 0"; keep the rule, show the value once
+    if text.startswith("'") and "' must be " in text:
+        rule = text.split("' must be ", 1)[1]
+        rule = rule.rsplit(" (got ", 1)[0] if rule.endswith(")") and " (got " in rule else rule.rsplit(": ", 1)[0]
+        if rule.startswith("in "):
+            return f"must be one of {rule[3:]}, got {_show(value)}"
+        return f"must be {rule}, got {_show(value)}"
+    return text
+
+
+def structure(cls: type, data: Any, path: str, problems: list[tuple[str, str]]) -> Any:
+    """Structure ``data`` into the attrs class ``cls``; append ``(path, message)`` problems.
+
+    Types are strict (``2.5`` is not an integer, ``"3"`` is not a number), unknown keys are
+    errors with a suggestion, and every field validator runs so all problems come out at once.
+    Returns the instance, or None when there were problems.
+    """
+    if not isinstance(data, dict):
+        problems.append((path, f"expected a table, got {_show(data)}"))
+        return None
+    before = len(problems)
+    with attrs.validators.disabled():
+        try:
+            instance = _converter.structure(data, cls)
+        except (ClassValidationError, IterableValidationError) as exc:
+            _walk_errors(exc, path, problems)
+            return None
+    _run_validators(instance, path, problems)
+    return instance if len(problems) == before else None
+
+
+def unstructure(instance: Any) -> dict[str, Any]:
+    """The plain-data form of a config (TOML-writable: tuples become lists)."""
+    return _converter.unstructure(instance)
+
+
+# --- the recipe file --------------------------------------------------------------------------
+
+
+def _device(_instance: Any, _attribute: Any, value: str) -> None:
+    import torch
+
+    if value == "auto":
+        return
+    try:
+        torch.device(value)
+    except (RuntimeError, ValueError):
+        raise ValueError(
+            f"unknown device {value!r}: use 'auto', 'cpu', 'cuda', 'cuda:N' or 'mps'"
+        ) from None
+
+
+@attrs.frozen
+class RunSection:
+    """``[run]``: where results go and where training happens."""
+
+    dir: str = option("runs", doc="Folder under which each run gets <recipe-stem>-<timestamp>/.")
+    device: str = option(
+        "auto", doc="'auto' (CUDA if available, else CPU), 'cpu', 'cuda', 'cuda:N' or 'mps'.",
+        validator=_device,
+    )
+
+
+@attrs.frozen
+class CheckpointSection:
+    """``[checkpoint]``: when checkpoints are written and which are kept."""
+
+    every: int = option(1, doc="Checkpoint every this many `unit`s.", validator=attrs.validators.ge(1))
+    unit: str = option(
+        "epoch", doc="'epoch' or 'iteration'.", validator=attrs.validators.in_(("epoch", "iteration"))
+    )
+    keep: int = option(3, doc="How many recent checkpoints to keep.", validator=attrs.validators.ge(1))
+    best_by: str | None = option(
+        None,
+        doc="Keep the best generator by this score: a metric name ('fid': lowest, 'isc': highest) "
+        "or 'loss_g' (lowest epoch-mean generator loss). Default: 'fid' when a fid metric is "
+        "configured, else none.",
+    )
+
+
+@attrs.frozen
+class ComponentTable:
+    """A component table of a recipe file: the registered ``name`` and its validated options."""
+
+    name: str
+    component: Component
+    config: Any
+    path: str  # where it sits in the recipe file: "model", "metrics.0"
+
+    def options(self) -> dict[str, Any]:
+        return unstructure(self.config)
+
+
+@attrs.frozen
+class RecipeFile:
+    """A validated recipe file (overrides applied). Build it with :meth:`from_toml`."""
+
+    path: Path
+    data: dict[str, Any]  # the resolved TOML data, as written to the run's recipe.toml
+    seed: int
+    run: RunSection
+    checkpoint: CheckpointSection
+    recipe: ComponentTable
+    model: ComponentTable | None
+    dataset: ComponentTable | None
+    metrics: tuple[ComponentTable, ...]
+    callbacks: tuple[ComponentTable, ...]
+
+    @property
+    def stem(self) -> str:
+        return self.path.stem
+
+    def table(self, kind: str) -> ComponentTable | None:
+        return {"recipe": self.recipe, "model": self.model, "dataset": self.dataset}.get(kind)
+
+    @classmethod
+    def from_toml(
+        cls, path: str | Path, registry: Any, overrides: Sequence[str] = ()
+    ) -> RecipeFile:
+        """Read, override and validate a recipe file; raise :class:`DltkError` with every problem."""
+        path = Path(path)
+        data = read_toml(path)
+        data = apply_overrides(data, overrides, str(path))
+        return cls.from_data(data, path, registry)
+
+    @classmethod
+    def from_data(cls, data: dict[str, Any], path: Path, registry: Any) -> RecipeFile:
+        problems: list[tuple[str, str]] = []
+        known = ("seed", "run", "recipe", "model", "dataset", "metrics", "callbacks", "checkpoint")
+        for key in data:
+            if key not in known:
+                problems.append((key, f"unknown key{did_you_mean(key, known)}"))
+
+        seed = data.get("seed", 0)
+        if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
+            problems.append(("seed", f"expected a non-negative integer, got {_show(seed)}"))
+        run = structure(RunSection, data.get("run", {}), "run", problems)
+        checkpoint = structure(CheckpointSection, data.get("checkpoint", {}), "checkpoint", problems)
+
+        recipe = None
+        if "recipe" not in data:
+            problems.append(("recipe", "missing required table [recipe] (with name = ...)"))
+        else:
+            recipe = _component_table(registry, "recipe", data["recipe"], "recipe", problems)
+        model = _component_table(registry, "model", data["model"], "model", problems) if "model" in data else None
+        dataset = (
+            _component_table(registry, "dataset", data["dataset"], "dataset", problems)
+            if "dataset" in data else None
+        )
+        metrics = _component_array(registry, "metric", data.get("metrics", []), "metrics", problems)
+        callbacks = _component_array(registry, "callback", data.get("callbacks", []), "callbacks", problems)
+
+        if recipe is not None:
+            for needed in recipe.component.requires:
+                if needed not in data:
+                    problems.append(
+                        (needed, f"the '{recipe.name}' recipe needs a [{needed}] table")
+                    )
+        if checkpoint is not None and checkpoint.best_by is not None:
+            choices = {"loss_g", "loss_d"} | {m.name for m in metrics}
+            if checkpoint.best_by not in choices:
+                problems.append((
+                    "checkpoint.best_by",
+                    f"'{checkpoint.best_by}' is not a metric of this recipe file"
+                    f"{did_you_mean(checkpoint.best_by, choices)}; choose {one_of(choices)}",
+                ))
+        if problems:
+            raise DltkError(f"{path}: {where}: {what}" for where, what in problems)
+        assert recipe is not None and run is not None and checkpoint is not None
+        if checkpoint.best_by is None and any(m.name == "fid" for m in metrics):
+            checkpoint = attrs.evolve(checkpoint, best_by="fid")
+        return cls(
+            path=path, data=data, seed=seed, run=run, checkpoint=checkpoint, recipe=recipe,
+            model=model, dataset=dataset, metrics=metrics, callbacks=callbacks,
+        )
+
+
+def _component_table(
+    registry: Any, kind: str, table: Any, path: str, problems: list[tuple[str, str]]
+) -> ComponentTable | None:
+    if not isinstance(table, dict):
+        problems.append((path, f"expected a table, got {_show(table)}"))
+        return None
+    name = table.get("name")
+    if name is None:
+        problems.append((_join(path, "name"), f"missing: which {kind}? ({one_of(registry.names(kind))})"))
+        return None
+    if not isinstance(name, str):
+        problems.append((_join(path, "name"), f"expected a string, got {_show(name)}"))
+        return None
+    problem = registry.problem_with(kind, name)
+    if problem is not None:
+        problems.append((_join(path, "name"), problem))
+        return None
+    component = registry.find(kind, name)
+    options = {k: v for k, v in table.items() if k != "name"}
+    config = structure(component.config, options, path, problems)
+    if config is None:
+        return None
+    return ComponentTable(name=name, component=component, config=config, path=path)
+
+
+def _component_array(
+    registry: Any, kind: str, tables: Any, path: str, problems: list[tuple[str, str]]
+) -> tuple[ComponentTable, ...]:
+    if not isinstance(tables, list):
+        problems.append((path, f"expected an array of tables ([[{path}]]), got {_show(tables)}"))
+        return ()
+    result = []
+    for index, table in enumerate(tables):
+        built = _component_table(registry, kind, table, _join(path, index), problems)
+        if built is not None:
+            result.append(built)
+    return tuple(result)
+
+
+def read_toml(path: Path) -> dict[str, Any]:
+    """Parse a TOML file; a missing or broken file is a :class:`DltkError`."""
+    if not path.exists():
+        raise DltkError(f"{path}: no such file")
+    if path.is_dir():
+        raise DltkError(f"{path}: is a directory, not a recipe file")
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise DltkError(f"{path}: cannot read: {exc}") from None
+    try:
+        return tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise DltkError(f"{path}: not valid TOML: {exc}") from None
+
+
+def parse_override(text: str) -> tuple[list[str | int], Any]:
+    """``a.b=VALUE`` -> (["a", "b"], value). The value is TOML, or a plain string if not valid TOML."""
+    if "=" not in text:
+        raise ValueError(f"override '{text}': expected KEY=VALUE (for example recipe.epochs=3)")
+    key, raw = text.split("=", 1)
+    key = key.strip()
+    if not key or any(not part for part in key.split(".")):
+        raise ValueError(f"override '{text}': '{key}' is not a key path like recipe.epochs")
+    try:
+        value = tomllib.loads(f"v = {raw}")["v"]
+    except tomllib.TOMLDecodeError:
+        value = raw
+    parts: list[str | int] = [int(p) if p.isdigit() else p for p in key.split(".")]
+    return parts, value
+
+
+def apply_overrides(data: dict[str, Any], overrides: Iterable[str], source: str) -> dict[str, Any]:
+    """Return a copy of ``data`` with each ``key.path=value`` applied; all problems at once."""
+    data = copy.deepcopy(data)
+    problems = []
+    for text in overrides:
+        try:
+            parts, value = parse_override(text)
+        except ValueError as exc:
+            problems.append(str(exc))
+            continue
+        node: Any = data
+        for depth, part in enumerate(parts[:-1]):
+            where = ".".join(str(p) for p in parts[: depth + 1])
+            if isinstance(node, list):
+                if not isinstance(part, int) or part >= len(node):
+                    problems.append(f"{source}: {where}: no such entry (the array has {len(node)})")
+                    break
+                node = node[part]
+            elif isinstance(node, dict):
+                node = node.setdefault(str(part), {})
+            else:
+                problems.append(f"{source}: {where}: is {_show(node)}, not a table")
+                break
+        else:
+            last = parts[-1]
+            if isinstance(node, list):
+                if not isinstance(last, int) or last >= len(node):
+                    problems.append(f"{source}: {text.split('=')[0]}: no such entry (the array has {len(node)})")
+                else:
+                    node[last] = value
+            elif isinstance(node, dict):
+                node[str(last)] = value
+            else:
+                problems.append(f"{source}: {text.split('=')[0]}: cannot set inside {_show(node)}")
+    if problems:
+        raise DltkError(problems)
+    return data
+
+
+def validate_options(component: Component, options: Mapping[str, Any], source: str) -> Any:
+    """Validate ``options`` against ``component.config`` outside a recipe file (export metadata)."""
+    problems: list[tuple[str, str]] = []
+    config = structure(component.config, dict(options), component.kind, problems)
+    if problems:
+        raise DltkError(f"{source}: {where}: {what}" for where, what in problems)
+    return config

@@ -1,0 +1,164 @@
+"""A fresh pluggy PluginManager per invocation: built-ins, then entry points, then ``-p`` modules.
+
+Environment switches:
+
+* ``DLTK_LOAD_PLUGINS``: comma-separated entry-point or distribution names to load; the others
+  are skipped (built-ins always load). Set it empty to load no installed plugin.
+* ``DLTK_TRACE_PLUGINS``: when set (non-empty), every hook call is traced to stderr.
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.metadata
+import os
+import sys
+import traceback
+from collections.abc import Iterable, Mapping
+from types import ModuleType
+from typing import Any
+
+import attrs
+import pluggy
+
+from dltoolkit import hookspecs
+
+ENTRY_POINT_GROUP = "dltoolkit"
+
+BUILTIN_PLUGINS: tuple[str, ...] = (
+    "dltoolkit.builtin.datasets",
+    "dltoolkit.builtin.callbacks",
+)
+
+
+@attrs.frozen
+class PluginInfo:
+    """One plugin as ``dltk plugins`` shows it."""
+
+    name: str
+    source: str  # "builtin", "entry point", "-p"
+    distribution: str = ""
+    version: str = ""
+    error: str = ""
+
+    @property
+    def failed(self) -> bool:
+        return bool(self.error)
+
+    def describe(self) -> str:
+        dist = f" ({self.distribution} {self.version})" if self.distribution else ""
+        return f"plugin '{self.name}'{dist}"
+
+
+class PluginHost:
+    """The plugin manager of one invocation and what happened while loading plugins."""
+
+    def __init__(self) -> None:
+        self.pm = pluggy.PluginManager(hookspecs.PROJECT_NAME)
+        self.pm.add_hookspecs(hookspecs)
+        self.plugins: list[PluginInfo] = []
+
+    @property
+    def hook(self) -> Any:
+        return self.pm.hook
+
+    @property
+    def failures(self) -> list[PluginInfo]:
+        return [p for p in self.plugins if p.failed]
+
+    def info(self, plugin_name: str) -> PluginInfo | None:
+        for p in self.plugins:
+            if p.name == plugin_name:
+                return p
+        return None
+
+    def add(self, plugin: Any, info: PluginInfo) -> None:
+        """Register ``plugin``; a plugin that breaks the contract is recorded as failed."""
+        try:
+            self.pm.register(plugin, name=info.name)
+            self.pm.check_pending()
+        except pluggy.PluginValidationError as exc:
+            if self.pm.is_registered(plugin):
+                self.pm.unregister(plugin)
+            self.plugins.append(attrs.evolve(info, error=_one_line(exc)))
+            return
+        except ValueError as exc:  # already registered under that name
+            self.plugins.append(attrs.evolve(info, error=_one_line(exc)))
+            return
+        self.plugins.append(info)
+
+    def load_module(self, module_name: str, info: PluginInfo) -> None:
+        try:
+            module = importlib.import_module(module_name)
+        except Exception as exc:
+            self.plugins.append(attrs.evolve(info, error=_import_error(exc)))
+            return
+        self.add(module, info)
+
+
+def _one_line(exc: BaseException) -> str:
+    text = " ".join(line.strip() for line in str(exc).strip().splitlines() if line.strip())
+    return f"{type(exc).__name__}: {text}".rstrip(": ")
+
+
+def _import_error(exc: BaseException) -> str:
+    frames = traceback.extract_tb(exc.__traceback__)
+    where = f" ({frames[-1].filename}:{frames[-1].lineno})" if frames else ""
+    return _one_line(exc) + where
+
+
+def _selected(env: Mapping[str, str]) -> set[str] | None:
+    raw = env.get("DLTK_LOAD_PLUGINS")
+    if raw is None:
+        return None
+    return {part.strip() for part in raw.split(",") if part.strip()}
+
+
+def _entry_points() -> Iterable[tuple[importlib.metadata.EntryPoint, str, str]]:
+    seen: set[tuple[str, str]] = set()
+    for dist in importlib.metadata.distributions():
+        dist_name = dist.metadata["Name"] or ""
+        for ep in dist.entry_points:
+            if ep.group != ENTRY_POINT_GROUP or (dist_name, ep.name) in seen:
+                continue
+            seen.add((dist_name, ep.name))
+            yield ep, dist_name, dist.version or ""
+
+
+def make_plugin_host(
+    extra_modules: Iterable[str | ModuleType] = (),
+    env: Mapping[str, str] | None = None,
+) -> PluginHost:
+    """Build the plugin manager of one invocation.
+
+    ``extra_modules`` are module names (``dltk -p``) or module objects registered last.
+    """
+    env = os.environ if env is None else env
+    host = PluginHost()
+    for module_name in BUILTIN_PLUGINS:
+        host.load_module(module_name, PluginInfo(module_name, "builtin"))
+
+    selected = _selected(env)
+    for ep, dist_name, version in _entry_points():
+        if selected is not None and ep.name not in selected and dist_name not in selected:
+            continue
+        info = PluginInfo(ep.name, "entry point", dist_name, version)
+        if host.pm.get_plugin(ep.name) is not None or host.pm.is_blocked(ep.name):
+            continue
+        try:
+            plugin = ep.load()
+        except Exception as exc:
+            host.plugins.append(attrs.evolve(info, error=_import_error(exc)))
+            continue
+        host.add(plugin, info)
+
+    for extra in extra_modules:
+        if isinstance(extra, ModuleType):
+            host.add(extra, PluginInfo(extra.__name__, "-p"))
+        else:
+            host.load_module(extra, PluginInfo(extra, "-p"))
+
+    if env.get("DLTK_TRACE_PLUGINS"):
+        host.pm.trace.root.setwriter(sys.stderr.write)
+        host.pm.enable_tracing()
+    return host

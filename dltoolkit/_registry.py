@@ -1,0 +1,92 @@
+"""Components by kind, collected from the ``dltk_register_*`` hooks."""
+
+from __future__ import annotations
+
+import attrs
+
+from dltoolkit._component import KINDS, Component
+from dltoolkit._errors import DltkError
+from dltoolkit._manager import PluginHost, _one_line
+from dltoolkit._suggest import did_you_mean, one_of
+from dltoolkit.hookspecs import REGISTER_HOOKS
+
+
+class Registry:
+    """Every registered component, by kind and name, with the plugin that provides it.
+
+    Problems found while collecting (a hook that raised, a non-Component result, a name
+    registered twice) are kept in ``problems`` and reported by ``dltk plugins``; a recipe that
+    needs an affected name gets an error that names the plugins involved.
+    """
+
+    def __init__(self, host: PluginHost):
+        self.host = host
+        self.components: dict[str, dict[str, Component]] = {kind: {} for kind in KINDS}
+        self.problems: list[str] = []
+        self._duplicates: dict[tuple[str, str], list[str]] = {}
+        for kind, hook_name in REGISTER_HOOKS.items():
+            self._collect(kind, hook_name)
+
+    def _describe(self, plugin_name: str) -> str:
+        info = self.host.info(plugin_name)
+        return info.describe() if info else f"plugin '{plugin_name}'"
+
+    def _collect(self, kind: str, hook_name: str) -> None:
+        caller = getattr(self.host.hook, hook_name)
+        for impl in caller.get_hookimpls():  # registration order
+            plugin = impl.plugin_name
+            try:
+                result = impl.function()
+            except Exception as exc:
+                self.problems.append(f"{self._describe(plugin)}: {hook_name} failed: {_one_line(exc)}")
+                continue
+            for component in result or ():
+                if not isinstance(component, Component):
+                    self.problems.append(
+                        f"{self._describe(plugin)}: {hook_name} returned {component!r}, "
+                        "not a dltoolkit.Component"
+                    )
+                    continue
+                component = attrs.evolve(component, kind=kind, plugin=plugin)
+                existing = self.components[kind].get(component.name)
+                if existing is not None:
+                    self._duplicates.setdefault((kind, component.name), [existing.plugin]).append(plugin)
+                    self.problems.append(
+                        f"{kind} '{component.name}' is registered by both "
+                        f"{self._describe(existing.plugin)} and {self._describe(plugin)}"
+                    )
+                    continue
+                self.components[kind][component.name] = component
+
+    def names(self, kind: str) -> list[str]:
+        return sorted(self.components[kind])
+
+    def find(self, kind: str, name: str) -> Component | None:
+        if (kind, name) in self._duplicates:
+            return None
+        return self.components[kind].get(name)
+
+    def problem_with(self, kind: str, name: str) -> str | None:
+        """Why ``name`` cannot be used as a ``kind``, or None when it can."""
+        if (kind, name) in self._duplicates:
+            plugins = " and ".join(self._describe(p) for p in self._duplicates[kind, name])
+            return f"{kind} '{name}' is registered by both {plugins}; uninstall one of them"
+        if name in self.components[kind]:
+            return None
+        if "." in name or "/" in name or ":" in name:
+            hint = "a recipe file names registered components, not import paths"
+            return f"unknown {kind} '{name}': {hint}; available: {one_of(self.names(kind))}"
+        message = f"unknown {kind} '{name}'{did_you_mean(name, self.names(kind))}"
+        message += f"; available: {one_of(self.names(kind))}"
+        failed = self.host.failures
+        if failed:
+            names = ", ".join(f"{p.describe()} ({p.error})" for p in failed)
+            message += f"; plugins that failed to load and may provide it: {names}"
+        return message
+
+    def get(self, kind: str, name: str) -> Component:
+        """The component, or a :class:`DltkError` saying why it is not available."""
+        problem = self.problem_with(kind, name)
+        if problem is not None:
+            raise DltkError(problem)
+        return self.components[kind][name]

@@ -1,0 +1,348 @@
+"""A run: one execution of a recipe file, its directory, its components and its hooks."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import shutil
+import sys
+import time
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import tomli_w
+import torch
+from ignite.engine import Engine, Events
+
+from dltoolkit import _checkpoint
+from dltoolkit._config import ComponentTable, RecipeFile
+from dltoolkit._errors import DltkError, ExitCode
+from dltoolkit._manager import PluginHost
+from dltoolkit._registry import Registry
+from dltoolkit._sampling import ImageSampler
+
+RECIPE_NAME = "recipe.toml"
+METRICS_NAME = "metrics.jsonl"
+SUBDIRS = ("checkpoints", "samples", "tb")
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    device = torch.device(name)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise DltkError(f"run.device: '{name}' requested but CUDA is not available here")
+    return device
+
+
+def _check_writable(folder: Path, key: str) -> None:
+    probe = folder
+    while not probe.exists():
+        probe = probe.parent
+    if not probe.is_dir() or not os.access(probe, os.W_OK | os.X_OK):
+        raise DltkError(f"{key}: cannot write under '{folder}' ({probe} is not a writable folder)")
+
+
+class Run:
+    """One execution of a recipe file; recipes, callbacks and hooks receive it.
+
+    It owns the run directory (created on first write, so a run refused for bad input leaves
+    nothing behind), builds components from the recipe file's tables, logs to
+    ``metrics.jsonl`` and TensorBoard, and wires checkpointing.
+
+    Attributes recipes and callbacks use: ``recipe_file``, ``registry``, ``device``, ``path``,
+    ``resuming``, ``sampler`` (an :class:`~dltoolkit.ImageSampler`, set by generative recipes)
+    and ``train_dataset`` (set by recipes that train on a dataset).
+    """
+
+    def __init__(
+        self,
+        recipe_file: RecipeFile,
+        host: PluginHost,
+        registry: Registry,
+        *,
+        run_dir: Path | None = None,
+        resuming: bool = False,
+    ):
+        self.recipe_file = recipe_file
+        self.host = host
+        self.registry = registry
+        self.hook = host.hook
+        self.resuming = resuming
+        self.device = resolve_device(recipe_file.run.device)
+        self.path = run_dir if run_dir is not None else self._new_path()
+        self.sampler: ImageSampler | None = None
+        self.train_dataset: Any = None
+        self.metadata = _checkpoint.Metadata({})
+        self.created = False
+        self._metrics_file: Any = None
+        self._tb: Any = None
+        self._best: Any = None
+        self._best_higher: bool = False
+        self.trainer: Engine | None = None
+        if not resuming:
+            _check_writable(self.path, "run.dir" if run_dir is None else "--run-dir")
+
+    # -- directory and logs -------------------------------------------------------------
+
+    def _new_path(self) -> Path:
+        base = Path(self.recipe_file.run.dir) / f"{self.recipe_file.stem}-{time.strftime('%Y%m%d-%H%M%S')}"
+        path, n = base, 1
+        while path.exists():
+            n += 1
+            path = base.with_name(f"{base.name}-{n}")
+        return path
+
+    def ensure_dir(self) -> Path:
+        """Create the run directory and write ``recipe.toml`` (once)."""
+        if self.created:
+            return self.path
+        if not self.resuming:
+            if self.path.exists() and any(self.path.iterdir()):
+                raise DltkError(f"--run-dir: '{self.path}' exists and is not empty; use --resume to continue it")
+            self.path.mkdir(parents=True, exist_ok=True)
+            text = f"# resolved recipe of this run (overrides applied)\n{tomli_w.dumps(self.recipe_file.data)}"
+            _checkpoint.atomic_write(self.path / RECIPE_NAME, lambda h: h.write(text.encode()))
+        for sub in SUBDIRS:
+            (self.path / sub).mkdir(exist_ok=True)
+        self.created = True
+        return self.path
+
+    def log(self, record: Mapping[str, Any]) -> None:
+        """Append one JSON object to ``metrics.jsonl``."""
+        if self._metrics_file is None:
+            self.ensure_dir()
+            self._metrics_file = open(self.path / METRICS_NAME, "a", encoding="utf-8")  # noqa: SIM115
+        self._metrics_file.write(json.dumps(dict(record), default=_json_default) + "\n")
+        self._metrics_file.flush()
+
+    @property
+    def tb(self) -> Any:
+        """Ignite's ``TensorboardLogger`` writing to ``tb/`` (created on first use)."""
+        if self._tb is None:
+            from ignite.handlers import TensorboardLogger
+
+            self.ensure_dir()
+            self._tb = TensorboardLogger(log_dir=str(self.path / "tb"))
+        return self._tb
+
+    def close(self) -> None:
+        if self._metrics_file is not None:
+            self._metrics_file.close()
+            self._metrics_file = None
+        if self._tb is not None:
+            self._tb.close()
+            self._tb = None
+
+    # -- components ---------------------------------------------------------------------
+
+    def table(self, kind: str) -> ComponentTable:
+        table = self.recipe_file.table(kind)
+        if table is None:
+            raise DltkError(f"{self.recipe_file.path}: {kind}: this recipe needs a [{kind}] table")
+        return table
+
+    def build(self, kind: str, **context: Any) -> Any:
+        """Build the component named by the recipe file's ``[kind]`` table."""
+        table = self.table(kind)
+        return table.component.build(table.config, **context)
+
+    def build_callbacks(self) -> list[Any]:
+        return [t.component.build(t.config) for t in self.recipe_file.callbacks]
+
+    def build_metrics(self) -> list[tuple[ComponentTable, Any]]:
+        return [(t, t.component.build(t.config, run=self)) for t in self.recipe_file.metrics]
+
+    def engine_created(self, engine: Engine, role: str) -> None:
+        """Announce an engine: attach the recipe file's callbacks (trainer) and call the hook."""
+        if role == "trainer":
+            self.trainer = engine
+            for callback in self.build_callbacks():
+                callback.attach(engine, self)
+        self.hook.dltk_engine_created(run=self, engine=engine, role=role)
+
+    def attach_evaluation(self, trainer: Engine) -> None:
+        """Evaluate the recipe file's ``[[metrics]]`` every ``every`` epochs and after the last.
+
+        Metric objects evaluated in the same epoch are grouped by their class's
+        ``evaluate_together(run, metrics)`` so that, for instance, FID and IS share one pass of
+        feature extraction. It returns ``{metric name: {"value": float, ...protocol}}``; the
+        values go to :meth:`report` (kind ``"eval"``) with the protocol beside them.
+        """
+        built = [metric for _table, metric in self.build_metrics()]
+        if not built:
+            return
+
+        def evaluate(engine: Engine) -> None:
+            epoch, last = engine.state.epoch, engine.state.max_epochs
+            due = [m for m in built if epoch % m.every == 0 or epoch == last]
+            groups: dict[Any, list[Any]] = {}
+            for metric in due:
+                groups.setdefault(type(metric).evaluate_together, []).append(metric)
+            results: dict[str, dict[str, Any]] = {}
+            for evaluate_together, members in groups.items():
+                results.update(evaluate_together(self, members))
+            if results:
+                scores = {name: float(r["value"]) for name, r in results.items()}
+                protocol = {name: {k: v for k, v in r.items() if k != "value"} for name, r in results.items()}
+                self.report(engine, scores, kind="eval", protocol=protocol)
+
+        trainer.add_event_handler(Events.EPOCH_COMPLETED, evaluate)
+
+    # -- checkpoints and scores ---------------------------------------------------------
+
+    @property
+    def checkpoint_dir(self) -> Path:
+        return self.path / "checkpoints"
+
+    def attach_checkpoints(self, trainer: Engine, objects: Mapping[str, Any]) -> dict[str, Any]:
+        """Checkpoint ``objects`` (plus RNG state and metadata) as ``[checkpoint]`` says.
+
+        Returns the full mapping that is saved, for :meth:`resume`. Attach it after the handlers
+        whose work a checkpoint should include (epoch summaries, evaluations, sample grids).
+        """
+        self.ensure_dir()
+        section = self.recipe_file.checkpoint
+        to_save = {**objects, "trainer": trainer, "rng": _checkpoint.RngState(), "meta": self.metadata}
+        _checkpoint.attach_checkpoints(
+            trainer, to_save, self.checkpoint_dir, every=section.every, unit=section.unit, keep=section.keep
+        )
+        if section.best_by is not None:
+            self._best_higher = self._higher_is_better(section.best_by)
+            self._best = _checkpoint.attach_best(
+                to_save, self.checkpoint_dir, section.best_by, self._best_higher
+            )
+        return to_save
+
+    def _higher_is_better(self, name: str) -> bool:
+        for table in self.recipe_file.metrics:
+            if table.name == name:
+                return bool(getattr(table.config, "higher_is_better", False))
+        return False
+
+    def resume(self, to_load: Mapping[str, Any]) -> Path | None:
+        """Load the newest readable checkpoint into ``to_load``; return its path (None if fresh).
+
+        A checkpoint that is truncated or unreadable is reported on stderr and the previous one
+        is tried; with none left it is a :class:`DltkError`.
+        """
+        if not self.resuming:
+            return None
+        _checkpoint.remove_stray_temp_files(self.checkpoint_dir)
+        candidates = _checkpoint.checkpoints_in(self.checkpoint_dir)
+        if not candidates:
+            raise DltkError(f"{self.path}: no checkpoint to resume from in {self.checkpoint_dir}")
+        problems = []
+        for path in candidates:
+            try:
+                data = _checkpoint.load_checkpoint(path)
+            except DltkError as exc:
+                problems.extend(exc.problems)
+                print(f"dltk: skipping {exc.problems[0]}", file=sys.stderr)
+                continue
+            from ignite.handlers import Checkpoint
+
+            Checkpoint.load_objects(to_load, data)
+            self._truncate_log(int(data["trainer"]["iteration"]))
+            return path
+        raise DltkError([*problems, f"{self.path}: no readable checkpoint left to resume from"])
+
+    def _truncate_log(self, iteration: int) -> None:
+        """Drop records logged after the checkpoint we resume from: they will be logged again."""
+        path = self.path / METRICS_NAME
+        if not path.exists():
+            return
+        kept = []
+        for line in path.read_text(encoding="utf-8").splitlines():
+            try:
+                if int(json.loads(line).get("iteration", 0)) <= iteration:
+                    kept.append(line)
+            except (ValueError, AttributeError):
+                continue
+        text = "".join(f"{line}\n" for line in kept)
+        _checkpoint.atomic_write(path, lambda h: h.write(text.encode()))
+
+    def report(self, engine: Engine, scores: Mapping[str, float], *, kind: str, **extra: Any) -> None:
+        """Record scores of ``kind`` ("step", "epoch", "eval"): state.metrics, metrics.jsonl, TensorBoard.
+
+        When the score named by ``checkpoint.best_by`` is among them, the best checkpoint is
+        considered.
+        """
+        engine.state.metrics.update(scores)
+        self.log({
+            "kind": kind, "epoch": engine.state.epoch, "iteration": engine.state.iteration,
+            **scores, **extra,
+        })
+        writer = self.tb.writer
+        for name, value in scores.items():
+            if isinstance(value, (int, float)) and math.isfinite(value):
+                writer.add_scalar(f"{kind}/{name}", value, engine.state.iteration)
+        best_by = self.recipe_file.checkpoint.best_by
+        fresh = kind != "step" and best_by in scores
+        if self._best is not None and fresh and math.isfinite(scores[best_by]):
+            self.metadata.data["best_by"] = best_by
+            self.metadata.data["best_score"] = float(scores[best_by])
+            self._best(engine)
+
+    def attach_progress(self, trainer: Engine) -> None:
+        """A progress bar on a terminal (Ignite's ``ProgressBar``), one line per epoch otherwise."""
+        if sys.stderr.isatty():
+            from ignite.handlers import ProgressBar
+
+            ProgressBar(persist=True).attach(trainer, metric_names="all")
+            return
+        started = time.perf_counter()
+
+        @trainer.on(Events.EPOCH_COMPLETED)
+        def _line(engine: Engine) -> None:
+            shown = ", ".join(
+                f"{k}={v:.4g}" for k, v in engine.state.metrics.items() if isinstance(v, (int, float))
+            )
+            elapsed = time.perf_counter() - started
+            print(f"epoch {engine.state.epoch}/{engine.state.max_epochs} "
+                  f"(iteration {engine.state.iteration}, {elapsed:.1f}s): {shown}", file=sys.stderr)
+
+    def add_images(self, tag: str, grid: torch.Tensor, step: int) -> None:
+        self.tb.writer.add_image(tag, grid, step)
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, torch.Tensor):
+        return value.item() if value.numel() == 1 else value.tolist()
+    if isinstance(value, Path):
+        return str(value)
+    raise TypeError(f"not JSON serialisable: {value!r}")
+
+
+def execute(run: Run) -> ExitCode:
+    """Run the recipe, fire ``dltk_run_finished`` whatever happens, and return the exit code.
+
+    :class:`DltkError` and ``KeyboardInterrupt`` propagate after the hook; a run refused before
+    anything was trained leaves no directory behind.
+    """
+    exit_code = ExitCode.RUN_FAILED
+    pre_existing = run.path.exists()
+    try:
+        run.hook.dltk_configure(run=run)
+        table = run.recipe_file.recipe
+        table.component.build(table.config, run=run)
+        exit_code = ExitCode.OK
+        return exit_code
+    except DltkError as exc:
+        exit_code = exc.exit_code
+        trained = run.trainer is not None and run.trainer.state.iteration > 0
+        if exit_code == ExitCode.BAD_INPUT and not trained and not run.resuming and not pre_existing:
+            run.close()
+            shutil.rmtree(run.path, ignore_errors=True)
+        raise
+    except KeyboardInterrupt:
+        exit_code = ExitCode.INTERRUPTED
+        raise
+    finally:
+        run.close()
+        try:
+            run.hook.dltk_run_finished(run=run, exit_code=exit_code)
+        except Exception as exc:  # a plugin's cleanup must not mask the run's outcome
+            print(f"dltk: dltk_run_finished raised {type(exc).__name__}: {exc}", file=sys.stderr)

@@ -1,0 +1,1 @@
+"""dltoolkit's built-in plugins, written exactly like third-party ones."""

@@ -1,0 +1,231 @@
+"""``dltk``: the command line. User errors print one line per problem and exit 2, no traceback."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from dltoolkit import _checkpoint
+from dltoolkit._component import KINDS
+from dltoolkit._config import RecipeFile, parse_override
+from dltoolkit._errors import DltkError, ExitCode
+from dltoolkit._manager import PluginHost, make_plugin_host
+from dltoolkit._registry import Registry
+from dltoolkit._run import RECIPE_NAME, Run, execute
+
+RESUME_OVERRIDABLE = ("recipe.", "run.device", "checkpoint.")
+
+
+def _plugin_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "-p", dest="plugins", action="append", default=[], metavar="MODULE",
+        help="also load this module as a plugin (repeatable)",
+    )
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="dltk", description="Train and evaluate deep-learning models from recipe files."
+    )
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    run = sub.add_parser("run", help="run a recipe file", description=(
+        "Run RECIPE (a TOML recipe file) with optional KEY=VALUE overrides, or continue a run "
+        "with --resume RUN_DIR [KEY=VALUE ...]."))
+    run.add_argument("args", nargs="*", metavar="RECIPE [KEY=VALUE ...]",
+                     help="the recipe file, then overrides such as recipe.epochs=3")
+    run.add_argument("--run-dir", type=Path, help="write the run exactly here (must not exist or be empty)")
+    run.add_argument("--resume", type=Path, metavar="RUN_DIR", help="continue this run from its last checkpoint")
+    _plugin_args(run)
+
+    check = sub.add_parser("check", help="validate a recipe file, build nothing",
+                           description="Validate RECIPE and overrides against every component; build nothing.")
+    check.add_argument("recipe", type=Path, metavar="RECIPE")
+    check.add_argument("overrides", nargs="*", metavar="KEY=VALUE")
+    _plugin_args(check)
+
+    lst = sub.add_parser("list", help="list components", description="List registered components.")
+    lst.add_argument("kind", nargs="?", metavar="KIND", help=f"one of: {', '.join(KINDS)}")
+    lst.add_argument("-v", "--verbose", action="store_true", help="show each component's options")
+    _plugin_args(lst)
+
+    plugins = sub.add_parser("plugins", help="list plugins and load failures",
+                             description="List loaded plugins, their distributions, and failures.")
+    _plugin_args(plugins)
+
+    gen = sub.add_parser("generate", help="write images from a trained generator", description=(
+        "Write images from a trained generator. SOURCE is a run directory (its best checkpoint, "
+        "else the last), a checkpoint file, or an exported .safetensors generator."))
+    gen.add_argument("source", type=Path, metavar="SOURCE")
+    gen.add_argument("--num", type=int, required=True, help="number of images")
+    gen.add_argument("--out", type=Path, required=True, help="folder for the PNG files")
+    gen.add_argument("--seed", type=int, default=0, help="noise seed (same seed, same images)")
+    gen.add_argument("--grid", action="store_true", help="also write grid.png")
+    gen.add_argument("--batch-size", type=int, default=256)
+    gen.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N")
+    _plugin_args(gen)
+
+    exp = sub.add_parser("export", help="export a run's generator to safetensors", description=(
+        "Write the generator of RUN_DIR (best checkpoint, else last) with the metadata needed "
+        "to rebuild it."))
+    exp.add_argument("run_dir", type=Path, metavar="RUN_DIR")
+    exp.add_argument("--out", type=Path, required=True, metavar="FILE.safetensors")
+    _plugin_args(exp)
+
+    return parser
+
+
+def _setup(args: argparse.Namespace) -> tuple[PluginHost, Registry]:
+    host = make_plugin_host(args.plugins)
+    return host, Registry(host)
+
+
+def _check_resume_overrides(overrides: Sequence[str], run_dir: Path) -> None:
+    problems = []
+    for text in overrides:
+        try:
+            parts, _ = parse_override(text)
+        except ValueError as exc:
+            problems.append(str(exc))
+            continue
+        key = ".".join(str(p) for p in parts)
+        if not any(key == k or key.startswith(k) for k in RESUME_OVERRIDABLE):
+            problems.append(
+                f"{run_dir / RECIPE_NAME}: {key}: cannot be changed when resuming "
+                "(only recipe.*, run.device and checkpoint.* can); start a new run instead"
+            )
+    if problems:
+        raise DltkError(problems)
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    host, registry = _setup(args)
+    if args.resume is not None:
+        run_dir = args.resume
+        recipe_path = run_dir / RECIPE_NAME
+        if not recipe_path.is_file():
+            raise DltkError(f"{run_dir}: not a run directory (no {RECIPE_NAME})")
+        if args.run_dir is not None:
+            raise DltkError("--run-dir: not used with --resume (the run directory is RUN_DIR)")
+        _check_resume_overrides(args.args, run_dir)
+        recipe_file = RecipeFile.from_toml(recipe_path, registry, args.args)
+        run = Run(recipe_file, host, registry, run_dir=run_dir, resuming=True)
+        if args.args:
+            import tomli_w
+
+            text = f"# resolved recipe of this run (overrides applied)\n{tomli_w.dumps(recipe_file.data)}"
+            _checkpoint.atomic_write(recipe_path, lambda h: h.write(text.encode()))
+    else:
+        if not args.args:
+            raise DltkError("dltk run: give a recipe file (dltk run RECIPE [KEY=VALUE ...]) or --resume RUN_DIR")
+        recipe_path, overrides = Path(args.args[0]), args.args[1:]
+        if "=" in args.args[0] and not recipe_path.exists():
+            raise DltkError(f"dltk run: the first argument must be the recipe file, got override '{args.args[0]}'")
+        recipe_file = RecipeFile.from_toml(recipe_path, registry, overrides)
+        run = Run(recipe_file, host, registry, run_dir=args.run_dir)
+    print(f"dltk: run directory {run.path}", file=sys.stderr)
+    code = execute(run)
+    print(f"dltk: done. Results in {run.path}/ (samples/, checkpoints/, metrics.jsonl); "
+          f"TensorBoard: tensorboard --logdir {run.path / 'tb'}")
+    return code
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    _host, registry = _setup(args)
+    recipe_file = RecipeFile.from_toml(args.recipe, registry, args.overrides)
+    parts = [f"recipe {recipe_file.recipe.name}"]
+    for kind in ("model", "dataset"):
+        table = recipe_file.table(kind)
+        if table is not None:
+            parts.append(f"{kind} {table.name}")
+    if recipe_file.metrics:
+        parts.append("metrics " + ", ".join(t.name for t in recipe_file.metrics))
+    if recipe_file.callbacks:
+        parts.append("callbacks " + ", ".join(t.name for t in recipe_file.callbacks))
+    print(f"{args.recipe}: ok ({'; '.join(parts)})")
+    return ExitCode.OK
+
+
+def cmd_list(args: argparse.Namespace) -> int:
+    host, registry = _setup(args)
+    kinds = KINDS
+    if args.kind:
+        kind = args.kind.rstrip("s") if args.kind.rstrip("s") in KINDS else args.kind
+        if kind not in KINDS:
+            from dltoolkit._suggest import did_you_mean, one_of
+
+            raise DltkError(f"dltk list: unknown kind '{args.kind}'{did_you_mean(args.kind, KINDS)}; choose {one_of(KINDS)}")
+        kinds = (kind,)
+    for kind in kinds:
+        print(f"{kind}s:")
+        names = registry.names(kind)
+        if not names:
+            print("  (none)")
+        width = max((len(n) for n in names), default=0)
+        for name in names:
+            component = registry.components[kind][name]
+            info = host.info(component.plugin)
+            origin = info.distribution or info.name if info else component.plugin
+            print(f"  {name:<{width}}  {component.summary}  [{origin}]")
+            if args.verbose:
+                for option, type_name, default, doc in component.options():
+                    print(f"      {option} ({type_name}, default {default!r}): {doc}")
+    for problem in registry.problems:
+        print(f"warning: {problem}", file=sys.stderr)
+    return ExitCode.OK
+
+
+def cmd_plugins(args: argparse.Namespace) -> int:
+    host, registry = _setup(args)
+    for info in host.plugins:
+        dist = f"{info.distribution} {info.version}" if info.distribution else info.source
+        status = f"FAILED: {info.error}" if info.failed else "ok"
+        print(f"{info.name:<28} {dist:<28} {status}")
+    for problem in registry.problems:
+        print(f"problem: {problem}")
+    return ExitCode.OK
+
+
+def cmd_generate(args: argparse.Namespace) -> int:
+    from dltoolkit._generate import generate_images
+
+    _host, registry = _setup(args)
+    written = generate_images(registry, args.source, num=args.num, out=args.out, seed=args.seed,
+                              grid=args.grid, batch_size=args.batch_size, device=args.device)
+    print(f"dltk: wrote {written} images to {args.out}/")
+    return ExitCode.OK
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from dltoolkit._generate import export_generator
+
+    _host, registry = _setup(args)
+    source = export_generator(registry, args.run_dir, args.out)
+    print(f"dltk: exported the generator of {source} to {args.out}")
+    return ExitCode.OK
+
+
+COMMANDS = {
+    "run": cmd_run, "check": cmd_check, "list": cmd_list, "plugins": cmd_plugins,
+    "generate": cmd_generate, "export": cmd_export,
+}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of ``dltk``; returns the exit code."""
+    args = build_parser().parse_args(argv)
+    try:
+        return int(COMMANDS[args.command](args))
+    except DltkError as exc:
+        for line in exc.problems:
+            print(line, file=sys.stderr)
+        return int(exc.exit_code)
+    except KeyboardInterrupt:
+        print("dltk: interrupted", file=sys.stderr)
+        return int(ExitCode.INTERRUPTED)
+
+
+def console_main() -> None:  # pragma: no cover - the console script
+    sys.exit(main())

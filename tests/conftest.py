@@ -1,0 +1,63 @@
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+pytest_plugins = ["dltoolkit.testing"]
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(autouse=True)
+def _isolated_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """Tests see the installed first-party plugins only, write under tmp_path, and never download."""
+    for var in ("DLTK_LOAD_PLUGINS", "DLTK_TRACE_PLUGINS"):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch-home"))
+    monkeypatch.chdir(tmp_path)
+    os.environ.setdefault("MPLBACKEND", "Agg")
+
+
+TINY_GAN = """
+seed = 1
+
+[run]
+dir = "{runs}"
+device = "cpu"
+
+[recipe]
+name = "gan"
+epochs = 2
+batch_size = 32
+log_every = 5
+
+[model]
+name = "mlp-gan"
+latent_dim = 8
+hidden_dim = 16
+depth = 1
+
+[dataset]
+name = "digits"
+
+[[callbacks]]
+name = "samples"
+
+[checkpoint]
+every = 1
+keep = 2
+"""
+
+
+@pytest.fixture
+def tiny_gan(tmp_path: Path):
+    """Write a tiny GAN recipe (digits, MLP) and return its path; ``tiny_gan(extra_toml)``."""
+
+    def write(extra: str = "", name: str = "tiny.toml") -> Path:
+        path = tmp_path / name
+        path.write_text(TINY_GAN.format(runs=(tmp_path / "runs").as_posix()) + extra, encoding="utf-8")
+        return path
+
+    return write

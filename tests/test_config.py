@@ -1,0 +1,205 @@
+"""Recipe files: parsing, strict validation, overrides, and the messages users see."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from dltoolkit import DltkError, RecipeFile
+from dltoolkit._config import apply_overrides, parse_override
+from dltoolkit._manager import make_plugin_host
+from dltoolkit._registry import Registry
+
+
+@pytest.fixture(scope="module")
+def registry() -> Registry:
+    return Registry(make_plugin_host(env={}))
+
+
+def problems(path: Path, registry: Registry, overrides=()) -> list[str]:
+    with pytest.raises(DltkError) as info:
+        RecipeFile.from_toml(path, registry, overrides)
+    return list(info.value.problems)
+
+
+def test_valid_recipe_is_frozen_and_typed(tiny_gan, registry):
+    recipe = RecipeFile.from_toml(tiny_gan(), registry)
+    assert recipe.recipe.name == "gan"
+    assert recipe.recipe.config.epochs == 2
+    assert recipe.recipe.config.betas_g == (0.5, 0.999)
+    assert recipe.model.config.hidden_dim == 16
+    assert recipe.callbacks[0].name == "samples"
+    assert recipe.checkpoint.keep == 2
+    with pytest.raises(AttributeError):
+        recipe.recipe.config.epochs = 3  # type: ignore[misc]
+
+
+def test_unknown_keys_at_every_level_with_suggestions(recipe_file, registry):
+    path = recipe_file("""
+seeed = 1
+[run]
+devise = "cpu"
+[recipe]
+name = "gan"
+epoch = 3
+[model]
+name = "mlp-gan"
+hiden_dim = 3
+[dataset]
+name = "digits"
+[checkpoint]
+kep = 2
+""")
+    assert problems(path, registry) == [
+        f"{path}: seeed: unknown key (did you mean 'seed'?)",
+        f"{path}: run.devise: unknown key (did you mean 'device'?)",
+        f"{path}: checkpoint.kep: unknown key (did you mean 'keep'?)",
+        f"{path}: recipe.epoch: unknown key (did you mean 'epochs'?)",
+        f"{path}: model.hiden_dim: unknown key (did you mean 'hidden_dim'?)",
+    ]
+
+
+def test_range_errors_reported_together(recipe_file, registry):
+    path = recipe_file("""
+[recipe]
+name = "gan"
+lr_g = -1.0
+loss = "wasserstein"
+epochs = 0
+[model]
+name = "mlp-gan"
+depth = 0
+[dataset]
+name = "digits"
+channels = 2
+""")
+    assert problems(path, registry) == [
+        f"{path}: recipe.epochs: must be >= 1, got 0",
+        f"{path}: recipe.lr_g: must be > 0, got -1.0",
+        f"{path}: recipe.loss: must be one of ('non-saturating', 'minimax'), got 'wasserstein'",
+        f"{path}: model.depth: must be >= 1, got 0",
+        f"{path}: dataset.channels: must be one of (1, 3), got 2",
+    ]
+
+
+def test_type_errors_name_the_value(recipe_file, registry):
+    path = recipe_file("""
+[recipe]
+name = "gan"
+epochs = 2.5
+batch_size = "64"
+channels_last = 1
+betas_d = [0.5]
+[model]
+name = "mlp-gan"
+[dataset]
+name = "digits"
+""")
+    assert problems(path, registry) == [
+        f"{path}: recipe.epochs: expected an integer, got 2.5",
+        f"{path}: recipe.batch_size: expected an integer, got '64'",
+        f"{path}: recipe.betas_d: Not enough values in array [0.5]",
+        f"{path}: recipe.channels_last: expected true or false, got 1",
+    ]
+
+
+def test_unknown_component_names(recipe_file, registry):
+    path = recipe_file("""
+[recipe]
+name = "gann"
+[model]
+name = "torch.nn.Linear"
+[dataset]
+name = "mnst"
+[[callbacks]]
+name = "sample"
+""")
+    lines = problems(path, registry)
+    assert lines[0].startswith(f"{path}: recipe.name: unknown recipe 'gann' (did you mean 'gan'?); available: 'gan'")
+    assert lines[1].startswith(
+        f"{path}: model.name: unknown model 'torch.nn.Linear': a recipe file names registered "
+        "components, not import paths; available: 'dcgan' or 'mlp-gan'"
+    )
+    assert lines[2].startswith(f"{path}: dataset.name: unknown dataset 'mnst' (did you mean 'mnist'?)")
+    assert lines[3].startswith(f"{path}: callbacks.0.name: unknown callback 'sample' (did you mean 'samples'?)")
+
+
+def test_missing_tables_and_names(recipe_file, registry):
+    path = recipe_file("""
+[recipe]
+name = "gan"
+[model]
+latent_dim = 3
+""")
+    assert problems(path, registry) == [
+        f"{path}: model.name: missing: which model? ('dcgan' or 'mlp-gan')",
+        f"{path}: dataset: the 'gan' recipe needs a [dataset] table",
+    ]
+    empty = recipe_file("seed = 1\n", "empty.toml")
+    assert problems(empty, registry) == [f"{empty}: recipe: missing required table [recipe] (with name = ...)"]
+
+
+def test_broken_toml_and_duplicate_tables(recipe_file, registry):
+    broken = recipe_file("[recipe\nname = 'gan'\n", "broken.toml")
+    assert problems(broken, registry)[0].startswith(f"{broken}: not valid TOML: ")
+    duplicate = recipe_file("[recipe]\nname = 'gan'\n[recipe]\nname = 'gan'\n", "dup.toml")
+    (line,) = problems(duplicate, registry)
+    assert line.startswith(f"{duplicate}: not valid TOML: ") and "recipe" in line
+
+
+def test_missing_file(registry, tmp_path):
+    assert problems(tmp_path / "nope.toml", registry) == [f"{tmp_path / 'nope.toml'}: no such file"]
+
+
+def test_best_by_must_name_a_score(tiny_gan, registry):
+    path = tiny_gan()
+    assert problems(path, registry, ["checkpoint.best_by=fd"]) == [
+        f"{path}: checkpoint.best_by: 'fd' is not a metric of this recipe file; choose 'loss_d' or 'loss_g'"
+    ]
+
+
+@pytest.mark.parametrize(
+    ("text", "parts", "value"),
+    [
+        ("recipe.epochs=3", ["recipe", "epochs"], 3),
+        ("metrics=[]", ["metrics"], []),
+        ('dataset.root="/x y"', ["dataset", "root"], "/x y"),
+        ("dataset.root=/x", ["dataset", "root"], "/x"),
+        ("recipe.lr_g=1e-3", ["recipe", "lr_g"], 1e-3),
+        ("recipe.betas_g=[0.0, 0.9]", ["recipe", "betas_g"], [0.0, 0.9]),
+        ("callbacks.0.every=2", ["callbacks", 0, "every"], 2),
+        ("dataset.download=true", ["dataset", "download"], True),
+    ],
+)
+def test_parse_override(text, parts, value):
+    assert parse_override(text) == (parts, value)
+
+
+def test_override_errors():
+    with pytest.raises(ValueError, match=r"override 'epochs': expected KEY=VALUE \(for example recipe.epochs=3\)"):
+        parse_override("epochs")
+    with pytest.raises(ValueError, match=r"override 'recipe..x=1': 'recipe..x' is not a key path"):
+        parse_override("recipe..x=1")
+    with pytest.raises(DltkError) as info:
+        apply_overrides({"callbacks": [{"name": "samples"}], "seed": 1}, ["callbacks.3.every=1", "seed.x=2"], "r.toml")
+    assert info.value.problems == (
+        "r.toml: callbacks.3: no such entry (the array has 1)",
+        "r.toml: seed.x: cannot set inside 1",
+    )
+
+
+def test_overrides_apply_and_validate(tiny_gan, registry):
+    path = tiny_gan()
+    recipe = RecipeFile.from_toml(path, registry, ["recipe.epochs=7", "dataset.image_size=16", "callbacks=[]"])
+    assert recipe.recipe.config.epochs == 7
+    assert recipe.dataset.config.image_size == 16
+    assert recipe.callbacks == ()
+    assert recipe.data["recipe"]["epochs"] == 7
+    assert problems(path, registry, ["recipe.epochs=many"]) == [
+        f"{path}: recipe.epochs: expected an integer, got 'many'"
+    ]
+
+
+def test_best_by_defaults_to_fid_only_with_a_fid_metric(tiny_gan, registry):
+    assert RecipeFile.from_toml(tiny_gan(), registry).checkpoint.best_by is None

@@ -1,0 +1,200 @@
+"""Every hook of the contract: called when the spec says, with what it says (test_hook_<name>)."""
+
+from __future__ import annotations
+
+import re
+import sys
+import types
+from pathlib import Path
+
+import attrs
+import pytest
+
+from dltoolkit import Component, DltkError, ExitCode, hookimpl, hookspecs, option
+from dltoolkit._manager import make_plugin_host
+from dltoolkit._registry import Registry
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@attrs.frozen
+class NoOptions:
+    pass
+
+
+@attrs.frozen
+class EveryConfig:
+    every: int = option(1, doc="epochs")
+    num_samples: int = option(8, doc="samples")
+    higher_is_better: bool = option(False, doc="direction")
+
+
+class Recorder:
+    def __init__(self) -> None:
+        self.calls: list[tuple[str, dict]] = []
+
+
+def make_plugin(recorder: Recorder) -> types.ModuleType:
+    module = types.ModuleType("recording_plugin")
+
+    def noop_recipe(config, *, run):
+        """Does nothing at all."""
+        recorder.calls.append(("recipe", {"run": run}))
+
+    class Counter:
+        def __init__(self, config):
+            self.every = config.every
+
+        @staticmethod
+        def evaluate_together(run, metrics):
+            recorder.calls.append(("evaluate", {"n": len(metrics)}))
+            return {"count": {"value": 1.0, "note": "protocol"}}
+
+    @hookimpl
+    def dltk_register_recipes():
+        return [Component("noop", noop_recipe, NoOptions)]
+
+    @hookimpl
+    def dltk_register_models():
+        return [Component("null-model", lambda c, **k: None, NoOptions, summary="a model")]
+
+    @hookimpl
+    def dltk_register_datasets():
+        return [Component("null-data", lambda c, **k: None, NoOptions, summary="a dataset")]
+
+    @hookimpl
+    def dltk_register_metrics():
+        return [Component("count", lambda c, run: Counter(c), EveryConfig, summary="a metric")]
+
+    @hookimpl
+    def dltk_register_callbacks():
+        return [Component("null-callback", lambda c: None, NoOptions, summary="a callback")]
+
+    @hookimpl
+    def dltk_configure(run):
+        recorder.calls.append(("configure", {"created": run.created}))
+
+    @hookimpl
+    def dltk_engine_created(run, engine, role):
+        recorder.calls.append(("engine_created", {"role": role, "engine": engine}))
+
+    @hookimpl
+    def dltk_run_finished(run, exit_code):
+        recorder.calls.append(("run_finished", {"exit_code": exit_code}))
+
+    for name, value in list(locals().items()):
+        if name.startswith("dltk_"):
+            setattr(module, name, value)
+    return module
+
+
+@pytest.fixture
+def recorder(monkeypatch) -> Recorder:
+    rec = Recorder()
+    monkeypatch.setitem(sys.modules, "recording_plugin", make_plugin(rec))
+    return rec
+
+
+def registry_with(module) -> Registry:
+    return Registry(make_plugin_host([module], env={"DLTK_LOAD_PLUGINS": ""}))
+
+
+@pytest.mark.parametrize(
+    ("hook", "kind", "name"),
+    [
+        ("dltk_register_recipes", "recipe", "noop"),
+        ("dltk_register_models", "model", "null-model"),
+        ("dltk_register_datasets", "dataset", "null-data"),
+        ("dltk_register_metrics", "metric", "count"),
+        ("dltk_register_callbacks", "callback", "null-callback"),
+    ],
+)
+def test_register_hooks_feed_the_registry(recorder, hook, kind, name):
+    registry = registry_with("recording_plugin")
+    component = registry.get(kind, name)
+    assert component.plugin == "recording_plugin"
+    assert hookspecs.REGISTER_HOOKS[kind] == hook
+
+
+def test_hook_dltk_register_recipes(recorder, dltk, recipe_file):
+    registry = registry_with("recording_plugin")
+    assert registry.get("recipe", "noop").summary == "Does nothing at all."
+    result = dltk("run", recipe_file('[recipe]\nname = "noop"\n[run]\ndevice = "cpu"\n'), "-p", "recording_plugin")
+    assert result.exit_code == 0, result.err
+    assert [c[0] for c in recorder.calls] == ["configure", "recipe", "run_finished"]
+
+
+def test_hook_dltk_register_models(recorder):
+    assert registry_with("recording_plugin").get("model", "null-model").summary == "a model"
+
+
+def test_hook_dltk_register_datasets(recorder):
+    assert registry_with("recording_plugin").get("dataset", "null-data").summary == "a dataset"
+
+
+def test_hook_dltk_register_metrics(recorder):
+    assert registry_with("recording_plugin").get("metric", "count").summary == "a metric"
+
+
+def test_hook_dltk_register_callbacks(recorder):
+    assert registry_with("recording_plugin").get("callback", "null-callback").summary == "a callback"
+
+
+def test_hook_dltk_configure(recorder, dltk, recipe_file):
+    dltk("run", recipe_file('[recipe]\nname = "noop"\n'), "-p", "recording_plugin")
+    assert recorder.calls[0] == ("configure", {"created": False})  # before anything is written
+
+
+def test_hook_dltk_configure_can_refuse_the_run(monkeypatch, dltk, recipe_file, tmp_path):
+    module = make_plugin(Recorder())
+
+    def refuse(run):
+        raise DltkError("policy: no runs today")
+
+    module.dltk_configure = hookimpl(refuse)
+    monkeypatch.setitem(sys.modules, "recording_plugin", module)
+    result = dltk("run", recipe_file('[recipe]\nname = "noop"\n'), "-p", "recording_plugin")
+    assert (result.exit_code, result.err_lines[-1]) == (2, "policy: no runs today")
+    assert not (tmp_path / "runs").exists()
+
+
+def test_hook_dltk_engine_created(dltk, tiny_gan, monkeypatch):
+    rec = Recorder()
+    monkeypatch.setitem(sys.modules, "recording_plugin", make_plugin(rec))
+    result = dltk("run", tiny_gan(), "recipe.epochs=1", "-p", "recording_plugin")
+    assert result.exit_code == 0, result.err
+    (engine_call,) = [c for c in rec.calls if c[0] == "engine_created"]
+    assert engine_call[1]["role"] == "trainer"
+    assert engine_call[1]["engine"].state.epoch == 1  # the engine the recipe then ran
+
+
+def test_hook_dltk_run_finished(dltk, tiny_gan, monkeypatch):
+    rec = Recorder()
+    monkeypatch.setitem(sys.modules, "recording_plugin", make_plugin(rec))
+    assert dltk("run", tiny_gan(), "recipe.epochs=1", "-p", "recording_plugin").exit_code == 0
+    assert rec.calls[-1] == ("run_finished", {"exit_code": ExitCode.OK})
+    rec.calls.clear()
+    # also after a failure: a dataset too small for the batch is refused before training
+    result = dltk("run", tiny_gan(), "recipe.batch_size=5000", "-p", "recording_plugin")
+    assert result.exit_code == 2
+    assert rec.calls[-1] == ("run_finished", {"exit_code": ExitCode.BAD_INPUT})
+
+
+def test_metrics_are_evaluated_together_on_schedule(recorder, dltk, tiny_gan):
+    path = tiny_gan('[[metrics]]\nname = "count"\nevery = 2\n')
+    result = dltk("run", path, "recipe.epochs=3", "-p", "recording_plugin")
+    assert result.exit_code == 0, result.err
+    assert [c for c in recorder.calls if c[0] == "evaluate"] == [("evaluate", {"n": 1})] * 2  # epochs 2 and 3
+
+
+def test_every_hook_is_documented_and_tested():
+    """Each hook is in hookspecs.HOOK_NAMES, in docs/plugin_hooks.md, and has a test_hook_<name> here."""
+    spec_names = sorted(n for n in dir(hookspecs) if n.startswith("dltk_"))
+    assert sorted(hookspecs.HOOK_NAMES) == spec_names
+    docs = (ROOT / "docs" / "plugin_hooks.md").read_text(encoding="utf-8")
+    documented = set(re.findall(r"^## `?(dltk_\w+)", docs, flags=re.M))
+    assert documented == set(spec_names)
+    tests = set(re.findall(r"^def test_hook_(dltk_\w+?)(?:_can_\w+)?\(", Path(__file__).read_text(), flags=re.M))
+    assert tests == set(spec_names)
+    for name in spec_names:
+        assert getattr(hookspecs, name).__doc__, f"{name} has no docstring"

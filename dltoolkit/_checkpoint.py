@@ -212,7 +212,7 @@ def attach_checkpoints(
     if existing:
         steps = [int(LAST_PATTERN.match(p.name).group(1)) for p in reversed(existing)]  # type: ignore[union-attr]
         saved = [(step, p.name) for step, p in zip(steps, reversed(existing))][-keep:]
-        handler.load_state_dict({"saved": saved})
+        handler.load_state_dict({"_saved": saved})
     return handler
 
 
@@ -235,5 +235,5 @@ def attach_best(
         data = load_checkpoint(best)
         score = data["meta"].get("best_score")
         if score is not None:
-            handler.load_state_dict({"saved": [(sign * float(score), best.name)]})
+            handler.load_state_dict({"_saved": [(sign * float(score), best.name)]})
     return handler

@@ -184,4 +184,5 @@ def make_loader(
         collate_fn=collate,
         num_workers=num_workers,
         persistent_workers=num_workers > 0,
+        generator=torch.Generator().manual_seed(seed),  # workers' seeds must not draw from the global RNG
     )

@@ -103,6 +103,7 @@ class Run:
             if self.path.exists() and any(self.path.iterdir()):
                 raise DltkError(f"--run-dir: '{self.path}' exists and is not empty; use --resume to continue it")
             self.path.mkdir(parents=True, exist_ok=True)
+            print(f"dltk: writing run to {self.path}", file=sys.stderr)
             text = f"# resolved recipe of this run (overrides applied)\n{tomli_w.dumps(self.recipe_file.data)}"
             _checkpoint.atomic_write(self.path / RECIPE_NAME, lambda h: h.write(text.encode()))
         for sub in SUBDIRS:
@@ -222,8 +223,11 @@ class Run:
                 return bool(getattr(table.config, "higher_is_better", False))
         return False
 
-    def resume(self, to_load: Mapping[str, Any]) -> Path | None:
+    def resume(self, to_load: Mapping[str, Any], *, max_epochs: int | None = None) -> Path | None:
         """Load the newest readable checkpoint into ``to_load``; return its path (None if fresh).
+
+        With ``max_epochs``, a run whose trainer already completed that many epochs is refused
+        (Ignite would otherwise start it again from scratch).
 
         A checkpoint that is truncated or unreadable is reported on stderr and the previous one
         is tried; with none left it is a :class:`DltkError`.
@@ -245,6 +249,15 @@ class Run:
             from ignite.handlers import Checkpoint
 
             Checkpoint.load_objects(to_load, data)
+            trainer = to_load.get("trainer")
+            if max_epochs is not None and trainer is not None:
+                state = trainer.state
+                if state.iteration >= max_epochs * state.epoch_length:
+                    raise DltkError(
+                        f"{self.path}: the run already finished {state.epoch} epochs; "
+                        f"pass recipe.epochs=N with N > {state.epoch} to train longer"
+                    )
+            print(f"dltk: resuming {self.path} from {path.name}", file=sys.stderr)
             self._truncate_log(int(data["trainer"]["iteration"]))
             return path
         raise DltkError([*problems, f"{self.path}: no readable checkpoint left to resume from"])

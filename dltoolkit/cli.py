@@ -125,7 +125,6 @@ def cmd_run(args: argparse.Namespace) -> int:
             raise DltkError(f"dltk run: the first argument must be the recipe file, got override '{args.args[0]}'")
         recipe_file = RecipeFile.from_toml(recipe_path, registry, overrides)
         run = Run(recipe_file, host, registry, run_dir=args.run_dir)
-    print(f"dltk: run directory {run.path}", file=sys.stderr)
     code = execute(run)
     print(f"dltk: done. Results in {run.path}/ (samples/, checkpoints/, metrics.jsonl); "
           f"TensorBoard: tensorboard --logdir {run.path / 'tb'}")

@@ -238,14 +238,8 @@ def train_gan(config: GanRecipeConfig, *, run: Run) -> None:
     to_save = run.attach_checkpoints(trainer, objects)
     run.attach_progress(trainer)
 
-    if run.resume(to_save) is not None:
+    if run.resume(to_save, max_epochs=config.epochs) is not None:
         for opt, lr, betas in ((opt_g, config.lr_g, config.betas_g), (opt_d, config.lr_d, config.betas_d)):
-            for group in opt.param_groups:
+            for group in opt.param_groups:  # the recipe file (with its overrides) wins
                 group["lr"], group["betas"] = lr, betas
-        done = trainer.state.epoch
-        if trainer.state.iteration >= config.epochs * len(loader):
-            raise DltkError(
-                f"{run.path}: the run already finished {done} epochs; "
-                f"pass recipe.epochs=N with N > {done} to train longer"
-            )
     trainer.run(loader, max_epochs=config.epochs)

@@ -83,7 +83,10 @@ class Run:
         self._best_higher: bool = False
         self.trainer: Engine | None = None
         if not resuming:
-            _check_writable(self.path, "run.dir" if run_dir is None else "--run-dir")
+            if run_dir is None:
+                _check_writable(Path(recipe_file.run.dir), f"{recipe_file.path}: run.dir")
+            else:
+                _check_writable(run_dir, "--run-dir")
 
     # -- directory and logs -------------------------------------------------------------
 

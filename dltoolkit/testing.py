@@ -160,14 +160,15 @@ def write_cifar10(root: Path, per_batch: int = 8, n_test: int = 8, *, seed: int 
     for name, n in [*((f, per_batch) for f in CIFAR_FILES), ("test_batch", n_test)]:
         labels = rng.integers(0, 10, size=n).tolist()
         data = rng.integers(0, 256, size=(n, 3 * 32 * 32), dtype=np.uint8)
-        payload = {b"batch_label": name.encode(), b"labels": labels, b"data": data,
-                   b"filenames": [f"{name}_{i}.png".encode() for i in range(n)]}
+        # the real files are Python 2 pickles with str keys, which torchvision reads with latin1
+        payload = {"batch_label": name, "labels": labels, "data": data,
+                   "filenames": [f"{name}_{i}.png" for i in range(n)]}
         path = folder / name
         path.write_bytes(pickle.dumps(payload, protocol=2))
         sums[name] = hashlib.md5(path.read_bytes()).hexdigest()
     meta = folder / "batches.meta"
-    names = [b"airplane", b"automobile", b"bird", b"cat", b"deer", b"dog", b"frog", b"horse", b"ship", b"truck"]
-    meta.write_bytes(pickle.dumps({b"label_names": names, b"num_cases_per_batch": per_batch, b"num_vis": 3072}, protocol=2))
+    names = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
+    meta.write_bytes(pickle.dumps({"label_names": names, "num_cases_per_batch": per_batch, "num_vis": 3072}, protocol=2))
     sums["batches.meta"] = hashlib.md5(meta.read_bytes()).hexdigest()
     return sums
 

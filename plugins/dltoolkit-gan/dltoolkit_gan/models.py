@@ -31,6 +31,8 @@ class MlpGanConfig:
     hidden_dim: int = option(256, doc="Width of the first hidden layer (G widens, D narrows by 2x a layer).",
                              validator=attrs.validators.ge(1))
     depth: int = option(2, doc="Hidden layers in each network.", validator=[attrs.validators.ge(1), attrs.validators.le(6)])
+    dropout: float = option(0.0, doc="Dropout after each hidden layer of the discriminator (helps sample diversity).",
+                            validator=[attrs.validators.ge(0.0), attrs.validators.lt(1.0)])
 
 
 class MlpGenerator(nn.Module):
@@ -50,12 +52,14 @@ class MlpGenerator(nn.Module):
 
 
 class MlpDiscriminator(nn.Module):
-    def __init__(self, widths: Sequence[int], image_shape: tuple[int, int, int]):
+    def __init__(self, widths: Sequence[int], image_shape: tuple[int, int, int], dropout: float = 0.0):
         super().__init__()
         layers: list[nn.Module] = [nn.Flatten()]
         size = math.prod(image_shape)
         for width in widths:
             layers += [nn.Linear(size, width), nn.LeakyReLU(0.2, inplace=True)]
+            if dropout:
+                layers.append(nn.Dropout(dropout))
             size = width
         layers.append(nn.Linear(size, 1))
         self.net = nn.Sequential(*layers)
@@ -69,7 +73,7 @@ def mlp_gan(config: MlpGanConfig, *, image_shape: tuple[int, int, int]) -> GanMo
     widths = [config.hidden_dim * 2**i for i in range(config.depth)]
     return GanModel(
         generator=MlpGenerator(config.latent_dim, widths, image_shape),
-        discriminator=MlpDiscriminator(list(reversed(widths)), image_shape),
+        discriminator=MlpDiscriminator(list(reversed(widths)), image_shape, config.dropout),
         latent_dim=config.latent_dim,
     )
 

@@ -1,0 +1,53 @@
+"""Generate the component part of docs/recipes.md from the registered components' Configs.
+
+``python -m dltoolkit._reference`` prints it; a test keeps docs/recipes.md in step.
+"""
+
+from __future__ import annotations
+
+import attrs
+
+from dltoolkit._component import KINDS
+from dltoolkit._config import CheckpointSection, RunSection
+from dltoolkit._manager import make_plugin_host
+from dltoolkit._registry import Registry
+
+BEGIN = "<!-- BEGIN GENERATED: python -m dltoolkit._reference -->"
+END = "<!-- END GENERATED -->"
+
+
+def _table(rows: list[tuple[str, str, object, str]]) -> list[str]:
+    lines = ["| key | type | default | meaning |", "|---|---|---|---|"]
+    for name, type_name, default, doc in rows:
+        shown = "(required)" if default == "(required)" else f"`{default!r}`".replace("|", "\\|")
+        lines.append(f"| `{name}` | {type_name.replace('|', 'or')} | {shown} | {doc} |")
+    return lines
+
+
+def _section_rows(cls: type) -> list[tuple[str, str, object, str]]:
+    return [
+        (f.name, getattr(f.type, "__name__", None) or str(f.type), f.default, f.metadata.get("doc", ""))
+        for f in attrs.fields(cls)
+    ]
+
+
+def markdown_reference(registry: Registry) -> str:
+    lines = [BEGIN, "", "### `[run]`", "", *_table(_section_rows(RunSection)), "",
+             "### `[checkpoint]`", "", *_table(_section_rows(CheckpointSection))]
+    for kind in KINDS:
+        for name in registry.names(kind):
+            component = registry.components[kind][name]
+            lines += ["", f"### {kind} `{name}`", "", f"{component.summary} (plugin `{component.plugin}`)", ""]
+            options = component.options()
+            lines += _table(options) if options else ["No options besides `name`."]
+    lines += ["", END]
+    return "\n".join(lines)
+
+
+def first_party_registry() -> Registry:
+    """Built-ins and the first-party plugins only, whatever else is installed."""
+    return Registry(make_plugin_host(env={"DLTK_LOAD_PLUGINS": "gan,fidelity"}))
+
+
+if __name__ == "__main__":  # pragma: no cover
+    print(markdown_reference(first_party_registry()))

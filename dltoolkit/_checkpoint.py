@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import pickle
 import random
 import re
 import tempfile
-import zipfile
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
@@ -52,10 +52,8 @@ def atomic_write(path: Path, write: Callable[[Any], None]) -> None:
             os.fsync(handle.fileno())
         os.replace(tmp_name, path)
     except BaseException:
-        try:
+        with contextlib.suppress(OSError):
             os.unlink(tmp_name)
-        except OSError:
-            pass
         raise
     fsync_dir(path.parent)
 
@@ -109,18 +107,22 @@ class RngState:
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
         torch.set_rng_state(state["torch"])
-        np.random.set_state((
-            "MT19937",
-            state["numpy_keys"].numpy().astype(np.uint32),
-            int(state["numpy_pos"]),
-            int(state["numpy_has_gauss"]),
-            float(state["numpy_gauss"]),
-        ))
-        random.setstate((
-            int(state["python_version"]),
-            tuple(int(v) for v in state["python_internal"].tolist()),
-            state["python_gauss"],
-        ))
+        np.random.set_state(
+            (
+                "MT19937",
+                state["numpy_keys"].numpy().astype(np.uint32),
+                int(state["numpy_pos"]),
+                int(state["numpy_has_gauss"]),
+                float(state["numpy_gauss"]),
+            )
+        )
+        random.setstate(
+            (
+                int(state["python_version"]),
+                tuple(int(v) for v in state["python_internal"].tolist()),
+                state["python_gauss"],
+            )
+        )
         if "cuda" in state and torch.cuda.is_available():
             cuda_states = list(state["cuda"])[: torch.cuda.device_count()]
             torch.cuda.set_rng_state_all(cuda_states)
@@ -175,7 +177,7 @@ def load_checkpoint(path: Path) -> dict[str, Any]:
             f"{path}: refused: the file holds pickled objects that safe loading does not allow "
             f"({first}); dltoolkit never loads checkpoints unsafely"
         ) from None
-    except (RuntimeError, EOFError, zipfile.BadZipFile, OSError, ValueError) as exc:
+    except Exception as exc:  # torch raises many types for a torn or foreign file
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise DltkError(f"{path}: not a readable checkpoint (truncated or corrupt?): {first}") from None
     if not isinstance(data, dict) or "meta" not in data:
@@ -211,14 +213,12 @@ def attach_checkpoints(
     existing = checkpoints_in(folder)
     if existing:
         steps = [int(LAST_PATTERN.match(p.name).group(1)) for p in reversed(existing)]  # type: ignore[union-attr]
-        saved = [(step, p.name) for step, p in zip(steps, reversed(existing))][-keep:]
+        saved = [(step, p.name) for step, p in zip(steps, reversed(existing), strict=True)][-keep:]
         handler.load_state_dict({"_saved": saved})
     return handler
 
 
-def attach_best(
-    to_save: Mapping[str, Any], folder: Path, score_name: str, higher_is_better: bool
-) -> Checkpoint:
+def attach_best(to_save: Mapping[str, Any], folder: Path, score_name: str, higher_is_better: bool) -> Checkpoint:
     """A checkpoint handler keeping only the best score; call it when the score is fresh."""
     sign = 1.0 if higher_is_better else -1.0
     handler = Checkpoint(

@@ -27,12 +27,8 @@ def option(
     reports every problem at once.
     """
     if factory is not None:
-        return attrs.field(
-            factory=factory, validator=validator, converter=converter, metadata={"doc": doc}
-        )
-    return attrs.field(
-        default=default, validator=validator, converter=converter, metadata={"doc": doc}
-    )
+        return attrs.field(factory=factory, validator=validator, converter=converter, metadata={"doc": doc})
+    return attrs.field(default=default, validator=validator, converter=converter, metadata={"doc": doc})
 
 
 @attrs.frozen

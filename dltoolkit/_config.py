@@ -161,9 +161,7 @@ def _device(_instance: Any, _attribute: Any, value: str) -> None:
     try:
         torch.device(value)
     except (RuntimeError, ValueError):
-        raise ValueError(
-            f"unknown device {value!r}: use 'auto', 'cpu', 'cuda', 'cuda:N' or 'mps'"
-        ) from None
+        raise ValueError(f"unknown device {value!r}: use 'auto', 'cpu', 'cuda', 'cuda:N' or 'mps'") from None
 
 
 @attrs.frozen
@@ -172,7 +170,8 @@ class RunSection:
 
     dir: str = option("runs", doc="Folder under which each run gets <recipe-stem>-<timestamp>/.")
     device: str = option(
-        "auto", doc="'auto' (CUDA if available, else CPU), 'cpu', 'cuda', 'cuda:N' or 'mps'.",
+        "auto",
+        doc="'auto' (CUDA if available, else CPU), 'cpu', 'cuda', 'cuda:N' or 'mps'.",
         validator=_device,
     )
 
@@ -182,9 +181,7 @@ class CheckpointSection:
     """``[checkpoint]``: when checkpoints are written and which are kept."""
 
     every: int = option(1, doc="Checkpoint every this many `unit`s.", validator=attrs.validators.ge(1))
-    unit: str = option(
-        "epoch", doc="'epoch' or 'iteration'.", validator=attrs.validators.in_(("epoch", "iteration"))
-    )
+    unit: str = option("epoch", doc="'epoch' or 'iteration'.", validator=attrs.validators.in_(("epoch", "iteration")))
     keep: int = option(3, doc="How many recent checkpoints to keep.", validator=attrs.validators.ge(1))
     best_by: str | None = option(
         None,
@@ -230,9 +227,7 @@ class RecipeFile:
         return {"recipe": self.recipe, "model": self.model, "dataset": self.dataset}.get(kind)
 
     @classmethod
-    def from_toml(
-        cls, path: str | Path, registry: Any, overrides: Sequence[str] = ()
-    ) -> RecipeFile:
+    def from_toml(cls, path: str | Path, registry: Any, overrides: Sequence[str] = ()) -> RecipeFile:
         """Read, override and validate a recipe file; raise :class:`DltkError` with every problem."""
         path = Path(path)
         data = read_toml(path)
@@ -260,8 +255,7 @@ class RecipeFile:
             recipe = _component_table(registry, "recipe", data["recipe"], "recipe", problems)
         model = _component_table(registry, "model", data["model"], "model", problems) if "model" in data else None
         dataset = (
-            _component_table(registry, "dataset", data["dataset"], "dataset", problems)
-            if "dataset" in data else None
+            _component_table(registry, "dataset", data["dataset"], "dataset", problems) if "dataset" in data else None
         )
         metrics = _component_array(registry, "metric", data.get("metrics", []), "metrics", problems)
         callbacks = _component_array(registry, "callback", data.get("callbacks", []), "callbacks", problems)
@@ -269,25 +263,33 @@ class RecipeFile:
         if recipe is not None:
             for needed in recipe.component.requires:
                 if needed not in data:
-                    problems.append(
-                        (needed, f"the '{recipe.name}' recipe needs a [{needed}] table")
-                    )
+                    problems.append((needed, f"the '{recipe.name}' recipe needs a [{needed}] table"))
         if checkpoint is not None and checkpoint.best_by is not None:
             choices = {"loss_g", "loss_d"} | {m.name for m in metrics}
             if checkpoint.best_by not in choices:
-                problems.append((
-                    "checkpoint.best_by",
-                    f"'{checkpoint.best_by}' is not a metric of this recipe file"
-                    f"{did_you_mean(checkpoint.best_by, choices)}; choose {one_of(choices)}",
-                ))
+                problems.append(
+                    (
+                        "checkpoint.best_by",
+                        f"'{checkpoint.best_by}' is not a metric of this recipe file"
+                        f"{did_you_mean(checkpoint.best_by, choices)}; choose {one_of(choices)}",
+                    )
+                )
         if problems:
             raise DltkError(f"{path}: {where}: {what}" for where, what in problems)
         assert recipe is not None and run is not None and checkpoint is not None
         if checkpoint.best_by is None and any(m.name == "fid" for m in metrics):
             checkpoint = attrs.evolve(checkpoint, best_by="fid")
         return cls(
-            path=path, data=data, seed=seed, run=run, checkpoint=checkpoint, recipe=recipe,
-            model=model, dataset=dataset, metrics=metrics, callbacks=callbacks,
+            path=path,
+            data=data,
+            seed=seed,
+            run=run,
+            checkpoint=checkpoint,
+            recipe=recipe,
+            model=model,
+            dataset=dataset,
+            metrics=metrics,
+            callbacks=callbacks,
         )
 
 

@@ -24,9 +24,7 @@ class DltkError(Exception):
     """
 
     def __init__(self, problems: str | Iterable[str], exit_code: ExitCode = ExitCode.BAD_INPUT):
-        self.problems: tuple[str, ...] = (
-            (problems,) if isinstance(problems, str) else tuple(problems)
-        )
+        self.problems: tuple[str, ...] = (problems,) if isinstance(problems, str) else tuple(problems)
         self.exit_code = exit_code
         super().__init__("\n".join(self.problems))
 

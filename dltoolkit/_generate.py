@@ -126,8 +126,15 @@ def export_generator(registry: Registry, run_dir: Path, out: Path) -> Path:
 
 
 def generate_images(
-    registry: Registry, source: Path, *, num: int, out: Path, seed: int = 0, grid: bool = False,
-    batch_size: int = 256, device: str = "auto",
+    registry: Registry,
+    source: Path,
+    *,
+    num: int,
+    out: Path,
+    seed: int = 0,
+    grid: bool = False,
+    batch_size: int = 256,
+    device: str = "auto",
 ) -> int:
     """Write ``num`` PNG files (and ``grid.png``) from SOURCE's generator; return how many."""
     from dltoolkit.builtin.callbacks import image_grid, save_png

@@ -32,8 +32,17 @@ def _section_rows(cls: type) -> list[tuple[str, str, object, str]]:
 
 
 def markdown_reference(registry: Registry) -> str:
-    lines = [BEGIN, "", "### `[run]`", "", *_table(_section_rows(RunSection)), "",
-             "### `[checkpoint]`", "", *_table(_section_rows(CheckpointSection))]
+    lines = [
+        BEGIN,
+        "",
+        "### `[run]`",
+        "",
+        *_table(_section_rows(RunSection)),
+        "",
+        "### `[checkpoint]`",
+        "",
+        *_table(_section_rows(CheckpointSection)),
+    ]
     for kind in KINDS:
         for name in registry.names(kind):
             component = registry.components[kind][name]

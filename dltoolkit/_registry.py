@@ -43,8 +43,7 @@ class Registry:
             for component in result or ():
                 if not isinstance(component, Component):
                     self.problems.append(
-                        f"{self._describe(plugin)}: {hook_name} returned {component!r}, "
-                        "not a dltoolkit.Component"
+                        f"{self._describe(plugin)}: {hook_name} returned {component!r}, not a dltoolkit.Component"
                     )
                     continue
                 component = attrs.evolve(component, kind=kind, plugin=plugin)

@@ -215,9 +215,7 @@ class Run:
         )
         if section.best_by is not None:
             self._best_higher = self._higher_is_better(section.best_by)
-            self._best = _checkpoint.attach_best(
-                to_save, self.checkpoint_dir, section.best_by, self._best_higher
-            )
+            self._best = _checkpoint.attach_best(to_save, self.checkpoint_dir, section.best_by, self._best_higher)
         return to_save
 
     def _higher_is_better(self, name: str) -> bool:
@@ -287,10 +285,15 @@ class Run:
         considered.
         """
         engine.state.metrics.update(scores)
-        self.log({
-            "kind": kind, "epoch": engine.state.epoch, "iteration": engine.state.iteration,
-            **scores, **extra,
-        })
+        self.log(
+            {
+                "kind": kind,
+                "epoch": engine.state.epoch,
+                "iteration": engine.state.iteration,
+                **scores,
+                **extra,
+            }
+        )
         writer = self.tb.writer
         for name, value in scores.items():
             if isinstance(value, (int, float)) and math.isfinite(value):
@@ -313,12 +316,13 @@ class Run:
 
         @trainer.on(Events.EPOCH_COMPLETED)
         def _line(engine: Engine) -> None:
-            shown = ", ".join(
-                f"{k}={v:.4g}" for k, v in engine.state.metrics.items() if isinstance(v, (int, float))
-            )
+            shown = ", ".join(f"{k}={v:.4g}" for k, v in engine.state.metrics.items() if isinstance(v, (int, float)))
             elapsed = time.perf_counter() - started
-            print(f"epoch {engine.state.epoch}/{engine.state.max_epochs} "
-                  f"(iteration {engine.state.iteration}, {elapsed:.1f}s): {shown}", file=sys.stderr)
+            print(
+                f"epoch {engine.state.epoch}/{engine.state.max_epochs} "
+                f"(iteration {engine.state.iteration}, {elapsed:.1f}s): {shown}",
+                file=sys.stderr,
+            )
 
     def add_images(self, tag: str, grid: torch.Tensor, step: int) -> None:
         self.tb.writer.add_image(tag, grid, step)

@@ -20,7 +20,11 @@ RESUME_OVERRIDABLE = ("recipe.", "run.device", "checkpoint.")
 
 def _plugin_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
-        "-p", dest="plugins", action="append", default=[], metavar="MODULE",
+        "-p",
+        dest="plugins",
+        action="append",
+        default=[],
+        metavar="MODULE",
         help="also load this module as a plugin (repeatable)",
     )
 
@@ -31,17 +35,29 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
-    run = sub.add_parser("run", help="run a recipe file", description=(
-        "Run RECIPE (a TOML recipe file) with optional KEY=VALUE overrides, or continue a run "
-        "with --resume RUN_DIR [KEY=VALUE ...]."))
-    run.add_argument("args", nargs="*", metavar="RECIPE [KEY=VALUE ...]",
-                     help="the recipe file, then overrides such as recipe.epochs=3")
+    run = sub.add_parser(
+        "run",
+        help="run a recipe file",
+        description=(
+            "Run RECIPE (a TOML recipe file) with optional KEY=VALUE overrides, or continue a run "
+            "with --resume RUN_DIR [KEY=VALUE ...]."
+        ),
+    )
+    run.add_argument(
+        "args",
+        nargs="*",
+        metavar="RECIPE [KEY=VALUE ...]",
+        help="the recipe file, then overrides such as recipe.epochs=3",
+    )
     run.add_argument("--run-dir", type=Path, help="write the run exactly here (must not exist or be empty)")
     run.add_argument("--resume", type=Path, metavar="RUN_DIR", help="continue this run from its last checkpoint")
     _plugin_args(run)
 
-    check = sub.add_parser("check", help="validate a recipe file, build nothing",
-                           description="Validate RECIPE and overrides against every component; build nothing.")
+    check = sub.add_parser(
+        "check",
+        help="validate a recipe file, build nothing",
+        description="Validate RECIPE and overrides against every component; build nothing.",
+    )
     check.add_argument("recipe", type=Path, metavar="RECIPE")
     check.add_argument("overrides", nargs="*", metavar="KEY=VALUE")
     _plugin_args(check)
@@ -51,13 +67,21 @@ def build_parser() -> argparse.ArgumentParser:
     lst.add_argument("-v", "--verbose", action="store_true", help="show each component's options")
     _plugin_args(lst)
 
-    plugins = sub.add_parser("plugins", help="list plugins and load failures",
-                             description="List loaded plugins, their distributions, and failures.")
+    plugins = sub.add_parser(
+        "plugins",
+        help="list plugins and load failures",
+        description="List loaded plugins, their distributions, and failures.",
+    )
     _plugin_args(plugins)
 
-    gen = sub.add_parser("generate", help="write images from a trained generator", description=(
-        "Write images from a trained generator. SOURCE is a run directory (its best checkpoint, "
-        "else the last), a checkpoint file, or an exported .safetensors generator."))
+    gen = sub.add_parser(
+        "generate",
+        help="write images from a trained generator",
+        description=(
+            "Write images from a trained generator. SOURCE is a run directory (its best checkpoint, "
+            "else the last), a checkpoint file, or an exported .safetensors generator."
+        ),
+    )
     gen.add_argument("source", type=Path, metavar="SOURCE")
     gen.add_argument("--num", type=int, required=True, help="number of images")
     gen.add_argument("--out", type=Path, required=True, help="folder for the PNG files")
@@ -67,9 +91,13 @@ def build_parser() -> argparse.ArgumentParser:
     gen.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N")
     _plugin_args(gen)
 
-    exp = sub.add_parser("export", help="export a run's generator to safetensors", description=(
-        "Write the generator of RUN_DIR (best checkpoint, else last) with the metadata needed "
-        "to rebuild it."))
+    exp = sub.add_parser(
+        "export",
+        help="export a run's generator to safetensors",
+        description=(
+            "Write the generator of RUN_DIR (best checkpoint, else last) with the metadata needed to rebuild it."
+        ),
+    )
     exp.add_argument("run_dir", type=Path, metavar="RUN_DIR")
     exp.add_argument("--out", type=Path, required=True, metavar="FILE.safetensors")
     _plugin_args(exp)
@@ -126,8 +154,10 @@ def cmd_run(args: argparse.Namespace) -> int:
         recipe_file = RecipeFile.from_toml(recipe_path, registry, overrides)
         run = Run(recipe_file, host, registry, run_dir=args.run_dir)
     code = execute(run)
-    print(f"dltk: done. Results in {run.path}/ (samples/, checkpoints/, metrics.jsonl); "
-          f"TensorBoard: tensorboard --logdir {run.path / 'tb'}")
+    print(
+        f"dltk: done. Results in {run.path}/ (samples/, checkpoints/, metrics.jsonl); "
+        f"TensorBoard: tensorboard --logdir {run.path / 'tb'}"
+    )
     return code
 
 
@@ -155,7 +185,9 @@ def cmd_list(args: argparse.Namespace) -> int:
         if kind not in KINDS:
             from dltoolkit._suggest import did_you_mean, one_of
 
-            raise DltkError(f"dltk list: unknown kind '{args.kind}'{did_you_mean(args.kind, KINDS)}; choose {one_of(KINDS)}")
+            raise DltkError(
+                f"dltk list: unknown kind '{args.kind}'{did_you_mean(args.kind, KINDS)}; choose {one_of(KINDS)}"
+            )
         kinds = (kind,)
     for kind in kinds:
         print(f"{kind}s:")
@@ -191,8 +223,16 @@ def cmd_generate(args: argparse.Namespace) -> int:
     from dltoolkit._generate import generate_images
 
     _host, registry = _setup(args)
-    written = generate_images(registry, args.source, num=args.num, out=args.out, seed=args.seed,
-                              grid=args.grid, batch_size=args.batch_size, device=args.device)
+    written = generate_images(
+        registry,
+        args.source,
+        num=args.num,
+        out=args.out,
+        seed=args.seed,
+        grid=args.grid,
+        batch_size=args.batch_size,
+        device=args.device,
+    )
     print(f"dltk: wrote {written} images to {args.out}/")
     return ExitCode.OK
 
@@ -207,8 +247,12 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 
 COMMANDS = {
-    "run": cmd_run, "check": cmd_check, "list": cmd_list, "plugins": cmd_plugins,
-    "generate": cmd_generate, "export": cmd_export,
+    "run": cmd_run,
+    "check": cmd_check,
+    "list": cmd_list,
+    "plugins": cmd_plugins,
+    "generate": cmd_generate,
+    "export": cmd_export,
 }
 
 

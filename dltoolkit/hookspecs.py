@@ -149,4 +149,3 @@ REGISTER_HOOKS: dict[str, str] = {
     "metric": "dltk_register_metrics",
     "callback": "dltk_register_callbacks",
 }
-

@@ -161,14 +161,20 @@ def write_cifar10(root: Path, per_batch: int = 8, n_test: int = 8, *, seed: int 
         labels = rng.integers(0, 10, size=n).tolist()
         data = rng.integers(0, 256, size=(n, 3 * 32 * 32), dtype=np.uint8)
         # the real files are Python 2 pickles with str keys, which torchvision reads with latin1
-        payload = {"batch_label": name, "labels": labels, "data": data,
-                   "filenames": [f"{name}_{i}.png" for i in range(n)]}
+        payload = {
+            "batch_label": name,
+            "labels": labels,
+            "data": data,
+            "filenames": [f"{name}_{i}.png" for i in range(n)],
+        }
         path = folder / name
         path.write_bytes(pickle.dumps(payload, protocol=2))
         sums[name] = hashlib.md5(path.read_bytes()).hexdigest()
     meta = folder / "batches.meta"
     names = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
-    meta.write_bytes(pickle.dumps({"label_names": names, "num_cases_per_batch": per_batch, "num_vis": 3072}, protocol=2))
+    meta.write_bytes(
+        pickle.dumps({"label_names": names, "num_cases_per_batch": per_batch, "num_vis": 3072}, protocol=2)
+    )
     sums["batches.meta"] = hashlib.md5(meta.read_bytes()).hexdigest()
     return sums
 

@@ -21,7 +21,9 @@ def test_check_validates_without_building(dltk, tiny_gan, tmp_path):
     path = tiny_gan()
     result = dltk("check", path)
     assert (result.exit_code, result.out.strip()) == (
-        0, f"{path}: ok (recipe gan; model mlp-gan; dataset digits; callbacks samples)")
+        0,
+        f"{path}: ok (recipe gan; model mlp-gan; dataset digits; callbacks samples)",
+    )
     assert not (tmp_path / "runs").exists()
 
 
@@ -57,8 +59,12 @@ def test_list_one_kind_verbose(dltk):
 def test_list_unknown_kind(dltk):
     result = dltk("list", "modle")
     assert (result.exit_code, result.err_lines) == (
-        2, ["dltk list: unknown kind 'modle' (did you mean 'model'?); choose 'callback', 'dataset', 'metric', "
-            "'model' or 'recipe'"])
+        2,
+        [
+            "dltk list: unknown kind 'modle' (did you mean 'model'?); choose 'callback', 'dataset', 'metric', "
+            "'model' or 'recipe'"
+        ],
+    )
 
 
 def test_plugins_lists_builtins_and_first_party(dltk):
@@ -81,7 +87,10 @@ def test_plugins_reports_failures(dltk, fake_plugins):
     [
         (["run"], "dltk run: give a recipe file (dltk run RECIPE [KEY=VALUE ...]) or --resume RUN_DIR"),
         (["run", "nope.toml"], "nope.toml: no such file"),
-        (["run", "recipe.epochs=3"], "dltk run: the first argument must be the recipe file, got override 'recipe.epochs=3'"),
+        (
+            ["run", "recipe.epochs=3"],
+            "dltk run: the first argument must be the recipe file, got override 'recipe.epochs=3'",
+        ),
         (["check", "nope.toml"], "nope.toml: no such file"),
     ],
 )
@@ -94,7 +103,9 @@ def test_bad_override_is_reported_and_nothing_written(dltk, tiny_gan, tmp_path):
     path = tiny_gan()
     result = dltk("run", path, "recipe.epochs")
     assert (result.exit_code, result.err_lines) == (
-        2, ["override 'recipe.epochs': expected KEY=VALUE (for example recipe.epochs=3)"])
+        2,
+        ["override 'recipe.epochs': expected KEY=VALUE (for example recipe.epochs=3)"],
+    )
     assert not (tmp_path / "runs").exists()
 
 
@@ -104,7 +115,9 @@ def test_run_dir_must_be_new_or_empty(dltk, tiny_gan, tmp_path):
     (taken / "keep.txt").write_text("mine")
     result = dltk("run", tiny_gan(), "--run-dir", taken)
     assert (result.exit_code, result.err_lines) == (
-        2, [f"--run-dir: '{taken}' exists and is not empty; use --resume to continue it"])
+        2,
+        [f"--run-dir: '{taken}' exists and is not empty; use --resume to continue it"],
+    )
     assert sorted(p.name for p in taken.iterdir()) == ["keep.txt"]
 
 
@@ -114,7 +127,9 @@ def test_unwritable_run_dir_reported_before_training(dltk, tiny_gan, tmp_path):
     recipe = tiny_gan()
     result = dltk("run", recipe, f"run.dir={blocker / 'runs'}")
     assert result.exit_code == 2
-    assert result.err_lines == [f"{recipe}: run.dir: cannot write under '{blocker / 'runs'}' ({blocker} is not a writable folder)"]
+    assert result.err_lines == [
+        f"{recipe}: run.dir: cannot write under '{blocker / 'runs'}' ({blocker} is not a writable folder)"
+    ]
     assert blocker.read_text() == "not a folder"
 
 

@@ -38,7 +38,9 @@ def test_cifar10_reads_real_pickles_with_integrity_check(tmp_path):
         cifar10(ImageDatasetConfig(root=str(tmp_path)))
 
 
-@pytest.mark.parametrize(("loader", "name"), [(mnist, "MNIST"), (fashion_mnist, "Fashion-MNIST"), (cifar10, "CIFAR-10")])
+@pytest.mark.parametrize(
+    ("loader", "name"), [(mnist, "MNIST"), (fashion_mnist, "Fashion-MNIST"), (cifar10, "CIFAR-10")]
+)
 def test_missing_dataset_says_where_and_what(tmp_path, loader, name):
     with pytest.raises(DltkError) as info:
         loader(ImageDatasetConfig(root=str(tmp_path / "nowhere")))

@@ -50,8 +50,10 @@ def test_checkpoint_rotation_keeps_the_last_n(dltk, tiny_gan, tmp_path):
 
 def _weights(run: Path) -> dict[str, torch.Tensor]:
     data = load_checkpoint(checkpoints_in(run / "checkpoints")[0])
-    return {**{f"g.{k}": v for k, v in data["generator"].items()},
-            **{f"d.{k}": v for k, v in data["discriminator"].items()}}
+    return {
+        **{f"g.{k}": v for k, v in data["generator"].items()},
+        **{f"d.{k}": v for k, v in data["discriminator"].items()},
+    }
 
 
 def assert_identical(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> None:
@@ -95,12 +97,17 @@ def test_resume_refuses_a_finished_run_and_foreign_overrides(dltk, tiny_gan, tmp
     assert dltk("run", tiny_gan(), "recipe.epochs=1", "--run-dir", run).exit_code == 0
     result = dltk("run", "--resume", run)
     assert (result.exit_code, result.err_lines) == (
-        2, [f"{run}: the run already finished 1 epochs; pass recipe.epochs=N with N > 1 to train longer"])
+        2,
+        [f"{run}: the run already finished 1 epochs; pass recipe.epochs=N with N > 1 to train longer"],
+    )
     result = dltk("run", "--resume", run, "model.hidden_dim=3", "recipe.epochs=2")
-    assert (result.exit_code, result.err_lines) == (2, [
-        f"{run / 'recipe.toml'}: model.hidden_dim: cannot be changed when resuming "
-        "(only recipe.*, run.device and checkpoint.* can); start a new run instead"
-    ])
+    assert (result.exit_code, result.err_lines) == (
+        2,
+        [
+            f"{run / 'recipe.toml'}: model.hidden_dim: cannot be changed when resuming "
+            "(only recipe.*, run.device and checkpoint.* can); start a new run instead"
+        ],
+    )
     not_a_run = tmp_path / "empty"
     not_a_run.mkdir()
     result = dltk("run", "--resume", not_a_run)

@@ -20,8 +20,21 @@ def installed(tmp_path_factory) -> Path:
     assert uv, "uv is needed to install the example plugin (the README's setup installs it)"
     target = tmp_path_factory.mktemp("site")
     subprocess.run(
-        [uv, "pip", "install", "--quiet", "--no-deps", "--target", str(target), "--python", sys.executable, str(EXAMPLE)],
-        check=True, capture_output=True, text=True,
+        [
+            uv,
+            "pip",
+            "install",
+            "--quiet",
+            "--no-deps",
+            "--target",
+            str(target),
+            "--python",
+            sys.executable,
+            str(EXAMPLE),
+        ],
+        check=True,
+        capture_output=True,
+        text=True,
     )
     assert (target / "dltoolkit_example").is_dir()
     assert list(target.glob("dltoolkit_example-0.3.0.dist-info"))
@@ -41,8 +54,10 @@ def test_installed_plugin_shows_in_list_and_runs(installed, tmp_path):
     (row,) = [line for line in listing.stdout.splitlines() if line.split()[:1] == ["tiny-gan"]]
     assert row.endswith("[dltoolkit-example]")
     plugins = dltk(installed, "plugins", cwd=tmp_path)
-    assert any(line.startswith("example") and "dltoolkit-example 0.3.0" in line and line.endswith("ok")
-               for line in plugins.stdout.splitlines())
+    assert any(
+        line.startswith("example") and "dltoolkit-example 0.3.0" in line and line.endswith("ok")
+        for line in plugins.stdout.splitlines()
+    )
 
     recipe = tmp_path / "third.toml"
     recipe.write_text(
@@ -53,7 +68,8 @@ def test_installed_plugin_shows_in_list_and_runs(installed, tmp_path):
     assert result.returncode == 0, result.stderr
     assert (tmp_path / "run" / "checkpoints" / "checkpoint_28.pt").is_file()
     # without the plugin on the path the same recipe names the missing model clearly
-    missing = subprocess.run([str(Path(sys.executable).parent / "dltk"), "check", str(recipe)],
-                             capture_output=True, text=True, cwd=tmp_path)
+    missing = subprocess.run(
+        [str(Path(sys.executable).parent / "dltk"), "check", str(recipe)], capture_output=True, text=True, cwd=tmp_path
+    )
     assert missing.returncode == 2
     assert f"{recipe}: model.name: unknown model 'tiny-gan'" in missing.stderr

@@ -5,11 +5,11 @@ from __future__ import annotations
 import types
 
 import pytest
+from dltoolkit_gan.models import MlpGanConfig, mlp_gan
 
 from dltoolkit import Component, DltkError, RecipeFile, hookimpl
 from dltoolkit._manager import BUILTIN_PLUGINS, make_plugin_host
 from dltoolkit._registry import Registry
-from dltoolkit_gan.models import MlpGanConfig, mlp_gan
 
 
 def model_plugin(module_name: str, model_name: str) -> types.ModuleType:
@@ -69,8 +69,11 @@ def test_duplicate_component_names_name_both_plugins(fake_plugins):
     assert registry.problems == [
         "model 'twin' is registered by both plugin 'a' (dist-a 1.0) and plugin 'b' (dist-b 2.0)"
     ]
-    with pytest.raises(DltkError, match=r"model 'twin' is registered by both plugin 'a' \(dist-a 1.0\) and "
-                                        r"plugin 'b' \(dist-b 2.0\); uninstall one of them"):
+    with pytest.raises(
+        DltkError,
+        match=r"model 'twin' is registered by both plugin 'a' \(dist-a 1.0\) and "
+        r"plugin 'b' \(dist-b 2.0\); uninstall one of them",
+    ):
         registry.get("model", "twin")
 
 

@@ -127,7 +127,9 @@ def progress_gif(config: GifConfig) -> ProgressGif:
 
 @attrs.frozen
 class LossPlotConfig:
-    every: int = option(0, doc="Also redraw every this many epochs (0: only at the end).", validator=attrs.validators.ge(0))
+    every: int = option(
+        0, doc="Also redraw every this many epochs (0: only at the end).", validator=attrs.validators.ge(0)
+    )
 
 
 def read_steps(metrics_file: Path) -> list[dict[str, Any]]:

@@ -27,15 +27,15 @@ class ImageDatasetConfig:
     """Options shared by every built-in image dataset."""
 
     root: str = option("data", doc="Folder holding the dataset files (or, for image-folder, the images).")
-    download: bool = option(
-        False, doc="Download into `root` when the files are missing (torchvision datasets only)."
-    )
+    download: bool = option(False, doc="Download into `root` when the files are missing (torchvision datasets only).")
     image_size: int | None = option(
-        None, doc="Resize to this square size (default: the dataset's own size; image-folder: 64).",
+        None,
+        doc="Resize to this square size (default: the dataset's own size; image-folder: 64).",
         validator=_optional_range(4, 1024),
     )
     channels: int | None = option(
-        None, doc="1 (grayscale) or 3 (RGB); default: the dataset's own.",
+        None,
+        doc="1 (grayscale) or 3 (RGB); default: the dataset's own.",
         validator=attrs.validators.optional(attrs.validators.in_((1, 3))),
     )
     split: str = option("train", doc="'train' or 'test'.", validator=attrs.validators.in_(("train", "test")))
@@ -58,7 +58,11 @@ def _torchvision(cls_name: str, display: str, expected: str, config: ImageDatase
         return cls(root=config.root, train=train, download=config.download)
     except RuntimeError as exc:
         if "not found" in str(exc).lower() or "corrupted" in str(exc).lower():
-            how = "set dataset.download = true to fetch it" if not config.download else "the download left no usable files"
+            how = (
+                "set dataset.download = true to fetch it"
+                if not config.download
+                else "the download left no usable files"
+            )
             raise DltkError(
                 f"dataset.root: {display} not found in '{config.root}': put {expected} there, or {how}"
             ) from None
@@ -79,8 +83,11 @@ def mnist(config: ImageDatasetConfig, split: str | None = None) -> InMemoryImage
 def fashion_mnist(config: ImageDatasetConfig, split: str | None = None) -> InMemoryImages:
     """Fashion-MNIST clothing images, 28x28 grayscale (torchvision), held in memory."""
     ds = _torchvision(
-        "FashionMNIST", "Fashion-MNIST",
-        "FashionMNIST/raw/{train,t10k}-{images-idx3,labels-idx1}-ubyte", config, split,
+        "FashionMNIST",
+        "Fashion-MNIST",
+        "FashionMNIST/raw/{train,t10k}-{images-idx3,labels-idx1}-ubyte",
+        config,
+        split,
     )
     return _finish(ds.data.unsqueeze(1), ds.targets, config)
 
@@ -128,8 +135,9 @@ class ImageFolder(Dataset):
                 img = img.convert("L" if self.channels == 1 else "RGB")
                 w, h = img.size
                 scale = self.size / min(w, h)
-                img = img.resize((max(self.size, round(w * scale)), max(self.size, round(h * scale))),
-                                 Image.Resampling.BILINEAR)
+                img = img.resize(
+                    (max(self.size, round(w * scale)), max(self.size, round(h * scale))), Image.Resampling.BILINEAR
+                )
                 w, h = img.size
                 left, top = (w - self.size) // 2, (h - self.size) // 2
                 img = img.crop((left, top, left + self.size, top + self.size))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections.abc import Sequence
 
@@ -28,11 +29,19 @@ class GanModel:
 @attrs.frozen
 class MlpGanConfig:
     latent_dim: int = option(64, doc="Size of the noise vector z.", validator=attrs.validators.ge(1))
-    hidden_dim: int = option(256, doc="Width of the first hidden layer (G widens, D narrows by 2x a layer).",
-                             validator=attrs.validators.ge(1))
-    depth: int = option(2, doc="Hidden layers in each network.", validator=[attrs.validators.ge(1), attrs.validators.le(6)])
-    dropout: float = option(0.0, doc="Dropout after each hidden layer of the discriminator (helps sample diversity).",
-                            validator=[attrs.validators.ge(0.0), attrs.validators.lt(1.0)])
+    hidden_dim: int = option(
+        256,
+        doc="Width of the first hidden layer (G widens, D narrows by 2x a layer).",
+        validator=attrs.validators.ge(1),
+    )
+    depth: int = option(
+        2, doc="Hidden layers in each network.", validator=[attrs.validators.ge(1), attrs.validators.le(6)]
+    )
+    dropout: float = option(
+        0.0,
+        doc="Dropout after each hidden layer of the discriminator (helps sample diversity).",
+        validator=[attrs.validators.ge(0.0), attrs.validators.lt(1.0)],
+    )
 
 
 class MlpGenerator(nn.Module):
@@ -86,14 +95,17 @@ DCGAN_SIZES = (16, 32, 64, 128)
 @attrs.frozen
 class DcganConfig:
     latent_dim: int = option(100, doc="Size of the noise vector z.", validator=attrs.validators.ge(1))
-    base_channels: int = option(64, doc="Feature maps of the widest-resolution layer (the classic ngf/ndf).",
-                                validator=attrs.validators.ge(1))
+    base_channels: int = option(
+        64, doc="Feature maps of the widest-resolution layer (the classic ngf/ndf).", validator=attrs.validators.ge(1)
+    )
     image_size: int | None = option(
-        None, doc="16, 32, 64 or 128; the depth follows it. Default: the dataset's image size.",
+        None,
+        doc="16, 32, 64 or 128; the depth follows it. Default: the dataset's image size.",
         validator=attrs.validators.optional(attrs.validators.in_(DCGAN_SIZES)),
     )
     channels: int | None = option(
-        None, doc="1 or 3. Default: the dataset's channels.",
+        None,
+        doc="1 or 3. Default: the dataset's channels.",
         validator=attrs.validators.optional(attrs.validators.in_((1, 3))),
     )
 
@@ -110,8 +122,12 @@ class DcganGenerator(nn.Module):
             nn.BatchNorm2d(base * mults[0]),
             nn.ReLU(True),
         ]
-        for a, b in zip(mults, mults[1:]):
-            layers += [nn.ConvTranspose2d(base * a, base * b, 4, 2, 1, bias=False), nn.BatchNorm2d(base * b), nn.ReLU(True)]
+        for a, b in itertools.pairwise(mults):
+            layers += [
+                nn.ConvTranspose2d(base * a, base * b, 4, 2, 1, bias=False),
+                nn.BatchNorm2d(base * b),
+                nn.ReLU(True),
+            ]
         layers += [nn.ConvTranspose2d(base * mults[-1], channels, 4, 2, 1, bias=False), nn.Tanh()]
         self.net = nn.Sequential(*layers)
 
@@ -127,9 +143,12 @@ class DcganDiscriminator(nn.Module):
         levels = int(math.log2(image_size)) - 2
         mults = [2**i for i in range(levels)]
         layers: list[nn.Module] = [nn.Conv2d(channels, base, 4, 2, 1, bias=False), nn.LeakyReLU(0.2, inplace=True)]
-        for a, b in zip(mults, mults[1:]):
-            layers += [nn.Conv2d(base * a, base * b, 4, 2, 1, bias=False), nn.BatchNorm2d(base * b),
-                       nn.LeakyReLU(0.2, inplace=True)]
+        for a, b in itertools.pairwise(mults):
+            layers += [
+                nn.Conv2d(base * a, base * b, 4, 2, 1, bias=False),
+                nn.BatchNorm2d(base * b),
+                nn.LeakyReLU(0.2, inplace=True),
+            ]
         layers.append(nn.Conv2d(base * mults[-1], 1, 4, 1, 0, bias=False))
         self.net = nn.Sequential(*layers)
 

@@ -22,8 +22,9 @@ STAT_NAMES = ("loss_d", "loss_g", "d_x", "d_g_z")
 @attrs.frozen
 class GanRecipeConfig:
     epochs: int = option(25, doc="Passes over the training data.", validator=attrs.validators.ge(1))
-    batch_size: int = option(128, doc="Images per step (the last partial batch is dropped).",
-                             validator=attrs.validators.ge(1))
+    batch_size: int = option(
+        128, doc="Images per step (the last partial batch is dropped).", validator=attrs.validators.ge(1)
+    )
     lr_g: float = option(2e-4, doc="Adam learning rate of the generator.", validator=attrs.validators.gt(0))
     lr_d: float = option(2e-4, doc="Adam learning rate of the discriminator.", validator=attrs.validators.gt(0))
     betas_g: tuple[float, float] = option((0.5, 0.999), doc="Adam betas of the generator.")
@@ -35,14 +36,17 @@ class GanRecipeConfig:
         validator=attrs.validators.in_(("non-saturating", "minimax")),
     )
     precision: str = option(
-        "fp32", doc="'fp32', 'bf16' or 'fp16' (autocast; fp16 adds a GradScaler).",
+        "fp32",
+        doc="'fp32', 'bf16' or 'fp16' (autocast; fp16 adds a GradScaler).",
         validator=attrs.validators.in_(("fp32", "bf16", "fp16")),
     )
     channels_last: bool = option(False, doc="Use channels-last memory format for conv models and images.")
-    log_every: int = option(50, doc="Log mean losses to metrics.jsonl every this many iterations.",
-                            validator=attrs.validators.ge(1))
-    num_workers: int = option(0, doc="DataLoader worker processes (for image-folder data).",
-                              validator=attrs.validators.ge(0))
+    log_every: int = option(
+        50, doc="Log mean losses to metrics.jsonl every this many iterations.", validator=attrs.validators.ge(1)
+    )
+    num_workers: int = option(
+        0, doc="DataLoader worker processes (for image-folder data).", validator=attrs.validators.ge(0)
+    )
 
     @betas_g.validator
     @betas_d.validator
@@ -76,7 +80,7 @@ class EpochStats:
 
     @staticmethod
     def _means(total: Tensor, count: int) -> dict[str, float]:
-        return dict(zip(STAT_NAMES, (total / max(count, 1)).tolist()))
+        return dict(zip(STAT_NAMES, (total / max(count, 1)).tolist(), strict=True))
 
     def epoch_means(self) -> dict[str, float]:
         return self._means(self.epoch_sum, self.epoch_count)
@@ -85,8 +89,12 @@ class EpochStats:
         return self._means(self.window_sum, self.window_count)
 
     def state_dict(self) -> dict[str, Any]:
-        return {"epoch_sum": self.epoch_sum.cpu(), "epoch_count": self.epoch_count,
-                "window_sum": self.window_sum.cpu(), "window_count": self.window_count}
+        return {
+            "epoch_sum": self.epoch_sum.cpu(),
+            "epoch_count": self.epoch_count,
+            "window_sum": self.window_sum.cpu(),
+            "window_count": self.window_count,
+        }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.epoch_sum = state["epoch_sum"].to(self.device)
@@ -123,9 +131,7 @@ def make_gan_step(
     ``[loss_d, loss_g, D(x), D(G(z))]``. The losses are computed on logits.
     """
     dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(precision)
-    autocast = (
-        (lambda: torch.autocast(device.type, dtype=dtype)) if dtype is not None else contextlib.nullcontext
-    )
+    autocast = (lambda: torch.autocast(device.type, dtype=dtype)) if dtype is not None else contextlib.nullcontext
     memory_format = torch.channels_last if channels_last else torch.contiguous_format
 
     def step(real: Tensor) -> Tensor:
@@ -136,8 +142,9 @@ def make_gan_step(
             fake = generator(z)
             d_real = discriminator(real).float()
             d_fake = discriminator(fake.detach()).float()
-            loss_d = F.binary_cross_entropy_with_logits(d_real, torch.ones_like(d_real)) + \
-                F.binary_cross_entropy_with_logits(d_fake, torch.zeros_like(d_fake))
+            loss_d = F.binary_cross_entropy_with_logits(
+                d_real, torch.ones_like(d_real)
+            ) + F.binary_cross_entropy_with_logits(d_fake, torch.zeros_like(d_fake))
         opt_d.zero_grad(set_to_none=True)
         scaler.scale(loss_d).backward()
         scaler.step(opt_d)
@@ -152,10 +159,14 @@ def make_gan_step(
         scaler.scale(loss_g).backward()
         scaler.step(opt_g)
         scaler.update()
-        return torch.stack([
-            loss_d.detach(), loss_g.detach(), torch.sigmoid(d_real.detach()).mean(),
-            torch.sigmoid(d_fake.detach()).mean(),
-        ])
+        return torch.stack(
+            [
+                loss_d.detach(),
+                loss_g.detach(),
+                torch.sigmoid(d_real.detach()).mean(),
+                torch.sigmoid(d_fake.detach()).mean(),
+            ]
+        )
 
     return step
 
@@ -179,15 +190,27 @@ def train_gan(config: GanRecipeConfig, *, run: Run) -> None:
     opt_d = idist.auto_optim(torch.optim.Adam(discriminator.parameters(), lr=config.lr_d, betas=config.betas_d))
     scaler = torch.amp.GradScaler(run.device.type, enabled=config.precision == "fp16")
     step = make_gan_step(
-        generator, discriminator, opt_g, opt_d, latent_dim=model.latent_dim, device=run.device,
-        loss=config.loss, precision=config.precision, channels_last=config.channels_last, scaler=scaler,
+        generator,
+        discriminator,
+        opt_g,
+        opt_d,
+        latent_dim=model.latent_dim,
+        device=run.device,
+        loss=config.loss,
+        precision=config.precision,
+        channels_last=config.channels_last,
+        scaler=scaler,
     )
     stats = EpochStats(run.device)
 
     def process(engine: Engine, batch: Any) -> Tensor:
         values = step(batch[0])
         if not bool(torch.isfinite(values).all()):
-            bad = [f"{n} = {v:g}" for n, v in zip(STAT_NAMES, values.tolist()) if not torch.isfinite(torch.tensor(v))]
+            bad = [
+                f"{n} = {v:g}"
+                for n, v in zip(STAT_NAMES, values.tolist(), strict=True)
+                if not torch.isfinite(torch.tensor(v))
+            ]
             raise RunFailed(
                 f"{run.path}: non-finite loss at iteration {engine.state.iteration} "
                 f"(epoch {engine.state.epoch}): {', '.join(bad)}; no checkpoint was written with it. "
@@ -198,22 +221,25 @@ def train_gan(config: GanRecipeConfig, *, run: Run) -> None:
         return values
 
     trainer = Engine(process)
-    loader = make_loader(dataset, config.batch_size, seed=run.recipe_file.seed, engine=trainer,
-                         num_workers=config.num_workers)
+    loader = make_loader(
+        dataset, config.batch_size, seed=run.recipe_file.seed, engine=trainer, num_workers=config.num_workers
+    )
 
     run.train_dataset = dataset
     run.sampler = ImageSampler(generator, model.latent_dim, run.device)
     model_table = run.table("model")
-    run.metadata.data.update({
-        "format": 1,
-        "dltoolkit_version": __version__,
-        "recipe": "gan",
-        "model": model_table.name,
-        "model_options": json.dumps(model_table.options()),
-        "image_shape": list(image_shape),
-        "latent_dim": model.latent_dim,
-        "seed": run.recipe_file.seed,
-    })
+    run.metadata.data.update(
+        {
+            "format": 1,
+            "dltoolkit_version": __version__,
+            "recipe": "gan",
+            "model": model_table.name,
+            "model_options": json.dumps(model_table.options()),
+            "image_shape": list(image_shape),
+            "latent_dim": model.latent_dim,
+            "seed": run.recipe_file.seed,
+        }
+    )
 
     @trainer.on(Events.EPOCH_STARTED)
     def _reset(engine: Engine) -> None:
@@ -231,8 +257,13 @@ def train_gan(config: GanRecipeConfig, *, run: Run) -> None:
 
     run.attach_evaluation(trainer)
     run.engine_created(trainer, "trainer")
-    objects = {"generator": generator, "discriminator": discriminator, "optimizer_g": opt_g,
-               "optimizer_d": opt_d, "stats": stats}
+    objects = {
+        "generator": generator,
+        "discriminator": discriminator,
+        "optimizer_g": opt_g,
+        "optimizer_d": opt_d,
+        "stats": stats,
+    }
     if scaler.is_enabled():
         objects["scaler"] = scaler
     to_save = run.attach_checkpoints(trainer, objects)

@@ -5,10 +5,10 @@ from __future__ import annotations
 import math
 
 import attrs
+from dltoolkit_gan import GanModel
 from torch import nn
 
 import dltoolkit
-from dltoolkit_gan import GanModel
 
 
 @attrs.frozen
@@ -21,11 +21,18 @@ def tiny_gan(config: TinyGanConfig, *, image_shape: tuple[int, int, int]) -> Gan
     """A one-hidden-layer GAN, the smallest model the gan recipe can train."""
     pixels = math.prod(image_shape)
     generator = nn.Sequential(
-        nn.Linear(config.latent_dim, config.width), nn.ReLU(), nn.Linear(config.width, pixels), nn.Tanh(),
+        nn.Linear(config.latent_dim, config.width),
+        nn.ReLU(),
+        nn.Linear(config.width, pixels),
+        nn.Tanh(),
         nn.Unflatten(1, image_shape),
     )
     discriminator = nn.Sequential(
-        nn.Flatten(), nn.Linear(pixels, config.width), nn.LeakyReLU(0.2), nn.Linear(config.width, 1), nn.Flatten(0),
+        nn.Flatten(),
+        nn.Linear(pixels, config.width),
+        nn.LeakyReLU(0.2),
+        nn.Linear(config.width, 1),
+        nn.Flatten(0),
     )
     return GanModel(generator=generator, discriminator=discriminator, latent_dim=config.latent_dim)
 

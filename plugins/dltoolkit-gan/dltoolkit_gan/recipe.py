@@ -56,27 +56,27 @@ class GanRecipeConfig:
 
 
 class EpochStats:
-    """Running sums of the step statistics (on the device: no sync per step), checkpointed."""
+    """Running sums of the step statistics, kept on the device (no sync per step) and checkpointed.
+
+    One in-place add per iteration; the logging window is the difference from a mark.
+    """
 
     def __init__(self, device: torch.device):
         self.device = device
         self.reset_epoch()
-        self.reset_window()
 
     def reset_epoch(self) -> None:
         self.epoch_sum = torch.zeros(len(STAT_NAMES), dtype=torch.float64, device=self.device)
         self.epoch_count = 0
+        self.mark_window()
 
-    def reset_window(self) -> None:
-        self.window_sum = torch.zeros(len(STAT_NAMES), dtype=torch.float64, device=self.device)
-        self.window_count = 0
+    def mark_window(self) -> None:
+        self.mark_sum = self.epoch_sum.clone()
+        self.mark_count = self.epoch_count
 
     def add(self, values: Tensor) -> None:
-        values = values.to(torch.float64)
-        self.epoch_sum += values
-        self.window_sum += values
+        self.epoch_sum.add_(values)
         self.epoch_count += 1
-        self.window_count += 1
 
     @staticmethod
     def _means(total: Tensor, count: int) -> dict[str, float]:
@@ -86,21 +86,21 @@ class EpochStats:
         return self._means(self.epoch_sum, self.epoch_count)
 
     def window_means(self) -> dict[str, float]:
-        return self._means(self.window_sum, self.window_count)
+        return self._means(self.epoch_sum - self.mark_sum, self.epoch_count - self.mark_count)
 
     def state_dict(self) -> dict[str, Any]:
         return {
             "epoch_sum": self.epoch_sum.cpu(),
             "epoch_count": self.epoch_count,
-            "window_sum": self.window_sum.cpu(),
-            "window_count": self.window_count,
+            "mark_sum": self.mark_sum.cpu(),
+            "mark_count": self.mark_count,
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.epoch_sum = state["epoch_sum"].to(self.device)
-        self.window_sum = state["window_sum"].to(self.device)
+        self.mark_sum = state["mark_sum"].to(self.device)
         self.epoch_count = int(state["epoch_count"])
-        self.window_count = int(state["window_count"])
+        self.mark_count = int(state["mark_count"])
 
 
 def _place(module: nn.Module, run: Run, channels_last: bool) -> nn.Module:
@@ -249,7 +249,7 @@ def train_gan(config: GanRecipeConfig, *, run: Run) -> None:
     @trainer.on(Events.ITERATION_COMPLETED(every=config.log_every))
     def _log_window(engine: Engine) -> None:
         run.report(engine, stats.window_means(), kind="step")
-        stats.reset_window()
+        stats.mark_window()
 
     @trainer.on(Events.EPOCH_COMPLETED)
     def _log_epoch(engine: Engine) -> None:

@@ -1,0 +1,46 @@
+"""Shared helpers for the benchmarks: timing a `dltk run` in-process and a plain loop."""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import statistics
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+
+import bench_plugin  # noqa: E402
+
+from dltoolkit.cli import main  # noqa: E402
+
+
+def dltk_seconds_per_iteration(recipe_text: str, overrides: list[str], warmup: int) -> float:
+    """Run a recipe through ``dltk run`` in this process; seconds per iteration after ``warmup``."""
+    with tempfile.TemporaryDirectory() as tmp:
+        recipe = Path(tmp) / "bench.toml"
+        recipe.write_text(recipe_text)
+        out, err = io.StringIO(), io.StringIO()
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            code = main(["run", str(recipe), *overrides, "--run-dir", str(Path(tmp) / "run"), "-p", "bench_plugin"])
+        if code != 0:
+            raise SystemExit(f"dltk run failed ({code}):\n{err.getvalue()}")
+    times = bench_plugin.TIMES
+    return (times[-1] - times[warmup - 1]) / (len(times) - warmup)
+
+
+def plain_seconds_per_iteration(step: Callable[[int], None], iterations: int, warmup: int) -> float:
+    """Call ``step(i)`` ``iterations`` times; seconds per iteration after ``warmup``."""
+    stamps = []
+    for i in range(iterations):
+        step(i)
+        stamps.append(time.perf_counter())
+    return (stamps[-1] - stamps[warmup - 1]) / (iterations - warmup)
+
+
+def summary(ratios: list[float]) -> str:
+    return f"median {statistics.median(ratios):.3f} (min {min(ratios):.3f}, max {max(ratios):.3f}, n={len(ratios)})"

@@ -15,6 +15,7 @@ import contextlib
 import torch
 import torch.nn.functional as F
 from common import dltk_seconds_per_iteration, plain_seconds_per_iteration, summary
+
 from dltoolkit_gan import DcganConfig, dcgan
 
 RECIPE = """

@@ -16,9 +16,9 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 from common import dltk_seconds_per_iteration, plain_seconds_per_iteration, summary
-from dltoolkit_gan import MlpGanConfig, mlp_gan
 
 from dltoolkit.testing import write_mnist
+from dltoolkit_gan import MlpGanConfig, mlp_gan
 
 RECIPE = """
 seed = 0

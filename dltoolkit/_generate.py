@@ -51,8 +51,8 @@ def _build_generator(registry: Registry, meta: dict[str, Any], source: Path) -> 
     return model.generator, int(model.latent_dim)
 
 
-def load_generator(registry: Registry, source: Path, device: torch.device) -> ImageSampler:
-    """An :class:`ImageSampler` for SOURCE: a run directory, a checkpoint, or an exported file."""
+def load_generator(registry: Registry, source: Path, device: torch.device) -> tuple[ImageSampler, dict[str, Any]]:
+    """An :class:`ImageSampler` for SOURCE (a run directory, a checkpoint, or an exported file) and its metadata."""
     source = Path(source)
     if not source.exists():
         raise DltkError(f"{source}: no such run directory or file")
@@ -72,7 +72,7 @@ def load_generator(registry: Registry, source: Path, device: torch.device) -> Im
         first = str(exc).strip().splitlines()[0]
         raise DltkError(f"{source}: the weights do not fit model '{meta.get('model')}': {first}") from None
     generator.to(device).eval()
-    return ImageSampler(generator, latent_dim, device)
+    return ImageSampler(generator, latent_dim, device), meta
 
 
 def _read_export(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
@@ -114,6 +114,7 @@ def export_generator(registry: Registry, run_dir: Path, out: Path) -> Path:
         "model_options": str(meta.get("model_options", "{}")),
         "image_shape": json.dumps(list(meta["image_shape"])),
         "latent_dim": str(meta.get("latent_dim", "")),
+        "dataset": str(meta.get("dataset", "")),
         "dltoolkit_version": __version__,
         "source": str(source),
     }
@@ -147,7 +148,7 @@ def generate_images(
         torch_device = resolve_device(device)
     except RuntimeError as exc:
         raise DltkError(f"--device: {exc}") from None
-    sampler = load_generator(registry, source, torch_device)
+    sampler, _meta = load_generator(registry, source, torch_device)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     width = max(4, len(str(num - 1)))

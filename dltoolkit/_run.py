@@ -82,6 +82,7 @@ class Run:
         self._best: Any = None
         self._best_higher: bool = False
         self.trainer: Engine | None = None
+        self.metrics: list[Any] = []
         if not resuming:
             if run_dir is None:
                 _check_writable(Path(recipe_file.run.dir), f"{recipe_file.path}: run.dir")
@@ -176,6 +177,7 @@ class Run:
         values go to :meth:`report` (kind ``"eval"``) with the protocol beside them.
         """
         built = [metric for _table, metric in self.build_metrics()]
+        self.metrics = built
         if not built:
             return
 
@@ -194,6 +196,22 @@ class Run:
                 self.report(engine, scores, kind="eval", protocol=protocol)
 
         trainer.add_event_handler(Events.EPOCH_COMPLETED, evaluate)
+
+    # -- what metrics need ------------------------------------------------------------------
+
+    @property
+    def seed(self) -> int:
+        return self.recipe_file.seed
+
+    @property
+    def cache_dir(self) -> Path:
+        """Where reusable work (reference statistics) is cached: ``$DLTK_CACHE_DIR`` or ``~/.cache/dltoolkit``."""
+        return cache_dir()
+
+    def reference(self, split: str) -> tuple[Any, dict[str, Any]]:
+        """The recipe file's dataset for ``split`` and a description of it (for protocols and cache keys)."""
+        table = self.table("dataset")
+        return table.component.build(table.config, split=split), dataset_identity(table.name, table.options(), split)
 
     # -- checkpoints and scores ---------------------------------------------------------
 
@@ -219,10 +237,7 @@ class Run:
         return to_save
 
     def _higher_is_better(self, name: str) -> bool:
-        for table in self.recipe_file.metrics:
-            if table.name == name:
-                return bool(getattr(table.config, "higher_is_better", False))
-        return False
+        return any(getattr(m, "name", None) == name and getattr(m, "higher_is_better", False) for m in self.metrics)
 
     def resume(self, to_load: Mapping[str, Any], *, max_epochs: int | None = None) -> Path | None:
         """Load the newest readable checkpoint into ``to_load``; return its path (None if fresh).
@@ -326,6 +341,19 @@ class Run:
 
     def add_images(self, tag: str, grid: torch.Tensor, step: int) -> None:
         self.tb.writer.add_image(tag, grid, step)
+
+
+def cache_dir() -> Path:
+    return Path(os.environ.get("DLTK_CACHE_DIR") or Path.home() / ".cache" / "dltoolkit")
+
+
+def dataset_identity(name: str, options: Mapping[str, Any], split: str) -> dict[str, Any]:
+    """What identifies a dataset's images: its name, options (root made absolute) and split."""
+    identity = {"dataset": name, **{k: v for k, v in options.items() if k not in ("download", "split")}}
+    if isinstance(identity.get("root"), str):
+        identity["root"] = str(Path(identity["root"]).resolve())
+    identity["split"] = split
+    return identity
 
 
 def _json_default(value: Any) -> Any:

@@ -102,6 +102,27 @@ def build_parser() -> argparse.ArgumentParser:
     exp.add_argument("--out", type=Path, required=True, metavar="FILE.safetensors")
     _plugin_args(exp)
 
+    ev = sub.add_parser(
+        "eval",
+        help="score a generator or two image folders",
+        description=(
+            "Score a trained generator (run directory, checkpoint or exported file) against its "
+            "recipe's dataset, or two image folders with --real and --fake."
+        ),
+    )
+    ev.add_argument("source", type=Path, nargs="?", metavar="SOURCE")
+    ev.add_argument("--metrics", default="fid,isc", help="comma-separated: fid, isc, kid, prc")
+    ev.add_argument("--num-samples", type=int, default=10000, help="generated images to score")
+    ev.add_argument("--reference", choices=("train", "test"), default="train", help="dataset split to compare with")
+    ev.add_argument("--real", type=Path, help="folder of real images")
+    ev.add_argument("--fake", type=Path, help="folder of generated images")
+    ev.add_argument("--json", type=Path, help="also write the scores and their protocol here")
+    ev.add_argument("--batch-size", type=int, default=64)
+    ev.add_argument("--feature-extractor", help="a torch-fidelity feature extractor (default: inception-v3-compat)")
+    ev.add_argument("--weights-path", help="local weights file of the feature extractor")
+    ev.add_argument("--weights-sha256", help="sha256 of weights other than the official file")
+    ev.add_argument("--device", default="auto")
+    _plugin_args(ev)
     return parser
 
 
@@ -246,6 +267,13 @@ def cmd_export(args: argparse.Namespace) -> int:
     return ExitCode.OK
 
 
+def cmd_eval(args: argparse.Namespace) -> int:
+    from dltoolkit._evaluate import evaluate_command
+
+    _host, registry = _setup(args)
+    return evaluate_command(registry, args)
+
+
 COMMANDS = {
     "run": cmd_run,
     "check": cmd_check,
@@ -253,6 +281,7 @@ COMMANDS = {
     "plugins": cmd_plugins,
     "generate": cmd_generate,
     "export": cmd_export,
+    "eval": cmd_eval,
 }
 
 

@@ -8,11 +8,11 @@ from pathlib import Path
 
 import pytest
 import torch
-from dltoolkit_gan import DcganConfig, dcgan
 from torch import nn
 
 from dltoolkit import DltkError
 from dltoolkit.testing import use_cifar10_checksums, write_cifar10, write_image_folder
+from dltoolkit_gan import DcganConfig, dcgan
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -5,11 +5,11 @@ from __future__ import annotations
 import types
 
 import pytest
-from dltoolkit_gan.models import MlpGanConfig, mlp_gan
 
 from dltoolkit import Component, DltkError, RecipeFile, hookimpl
 from dltoolkit._manager import BUILTIN_PLUGINS, make_plugin_host
 from dltoolkit._registry import Registry
+from dltoolkit_gan.models import MlpGanConfig, mlp_gan
 
 
 def model_plugin(module_name: str, model_name: str) -> types.ModuleType:

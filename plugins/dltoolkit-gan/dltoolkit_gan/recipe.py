@@ -227,7 +227,7 @@ def train_gan(config: GanRecipeConfig, *, run: Run) -> None:
 
     run.train_dataset = dataset
     run.sampler = ImageSampler(generator, model.latent_dim, run.device)
-    model_table = run.table("model")
+    model_table, dataset_table = run.table("model"), run.table("dataset")
     run.metadata.data.update(
         {
             "format": 1,
@@ -238,6 +238,7 @@ def train_gan(config: GanRecipeConfig, *, run: Run) -> None:
             "image_shape": list(image_shape),
             "latent_dim": model.latent_dim,
             "seed": run.recipe_file.seed,
+            "dataset": json.dumps({"name": dataset_table.name, **dataset_table.options()}),
         }
     )
 

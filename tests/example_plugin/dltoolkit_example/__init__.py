@@ -5,10 +5,10 @@ from __future__ import annotations
 import math
 
 import attrs
-from dltoolkit_gan import GanModel
 from torch import nn
 
 import dltoolkit
+from dltoolkit_gan import GanModel
 
 
 @attrs.frozen

@@ -1,0 +1,146 @@
+"""``dltk eval``: score a trained generator against its dataset, or two folders of images."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from dltoolkit._config import validate_options
+from dltoolkit._errors import DltkError, ExitCode
+from dltoolkit._registry import Registry
+from dltoolkit._run import cache_dir, dataset_identity, resolve_device
+
+
+class DatasetSampler:
+    """Images of a dataset served like generated ones (``batches(n, seed=, batch_size=)``)."""
+
+    def __init__(self, dataset: Any):
+        self.dataset = dataset
+
+    def batches(self, n: int, *, seed: int, batch_size: int = 256) -> Iterator[Tensor]:
+        n = min(n, len(self.dataset))
+        for start in range(0, n, batch_size):
+            yield torch.stack([self.dataset[i][0] for i in range(start, min(n, start + batch_size))])
+
+
+class EvalSource:
+    """What metric components need from a run, for scoring outside one."""
+
+    def __init__(self, sampler: Any, device: torch.device, reference: Any, seed: int = 0):
+        self.sampler = sampler
+        self.device = device
+        self.seed = seed
+        self.cache_dir = cache_dir()
+        self._reference = reference
+
+    def reference(self, split: str) -> tuple[Any, dict[str, Any]]:
+        return self._reference(split)
+
+
+def _folder_dataset(registry: Registry, folder: Path, size: int | None, flag: str) -> Any:
+    from PIL import Image
+
+    from dltoolkit.builtin.datasets import ImageDatasetConfig
+
+    if not folder.is_dir():
+        raise DltkError(f"{flag}: '{folder}' is not a folder of images")
+    component = registry.get("dataset", "image-folder")
+    if size is None:
+        dataset = component.build(ImageDatasetConfig(root=str(folder), image_size=8, channels=3))
+        with Image.open(dataset.files[0]) as first:
+            size = min(first.size)
+    return component.build(ImageDatasetConfig(root=str(folder), image_size=size, channels=3)), size
+
+
+def _source_for_generator(registry: Registry, args: argparse.Namespace, device: torch.device) -> EvalSource:
+    from dltoolkit._generate import load_generator
+
+    sampler, meta = load_generator(registry, args.source, device)
+    try:
+        table = json.loads(meta.get("dataset") or "")
+        name = table.pop("name")
+    except (ValueError, KeyError, AttributeError):
+        raise DltkError(f"{args.source}: no dataset recorded with this generator; use --real DIR --fake DIR") from None
+    component = registry.get("dataset", name)
+    options = {k: v for k, v in table.items() if k != "split"}
+    config = validate_options(component, options, str(args.source))
+
+    def reference(split: str) -> tuple[Any, dict[str, Any]]:
+        return component.build(config, split=split), dataset_identity(name, table, split)
+
+    return EvalSource(sampler, device, reference, seed=int(meta.get("seed", 0) or 0))
+
+
+def evaluate_command(registry: Registry, args: argparse.Namespace) -> int:
+    """Score SOURCE (or --real/--fake folders) with the named metrics; print a table, maybe write JSON."""
+    names = [n.strip() for n in args.metrics.split(",") if n.strip()]
+    if not names:
+        raise DltkError("--metrics: name at least one metric (fid, isc, kid, prc)")
+    problems = [registry.problem_with("metric", n) for n in names]
+    problems = [f"--metrics: {p}" for p in problems if p]
+    if args.num_samples < 2:
+        problems.append(f"--num-samples: must be at least 2, got {args.num_samples}")
+    folders = args.real is not None or args.fake is not None
+    if folders and (args.real is None or args.fake is None or args.source is not None):
+        problems.append("dltk eval: give SOURCE, or both --real DIR and --fake DIR")
+    if not folders and args.source is None:
+        problems.append("dltk eval: give SOURCE (a run directory, checkpoint or exported generator) or --real/--fake")
+    if problems:
+        raise DltkError(problems)
+    try:
+        device = resolve_device(args.device)
+    except RuntimeError as exc:
+        raise DltkError(f"--device: {exc}") from None
+
+    if folders:
+        real, size = _folder_dataset(registry, args.real, None, "--real")
+        fake, _ = _folder_dataset(registry, args.fake, size, "--fake")
+        identity = {"dataset": "image-folder", "root": str(args.real.resolve()), "image_size": size}
+        source = EvalSource(DatasetSampler(fake), device, lambda split: (real, {**identity, "split": "all"}))
+        num_samples = min(args.num_samples, len(fake))
+    else:
+        source = _source_for_generator(registry, args, device)
+        num_samples = args.num_samples
+
+    metrics = []
+    for name in names:
+        component = registry.get("metric", name)
+        options = {"num_samples": num_samples, "reference": args.reference, "batch_size": args.batch_size}
+        for key in ("feature_extractor", "weights_path", "weights_sha256"):
+            if getattr(args, key, None) is not None:
+                options[key] = getattr(args, key)
+        known = {f.name for f in __import__("attrs").fields(component.config)}
+        config = validate_options(component, {k: v for k, v in options.items() if k in known}, "dltk eval")
+        metrics.append(component.build(config, run=source))
+    results: dict[str, dict[str, Any]] = {}
+    groups: dict[Any, list[Any]] = {}
+    for metric in metrics:
+        groups.setdefault(type(metric).evaluate_together, []).append(metric)
+    for evaluate_together, members in groups.items():
+        results.update(evaluate_together(source, members))
+
+    print(f"{'metric':<8} {'value':>12}  protocol")
+    for name, result in results.items():
+        print(f"{name:<8} {result['value']:>12.6g}  {protocol_summary(result)}")
+    if args.json is not None:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps(results, indent=2, default=str) + "\n")
+    return ExitCode.OK
+
+
+def protocol_summary(result: dict[str, Any]) -> str:
+    compared = f"{result.get('num_samples')} generated"
+    if result.get("reference_dataset"):
+        compared += f" vs {result['reference_count']} {result['reference_dataset']}/{result['reference_split']}"
+    parts = [compared]
+    parts.append(f"{result.get('feature_extractor')}[{result.get('feature_layer')}]")
+    if result.get("weights_sha256"):
+        parts.append(f"weights {str(result['weights_sha256'])[:12]}")
+    parts.append(f"torch-fidelity {result.get('torch_fidelity')}")
+    return ", ".join(parts)

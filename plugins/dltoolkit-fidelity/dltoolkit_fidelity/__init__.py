@@ -1,0 +1,1 @@
+"""dltoolkit-fidelity: FID, IS, KID and precision/recall for dltoolkit, computed by torch-fidelity."""

@@ -115,6 +115,7 @@ def export_generator(registry: Registry, run_dir: Path, out: Path) -> Path:
         "image_shape": json.dumps(list(meta["image_shape"])),
         "latent_dim": str(meta.get("latent_dim", "")),
         "dataset": str(meta.get("dataset", "")),
+        "seed": str(meta.get("seed", 0)),
         "dltoolkit_version": __version__,
         "source": str(source),
     }

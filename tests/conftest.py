@@ -19,6 +19,11 @@ def _isolated_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.chdir(tmp_path)
     os.environ.setdefault("MPLBACKEND", "Agg")
 
+    def no_downloads(dest: Path) -> None:
+        raise OSError("downloads are disabled in the test suite")
+
+    monkeypatch.setattr("dltoolkit_fidelity.weights.download_inception", no_downloads)
+
 
 TINY_GAN = """
 seed = 1

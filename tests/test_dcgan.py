@@ -67,6 +67,8 @@ def test_main_recipe_two_iterations_on_real_format_cifar10(dltk, tmp_path):
             "dataset.download=false",
             f"dataset.root={tmp_path / 'data'}",
             "recipe.log_every=1",
+            "metrics=[]",
+            "checkpoint.best_by=loss_g",
             "--run-dir",
             tmp_path / "run",
         )
@@ -98,6 +100,8 @@ def test_train_on_a_folder_of_images(dltk, tmp_path):
         "model.base_channels=8",
         "recipe.batch_size=4",
         "recipe.epochs=1",
+        "metrics=[]",
+        "checkpoint.best_by=loss_g",
         "--run-dir",
         tmp_path / "run",
     )

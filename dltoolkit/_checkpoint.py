@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import contextlib
+import errno
+import hashlib
+import json
 import os
 import pickle
 import random
@@ -17,11 +20,12 @@ import torch
 from ignite.engine import Engine, Events
 from ignite.handlers import Checkpoint, DiskSaver
 
-from dltoolkit._errors import DltkError
+from dltoolkit._errors import DltkError, RunFailed
 
 TEMP_PREFIX = ".tmp-"
 LAST_PATTERN = re.compile(r"^checkpoint_(\d+)\.pt$")
 BEST_PREFIX = "best"
+MANIFEST = "manifest.json"
 
 
 def fsync_dir(path: Path) -> None:
@@ -58,18 +62,108 @@ def atomic_write(path: Path, write: Callable[[Any], None]) -> None:
     fsync_dir(path.parent)
 
 
+def sha256_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def read_manifest(folder: Path) -> dict[str, str]:
+    """``{file name: sha256}`` of the checkpoints in ``folder`` (empty if missing or unreadable)."""
+    try:
+        data = json.loads((folder / MANIFEST).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return {str(k): str(v) for k, v in data.items()} if isinstance(data, dict) else {}
+
+
+def _write_manifest(folder: Path, manifest: Mapping[str, str]) -> None:
+    text = json.dumps(dict(sorted(manifest.items())), indent=1) + "\n"
+    atomic_write(folder / MANIFEST, lambda handle: handle.write(text.encode()))
+
+
 class DurableDiskSaver(DiskSaver):
-    """Ignite's ``DiskSaver`` whose atomic writes are also fsynced (file and folder)."""
+    """Ignite's ``DiskSaver`` made durable: each checkpoint is written to a temp file in the same
+    folder, fsynced, renamed, the folder fsynced, and its sha256 recorded in ``manifest.json``.
+
+    A full disk stops the run with a message saying so and where; the previous checkpoints are
+    untouched (the temp file is removed).
+    """
 
     def __init__(self, dirname: str | Path):
         super().__init__(str(dirname), atomic=True, require_empty=False, create_dir=True)
+        self._pending_removal: list[str] = []
 
     def _save_func(self, checkpoint: Mapping, path: Path, func: Callable) -> None:
-        atomic_write(Path(path), lambda handle: func(checkpoint, handle))
+        path = Path(path)
+        try:
+            atomic_write(path, lambda handle: func(checkpoint, handle))
+            manifest = read_manifest(path.parent)
+            manifest[path.name] = sha256_file(path)
+            _write_manifest(path.parent, manifest)
+            self._remove_pending()
+        except OSError as exc:
+            if exc.errno == errno.ENOSPC:
+                raise RunFailed(
+                    f"{path.parent}: disk full while writing {path.name}; the previous checkpoints are intact. "
+                    "Free some space, then continue with dltk run --resume on this run"
+                ) from None
+            raise
 
     def remove(self, filename: str) -> None:
-        super().remove(filename)
-        fsync_dir(Path(self.dirname))
+        """Ignite rotates out the oldest file *before* writing the next; we wait until the new
+        one is safely on disk, so a crash or a full disk during a save never leaves fewer good
+        checkpoints than before."""
+        self._pending_removal.append(filename)
+
+    def _remove_pending(self) -> None:
+        folder = Path(self.dirname)
+        manifest = read_manifest(folder)
+        for filename in self._pending_removal:
+            (folder / filename).unlink(missing_ok=True)
+            manifest.pop(filename, None)
+        if self._pending_removal:
+            self._pending_removal.clear()
+            _write_manifest(folder, manifest)
+            fsync_dir(folder)
+
+
+def verify(path: Path) -> str | None:
+    """Why ``path`` must not be trusted (its manifest hash differs), or None."""
+    expected = read_manifest(path.parent).get(path.name)
+    if expected is None:
+        return None  # renamed into place after fsync, killed before the manifest update: complete
+    actual = sha256_file(path)
+    if actual != expected:
+        return f"{path}: sha256 {actual[:16]}... does not match the manifest ({expected[:16]}...): truncated or altered"
+    return None
+
+
+def non_finite_module(to_save: Mapping[str, Any]) -> str | None:
+    """The name of the first module in ``to_save`` with a non-finite parameter or buffer."""
+    for name, obj in to_save.items():
+        if isinstance(obj, torch.nn.Module):
+            for tensor in (*obj.parameters(), *obj.buffers()):
+                if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
+                    return name
+    return None
+
+
+def guarded(handler: Checkpoint, to_save: Mapping[str, Any]) -> Callable[[Engine], None]:
+    """Call ``handler`` only when every model is finite; otherwise stop the run (exit 1)."""
+
+    def save(engine: Engine) -> None:
+        bad = non_finite_module(to_save)
+        if bad is not None:
+            raise RunFailed(
+                f"non-finite weights in {bad} at iteration {engine.state.iteration}: not saved; "
+                "resume from the last good checkpoint (a lower learning rate often helps)"
+            )
+        handler(engine)
+
+    return save
 
 
 def remove_stray_temp_files(folder: Path) -> list[Path]:
@@ -202,20 +296,37 @@ def attach_checkpoints(
         global_step_transform=lambda engine, _event: engine.state.iteration,
     )
     event = Events.EPOCH_COMPLETED(every=every) if unit == "epoch" else Events.ITERATION_COMPLETED(every=every)
-    trainer.add_event_handler(event, handler)
+    save = guarded(handler, to_save)
+    trainer.add_event_handler(event, save)
 
     def save_at_end(engine: Engine) -> None:
         last = handler.last_checkpoint
         if last is None or not str(last).endswith(f"_{engine.state.iteration}.pt"):
-            handler(engine)
+            save(engine)
 
     trainer.add_event_handler(Events.COMPLETED, save_at_end)
-    existing = checkpoints_in(folder)
-    if existing:
-        steps = [int(LAST_PATTERN.match(p.name).group(1)) for p in reversed(existing)]  # type: ignore[union-attr]
-        saved = [(step, p.name) for step, p in zip(steps, reversed(existing), strict=True)][-keep:]
-        handler.load_state_dict({"_saved": saved})
+    sync_saved(handler, folder, keep)
     return handler
+
+
+def sync_saved(handler: Checkpoint, folder: Path, keep: int) -> None:
+    """Tell Ignite's handler which checkpoints are on disk (on resume), dropping rotation leftovers."""
+    existing = checkpoints_in(folder)  # newest first
+    for stale in existing[keep:]:  # left over by a save that never completed its rotation
+        stale.unlink(missing_ok=True)
+    kept = list(reversed(existing[:keep]))
+    saved = [(int(LAST_PATTERN.match(p.name).group(1)), p.name) for p in kept]  # type: ignore[union-attr]
+    handler.load_state_dict({"_saved": saved})
+
+
+def set_aside(path: Path) -> Path:
+    """Rename an unusable checkpoint to ``<name>.corrupt``: kept for inspection, out of rotation."""
+    target = path.with_name(path.name + ".corrupt")
+    path.replace(target)
+    manifest = read_manifest(path.parent)
+    if manifest.pop(path.name, None) is not None:
+        _write_manifest(path.parent, manifest)
+    return target
 
 
 def attach_best(to_save: Mapping[str, Any], folder: Path, score_name: str, higher_is_better: bool) -> Checkpoint:

@@ -34,3 +34,10 @@ class RunFailed(DltkError):
 
     def __init__(self, problems: str | Iterable[str]):
         super().__init__(problems, ExitCode.RUN_FAILED)
+
+
+class Interrupted(DltkError):
+    """The run was stopped by SIGINT (exit 130) or SIGTERM (exit 143) after saving its state."""
+
+    def __init__(self, problems: str | Iterable[str], exit_code: ExitCode):
+        super().__init__(problems, exit_code)

@@ -143,7 +143,12 @@ def make_plugin_host(
         if selected is not None and ep.name not in selected and dist_name not in selected:
             continue
         info = PluginInfo(ep.name, "entry point", dist_name, version)
-        if host.pm.get_plugin(ep.name) is not None or host.pm.is_blocked(ep.name):
+        if host.pm.is_blocked(ep.name):
+            continue
+        if host.pm.get_plugin(ep.name) is not None:
+            first = host.info(ep.name)
+            taken = first.describe() if first else f"plugin '{ep.name}'"
+            host.plugins.append(attrs.evolve(info, error=f"entry-point name '{ep.name}' is already taken by {taken}"))
             continue
         try:
             plugin = ep.load()

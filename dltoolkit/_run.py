@@ -6,7 +6,9 @@ import json
 import math
 import os
 import shutil
+import signal
 import sys
+import threading
 import time
 from collections.abc import Mapping
 from pathlib import Path
@@ -18,7 +20,7 @@ from ignite.engine import Engine, Events
 
 from dltoolkit import _checkpoint
 from dltoolkit._config import ComponentTable, RecipeFile
-from dltoolkit._errors import DltkError, ExitCode
+from dltoolkit._errors import DltkError, ExitCode, Interrupted
 from dltoolkit._manager import PluginHost
 from dltoolkit._registry import Registry
 from dltoolkit._sampling import ImageSampler
@@ -80,6 +82,7 @@ class Run:
         self._metrics_file: Any = None
         self._tb: Any = None
         self._best: Any = None
+        self._last: Any = None
         self._best_higher: bool = False
         self.trainer: Engine | None = None
         self.metrics: list[Any] = []
@@ -228,12 +231,14 @@ class Run:
         self.ensure_dir()
         section = self.recipe_file.checkpoint
         to_save = {**objects, "trainer": trainer, "rng": _checkpoint.RngState(), "meta": self.metadata}
-        _checkpoint.attach_checkpoints(
+        self._last = _checkpoint.attach_checkpoints(
             trainer, to_save, self.checkpoint_dir, every=section.every, unit=section.unit, keep=section.keep
         )
         if section.best_by is not None:
             self._best_higher = self._higher_is_better(section.best_by)
-            self._best = _checkpoint.attach_best(to_save, self.checkpoint_dir, section.best_by, self._best_higher)
+            self._best = _checkpoint.guarded(
+                _checkpoint.attach_best(to_save, self.checkpoint_dir, section.best_by, self._best_higher), to_save
+            )
         return to_save
 
     def _higher_is_better(self, name: str) -> bool:
@@ -254,14 +259,26 @@ class Run:
         candidates = _checkpoint.checkpoints_in(self.checkpoint_dir)
         if not candidates:
             raise DltkError(f"{self.path}: no checkpoint to resume from in {self.checkpoint_dir}")
-        problems = []
+        problems: list[str] = []
+        unusable: list[Path] = []
         for path in candidates:
+            problem = _checkpoint.verify(path)
+            if problem is not None:
+                problems.append(problem)
+                unusable.append(path)
+                print(f"dltk: skipping {problem}", file=sys.stderr)
+                continue
             try:
                 data = _checkpoint.load_checkpoint(path)
             except DltkError as exc:
                 problems.extend(exc.problems)
+                unusable.append(path)
                 print(f"dltk: skipping {exc.problems[0]}", file=sys.stderr)
                 continue
+            for bad in unusable:
+                _checkpoint.set_aside(bad)
+            if unusable and self._last is not None:
+                _checkpoint.sync_saved(self._last, self.checkpoint_dir, self.recipe_file.checkpoint.keep)
             from ignite.handlers import Checkpoint
 
             Checkpoint.load_objects(to_load, data)
@@ -319,6 +336,46 @@ class Run:
             self.metadata.data["best_by"] = best_by
             self.metadata.data["best_score"] = float(scores[best_by])
             self._best(engine)
+
+    def run_engine(self, engine: Engine, data: Any, max_epochs: int) -> None:
+        """``engine.run(data, max_epochs)``, stopping cleanly on SIGINT or SIGTERM.
+
+        The first signal stops the engine at the end of the current iteration; the handlers of
+        ``Events.TERMINATE`` and ``Events.COMPLETED`` then write the last checkpoint, the GIF and the
+        plots, and :class:`Interrupted` (exit 130 or 143) is raised. A second signal exits at once
+        (checkpoints are written atomically, so nothing is left half-written).
+        """
+        received: list[int] = []
+
+        def on_signal(signum: int, _frame: Any) -> None:
+            code = ExitCode.INTERRUPTED if signum == signal.SIGINT else ExitCode.TERMINATED
+            if received:
+                print("dltk: stopping now", file=sys.stderr, flush=True)
+                os._exit(int(code))
+            received.append(signum)
+            print(
+                f"dltk: {signal.Signals(signum).name} received: stopping after this iteration (again to stop at once)",
+                file=sys.stderr,
+                flush=True,
+            )
+            engine.terminate()
+
+        handled = (signal.SIGINT, signal.SIGTERM)
+        previous = {}
+        if threading.current_thread() is threading.main_thread():
+            previous = {s: signal.signal(s, on_signal) for s in handled}
+        try:
+            engine.run(data, max_epochs=max_epochs)
+        finally:
+            for signum, handler in previous.items():
+                signal.signal(signum, handler)
+        if received:
+            code = ExitCode.INTERRUPTED if received[0] == signal.SIGINT else ExitCode.TERMINATED
+            raise Interrupted(
+                f"{self.path}: stopped by {signal.Signals(received[0]).name} at iteration {engine.state.iteration}; "
+                f"state saved. Continue with: dltk run --resume {self.path}",
+                code,
+            )
 
     def attach_progress(self, trainer: Engine) -> None:
         """A progress bar on a terminal (Ignite's ``ProgressBar``), one line per epoch otherwise."""

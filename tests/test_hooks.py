@@ -198,3 +198,12 @@ def test_every_hook_is_documented_and_tested():
     assert tests == set(spec_names)
     for name in spec_names:
         assert getattr(hookspecs, name).__doc__, f"{name} has no docstring"
+
+
+def test_recipes_reference_is_up_to_date():
+    """docs/recipes.md contains exactly what `python -m dltoolkit._reference` generates."""
+    from dltoolkit._reference import BEGIN, END, first_party_registry, markdown_reference
+
+    docs = (ROOT / "docs" / "recipes.md").read_text(encoding="utf-8")
+    current = docs[docs.index(BEGIN) : docs.index(END) + len(END)]
+    assert current == markdown_reference(first_party_registry()), "regenerate: python -m dltoolkit._reference"

@@ -159,3 +159,16 @@ def test_non_component_result_is_reported(fake_plugins):
     assert registry.problems == [
         "plugin 'bad' (dist-bad 1.0): dltk_register_datasets returned 'not a component', not a dltoolkit.Component"
     ]
+
+
+def test_two_distributions_with_one_entry_point_name(fake_plugins):
+    fake_plugins(
+        ("dist-a", "1.0", {"same": model_plugin("mod_same_a", "model-a")}),
+        ("dist-b", "2.0", {"same": model_plugin("mod_same_b", "model-b")}),
+    )
+    host = make_plugin_host(env={})
+    failed = [p for p in host.plugins if p.failed]
+    assert [(p.distribution, p.error) for p in failed] == [
+        ("dist-b", "entry-point name 'same' is already taken by plugin 'same' (dist-a 1.0)")
+    ]
+    assert Registry(host).names("model") == ["model-a"]

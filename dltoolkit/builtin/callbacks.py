@@ -19,7 +19,7 @@ from torch import Tensor
 from dltoolkit import Component, DltkError, Run, hookimpl, option, to_uint8
 
 GRID_PREFIX = "grid_"
-END_EVENTS = Events.COMPLETED | Events.TERMINATE | Events.EXCEPTION_RAISED
+END_EVENTS = Events.COMPLETED | Events.EXCEPTION_RAISED  # COMPLETED also follows a terminate()
 
 
 def image_grid(images: Tensor, nrow: int) -> Tensor:

@@ -274,4 +274,4 @@ def train_gan(config: GanRecipeConfig, *, run: Run) -> None:
         for opt, lr, betas in ((opt_g, config.lr_g, config.betas_g), (opt_d, config.lr_d, config.betas_d)):
             for group in opt.param_groups:  # the recipe file (with its overrides) wins
                 group["lr"], group["betas"] = lr, betas
-    trainer.run(loader, max_epochs=config.epochs)
+    run.run_engine(trainer, loader, config.epochs)

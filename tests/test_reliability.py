@@ -1,0 +1,228 @@
+"""Reliability: exact resume after SIGKILL (also mid-save), signals, non-finite losses, full disks,
+corrupt and tampered checkpoints. Each test really does the thing, through a fault-injecting plugin
+(tests/helpers/fault_plugin.py)."""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from dltoolkit._checkpoint import MANIFEST, checkpoints_in, load_checkpoint, read_manifest, sha256_file
+
+HELPERS = Path(__file__).resolve().parent / "helpers"
+DLTK = Path(sys.executable).parent / "dltk"
+ITERATION_CHECKPOINTS = ["checkpoint.unit=iteration", "checkpoint.every=10", "checkpoint.keep=3"]
+
+
+@pytest.fixture(autouse=True)
+def _fault_plugin_importable(monkeypatch):
+    monkeypatch.syspath_prepend(str(HELPERS))
+    for name in list(os.environ):
+        if name.startswith("DLTK_FAULT_"):
+            monkeypatch.delenv(name)
+
+
+def subprocess_run(recipe: Path, run_dir: Path, *overrides: str, env: dict[str, str]) -> subprocess.CompletedProcess:
+    full_env = {**os.environ, "PYTHONPATH": str(HELPERS), **env}
+    return subprocess.run(
+        [str(DLTK), "run", str(recipe), *overrides, "--run-dir", str(run_dir), "-p", "fault_plugin"],
+        capture_output=True,
+        text=True,
+        env=full_env,
+        timeout=300,
+    )
+
+
+def final_state(run: Path) -> dict[str, torch.Tensor]:
+    data = load_checkpoint(checkpoints_in(run / "checkpoints")[0])
+    state = {}
+    for name in ("generator", "discriminator"):
+        state.update({f"{name}.{k}": v for k, v in data[name].items()})
+    for name in ("optimizer_g", "optimizer_d"):
+        for index, entry in data[name]["state"].items():
+            state.update({f"{name}.{index}.{k}": v for k, v in entry.items() if isinstance(v, torch.Tensor)})
+    return state
+
+
+def assert_bit_identical(a: Path, b: Path) -> None:
+    left, right = final_state(a), final_state(b)
+    assert left.keys() == right.keys()
+    different = [k for k in left if not torch.equal(left[k], right[k])]
+    assert not different, f"differ: {different[:5]}"
+
+
+def log_lines(run: Path) -> list[dict]:
+    return [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+
+
+@pytest.fixture(scope="module")
+def straight(tmp_path_factory) -> tuple[Path, Path]:
+    """The same tiny run, left uninterrupted: 2 epochs of 56 iterations, checkpoints every 10."""
+    from conftest import TINY_GAN
+
+    from dltoolkit.testing import run_cli
+
+    folder = tmp_path_factory.mktemp("straight")
+    recipe = folder / "tiny.toml"
+    recipe.write_text(TINY_GAN.format(runs=folder.as_posix()))
+    result = run_cli("run", recipe, *ITERATION_CHECKPOINTS, "--run-dir", folder / "run")
+    assert result.exit_code == 0, result.err
+    return recipe, folder / "run"
+
+
+@pytest.mark.slow
+def test_sigkill_at_random_iterations_then_resume_is_bit_identical(straight, dltk, tmp_path):
+    recipe, reference = straight
+    for trial, kill_at in enumerate(sorted(random.Random(7).sample(range(3, 110), 3))):
+        run = tmp_path / f"trial{trial}"
+        killed = subprocess_run(recipe, run, *ITERATION_CHECKPOINTS, env={"DLTK_FAULT_KILL_AT": str(kill_at)})
+        assert killed.returncode == -signal.SIGKILL, killed.stderr
+        last = checkpoints_in(run / "checkpoints")
+        assert not last or int(last[0].stem.split("_")[1]) <= kill_at
+        result = dltk("run", "--resume", run)
+        assert result.exit_code == 0, result.err
+        assert_bit_identical(reference, run)
+        assert log_lines(run) == log_lines(reference)  # nothing logged twice, nothing lost
+
+
+@pytest.mark.slow
+def test_kill_during_a_save_leaves_the_previous_checkpoint(straight, dltk, tmp_path):
+    recipe, reference = straight
+    run = tmp_path / "run"
+    killed = subprocess_run(recipe, run, *ITERATION_CHECKPOINTS, env={"DLTK_FAULT_KILL_IN_SAVE": "4"})
+    assert killed.returncode == -signal.SIGKILL
+    folder = run / "checkpoints"
+    assert [p.name for p in checkpoints_in(folder)] == ["checkpoint_30.pt", "checkpoint_20.pt", "checkpoint_10.pt"]
+    assert list(folder.glob(".tmp-*")), "the half-written temp file should be there"
+    assert read_manifest(folder)["checkpoint_30.pt"] == sha256_file(folder / "checkpoint_30.pt")
+    result = dltk("run", "--resume", run)
+    assert result.exit_code == 0, result.err
+    assert not list(folder.glob(".tmp-*"))
+    assert_bit_identical(reference, run)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(("kind", "code", "name"), [("TERM", 143, "SIGTERM"), ("INT", 130, "SIGINT")])
+def test_signal_stops_cleanly_and_resumes_exactly(straight, dltk, tmp_path, kind, code, name):
+    recipe, reference = straight
+    run = tmp_path / "run"
+    stopped = subprocess_run(
+        recipe,
+        run,
+        *ITERATION_CHECKPOINTS,
+        "callbacks=[{name='samples'},{name='progress-gif'}]",
+        env={"DLTK_FAULT_SIGNAL_AT": f"25:{kind}"},
+    )
+    assert stopped.returncode == code, stopped.stderr
+    assert (
+        f"{run}: stopped by {name} at iteration 25; state saved. Continue with: dltk run --resume {run}"
+        in stopped.stderr
+    )
+    assert "Traceback" not in stopped.stderr
+    assert checkpoints_in(run / "checkpoints")[0].name == "checkpoint_25.pt"
+    assert (run / "samples" / "progress.gif").is_file()
+    result = dltk("run", "--resume", run)
+    assert result.exit_code == 0, result.err
+    assert_bit_identical(reference, run)
+
+
+@pytest.mark.slow
+def test_second_ctrl_c_exits_at_once(straight, tmp_path):
+    recipe, _ = straight
+    run = tmp_path / "run"
+    stopped = subprocess_run(recipe, run, *ITERATION_CHECKPOINTS, env={"DLTK_FAULT_SIGNAL_AT": "25:INT2"})
+    assert stopped.returncode == 130
+    assert "dltk: stopping now" in stopped.stderr
+    assert checkpoints_in(run / "checkpoints")[0].name == "checkpoint_20.pt"  # no save after the second signal
+
+
+def test_non_finite_loss_stops_with_exit_1_and_resumes(straight, dltk, tmp_path, monkeypatch):
+    recipe, _ = straight
+    run = tmp_path / "run"
+    monkeypatch.setenv("DLTK_FAULT_NAN_AT", "35")
+    result = dltk("run", recipe, *ITERATION_CHECKPOINTS, "--run-dir", run, "-p", "fault_plugin")
+    assert result.exit_code == 1
+    assert result.err_lines[-1].startswith(f"{run}: non-finite loss at iteration 35 (epoch 1): loss_d = nan")
+    assert "Resume from the last good checkpoint" in result.err_lines[-1]
+    assert "Traceback" not in result.err
+    saved = checkpoints_in(run / "checkpoints")
+    assert saved[0].name == "checkpoint_30.pt"
+    for path in saved:
+        data = load_checkpoint(path)
+        assert all(torch.isfinite(v).all() for v in data["generator"].values())
+    monkeypatch.delenv("DLTK_FAULT_NAN_AT")
+    result = dltk("run", "--resume", run, "recipe.lr_g=1e-4")
+    assert result.exit_code == 0, result.err
+    assert "lr_g = 0.0001" in (run / "recipe.toml").read_text()
+    assert load_checkpoint(checkpoints_in(run / "checkpoints")[0])["optimizer_g"]["param_groups"][0]["lr"] == 1e-4
+
+
+def test_disk_full_keeps_previous_checkpoint(straight, dltk, tmp_path, monkeypatch):
+    recipe, _ = straight
+    run = tmp_path / "run"
+    monkeypatch.setenv("DLTK_FAULT_ENOSPC_IN_SAVE", "3")
+    result = dltk("run", recipe, *ITERATION_CHECKPOINTS, "--run-dir", run, "-p", "fault_plugin")
+    assert result.exit_code == 1
+    folder = run / "checkpoints"
+    assert result.err_lines[-1] == (
+        f"{folder}: disk full while writing checkpoint_30.pt; the previous checkpoints are intact. "
+        "Free some space, then continue with dltk run --resume on this run"
+    )
+    assert [p.name for p in checkpoints_in(folder)] == ["checkpoint_20.pt", "checkpoint_10.pt"]
+    assert not list(folder.glob(".tmp-*"))
+    assert load_checkpoint(folder / "checkpoint_20.pt")["trainer"]["iteration"] == 20
+
+
+def test_corrupt_newest_checkpoint_falls_back_to_previous(straight, dltk, tmp_path):
+    recipe, reference = straight
+    run = tmp_path / "run"
+    assert dltk("run", recipe, "recipe.epochs=1", *ITERATION_CHECKPOINTS, "--run-dir", run).exit_code == 0
+    newest = checkpoints_in(run / "checkpoints")[0]
+    newest.write_bytes(newest.read_bytes()[:1000])  # truncated
+    result = dltk("run", "--resume", run, "recipe.epochs=2")
+    assert result.exit_code == 0, result.err
+    assert f"dltk: skipping {newest}: sha256 " in result.err and "truncated or altered" in result.err
+    assert newest.with_name(newest.name + ".corrupt").is_file()  # set aside for inspection, out of rotation
+    assert_bit_identical(reference, run)
+
+
+def test_no_readable_checkpoint_left_is_exit_2(straight, dltk, tmp_path):
+    recipe, _ = straight
+    run = tmp_path / "run"
+    assert dltk("run", recipe, "recipe.epochs=1", *ITERATION_CHECKPOINTS, "--run-dir", run).exit_code == 0
+    for path in checkpoints_in(run / "checkpoints"):
+        path.write_bytes(b"garbage")
+    (run / "checkpoints" / MANIFEST).unlink()
+    result = dltk("run", "--resume", run, "recipe.epochs=2")
+    assert result.exit_code == 2
+    assert result.err_lines[-1] == f"{run}: no readable checkpoint left to resume from"
+
+
+class _Payload:
+    def __reduce__(self):
+        return (Path.touch, (Path(__file__).parent / "PWNED_RESUME",))
+
+
+def test_pickle_payload_in_a_checkpoint_never_runs(straight, dltk, tmp_path):
+    recipe, _ = straight
+    run = tmp_path / "run"
+    marker = Path(__file__).parent / "PWNED_RESUME"
+    marker.unlink(missing_ok=True)
+    assert dltk("run", recipe, "recipe.epochs=1", *ITERATION_CHECKPOINTS, "--run-dir", run).exit_code == 0
+    newest = checkpoints_in(run / "checkpoints")[0]
+    data = torch.load(newest, weights_only=True)
+    data["meta"]["payload"] = _Payload()
+    torch.save(data, newest)
+    (run / "checkpoints" / MANIFEST).unlink()  # a tamperer would not leave the hash behind either
+    result = dltk("run", "--resume", run, "recipe.epochs=2")
+    assert result.exit_code == 0, result.err
+    assert f"dltk: skipping {newest}: refused: the file holds pickled objects" in result.err
+    assert not marker.exists()

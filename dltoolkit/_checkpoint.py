@@ -11,6 +11,7 @@ import pickle
 import random
 import re
 import tempfile
+import zipfile
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
@@ -263,10 +264,14 @@ def load_checkpoint(path: Path) -> dict[str, Any]:
     path = Path(path)
     if not path.is_file():
         raise DltkError(f"{path}: no such checkpoint file")
+    if not zipfile.is_zipfile(path):
+        raise DltkError(f"{path}: not a readable checkpoint (truncated or corrupt?): not a torch.save archive")
     try:
         data = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else "unsupported content"
+        lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+        reasons = [line for line in lines if "WeightsUnpickler error" in line]
+        first = (reasons or lines or ["unsupported content"])[0]
         raise DltkError(
             f"{path}: refused: the file holds pickled objects that safe loading does not allow "
             f"({first}); dltoolkit never loads checkpoints unsafely"

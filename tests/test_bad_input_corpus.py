@@ -123,7 +123,8 @@ RECIPE_CASES = [
         GOOD,
         ["model.name=torch.nn.Linear"],
         [
-            "{f}: model.name: unknown model 'torch.nn.Linear': a recipe file names registered components, not import paths"
+            "{f}: model.name: unknown model 'torch.nn.Linear': a recipe file names registered components, "
+            "not import paths"
         ],
     ),
     (
@@ -131,7 +132,8 @@ RECIPE_CASES = [
         GOOD,
         ["dataset.name=my_pkg:make"],
         [
-            "{f}: dataset.name: unknown dataset 'my_pkg:make': a recipe file names registered components, not import paths"
+            "{f}: dataset.name: unknown dataset 'my_pkg:make': a recipe file names registered components, "
+            "not import paths"
         ],
     ),
     ("name-not-string", GOOD, ["model.name=3"], ["{f}: model.name: expected a string, got 3"]),

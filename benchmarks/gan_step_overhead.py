@@ -3,7 +3,7 @@
 Same model (mlp-gan, MNIST-size), same in-memory data, same batch, same process, alternating
 runs. Also: in-memory batches against torchvision's per-item ToTensor DataLoader path.
 
-    uv run python benchmarks/gan_step_overhead.py [--rounds 3] [--iterations 600]
+    uv run python benchmarks/gan_step_overhead.py [--rounds 6] [--iterations 600]
 """
 
 from __future__ import annotations
@@ -109,26 +109,96 @@ def loader_speed(n: int) -> tuple[float, float]:
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--rounds", type=int, default=6)
     parser.add_argument("--iterations", type=int, default=600)
     parser.add_argument("--warmup", type=int, default=20)
     args = parser.parse_args()
     count = args.iterations * 64 // 2  # two epochs, so epoch-end handlers (checkpoint, logs) count too
     ratios = []
     for r in range(args.rounds):
-        plain = plain_loop(count, args.iterations, args.warmup)
-        ours = dltk_seconds_per_iteration(RECIPE.format(count=count), ["recipe.epochs=2"], args.warmup)
+        if r % 2 == 0:  # alternate the order: drift on a shared machine hits both sides alike
+            plain = plain_loop(count, args.iterations, args.warmup)
+            ours = dltk_seconds_per_iteration(RECIPE.format(count=count), ["recipe.epochs=2"], args.warmup)
+        else:
+            ours = dltk_seconds_per_iteration(RECIPE.format(count=count), ["recipe.epochs=2"], args.warmup)
+            plain = plain_loop(count, args.iterations, args.warmup)
         ratios.append(plain / ours)
         print(
             f"round {r + 1}: plain {plain * 1e3:.3f} ms/it, dltk run {ours * 1e3:.3f} ms/it, "
             f"throughput ratio dltk/plain {plain / ours:.3f}"
         )
     print(f"MLP GAN step, throughput ratio dltk run / plain loop: {summary(ratios)}")
+    blocks = engine_block_overhead()
+    print(
+        f"Ignite engine + per-iteration recipe work, alternating 50-iteration blocks, throughput ratio "
+        f"engine / plain for-loop: {summary(blocks)}"
+    )
     tv, ours = loader_speed(60000)
     print(
         f"MNIST-size loading: torchvision per-item ToTensor {tv:,.0f} img/s, in-memory batches "
         f"{ours:,.0f} img/s, speed-up {ours / tv:.1f}x"
     )
+
+
+def engine_block_overhead(blocks: int = 16, block: int = 50) -> list[float]:
+    """Per-iteration cost of the Ignite engine and the recipe's per-iteration work, isolated.
+
+    One model, one loader, one step function; blocks of ``block`` iterations alternate between a
+    plain ``for`` loop and the Ignite ``Engine`` (continued with a larger ``max_epochs``) running
+    the gan recipe's per-iteration work: the same step, the finiteness check, the running
+    statistics and the every-50 log window. Adjacent blocks see the same machine state, so the
+    ratio of each pair is robust to drift. Returns plain/engine throughput ratios.
+    """
+    from ignite.engine import Engine, Events
+
+    from dltoolkit import InMemoryImages, make_loader
+    from dltoolkit_gan.recipe import EpochStats, make_gan_step
+
+    torch.manual_seed(0)
+    images = torch.randint(0, 256, (block * 64, 1, 28, 28), dtype=torch.uint8)
+    model = mlp_gan(MlpGanConfig(latent_dim=64, hidden_dim=256, depth=2), image_shape=(1, 28, 28))
+    opt_g = torch.optim.Adam(model.generator.parameters(), lr=2e-4, betas=(0.5, 0.999))
+    opt_d = torch.optim.Adam(model.discriminator.parameters(), lr=2e-4, betas=(0.5, 0.999))
+    device = torch.device("cpu")
+    step = make_gan_step(
+        model.generator,
+        model.discriminator,
+        opt_g,
+        opt_d,
+        latent_dim=64,
+        device=device,
+        loss="non-saturating",
+        precision="fp32",
+        channels_last=False,
+        scaler=torch.amp.GradScaler("cpu", enabled=False),
+    )
+    stats = EpochStats(device)
+
+    def process(engine, batch):
+        values = step(batch[0])
+        if not bool(torch.isfinite(values).all()):
+            raise RuntimeError("non-finite")
+        stats.add(values)
+        return values
+
+    trainer = Engine(process)
+    trainer.add_event_handler(
+        Events.ITERATION_COMPLETED(every=50), lambda _: (stats.window_means(), stats.mark_window())
+    )
+    loader = make_loader(InMemoryImages(images), 64, seed=0, engine=trainer)
+    plain_loader = make_loader(InMemoryImages(images), 64, seed=0)
+    ratios = []
+    for b in range(blocks):
+        start = time.perf_counter()
+        for batch in plain_loader:
+            process(None, batch)
+        plain = time.perf_counter() - start
+        start = time.perf_counter()
+        trainer.run(loader, max_epochs=b + 1)
+        engine = time.perf_counter() - start
+        if b > 0:  # the first pair warms up
+            ratios.append(plain / engine)
+    return ratios
 
 
 if __name__ == "__main__":

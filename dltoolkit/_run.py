@@ -55,8 +55,11 @@ class Run:
     ``metrics.jsonl`` and TensorBoard, and wires checkpointing.
 
     Attributes recipes and callbacks use: ``recipe_file``, ``registry``, ``device``, ``path``,
-    ``resuming``, ``sampler`` (an :class:`~dltoolkit.ImageSampler`, set by generative recipes)
-    and ``train_dataset`` (set by recipes that train on a dataset).
+    ``resuming``, ``seed``, ``metadata`` (plain data stored in every checkpoint; ``dltk generate``,
+    ``export`` and ``eval`` read ``model``, ``model_options``, ``image_shape``, ``latent_dim``,
+    ``dataset`` and ``seed`` from it), ``sampler`` (an :class:`~dltoolkit.ImageSampler`, set by
+    generative recipes) and ``train_dataset`` (set by recipes that train on a dataset). Metrics
+    also use ``cache_dir`` and ``reference(split)``.
     """
 
     def __init__(

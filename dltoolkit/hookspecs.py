@@ -65,7 +65,8 @@ def dltk_register_datasets() -> list[Component]:
 
     Called: once, when the registry is built.
     Returns: a list of :class:`~dltoolkit.Component`. A dataset factory is called as
-    ``factory(config, split="train")`` and returns a :class:`torch.utils.data.Dataset` of
+    ``factory(config)`` by training recipes and ``factory(config, split="train"|"test")`` by
+    evaluations (so accept ``split: str | None = None``), and returns a :class:`torch.utils.data.Dataset` of
     ``(image, label)`` with images as float tensors in [-1, 1] and an ``image_shape`` attribute
     ``(C, H, W)``. :class:`~dltoolkit.InMemoryImages` is the fast choice for data that fits in
     memory. Missing files are reported by raising :class:`~dltoolkit.DltkError`.
@@ -80,8 +81,10 @@ def dltk_register_metrics() -> list[Component]:
     Called: once, when the registry is built.
     Returns: a list of :class:`~dltoolkit.Component` whose ``Config`` has at least ``every``
     (epochs between evaluations) and ``num_samples``. A metric factory is called as
-    ``factory(config, run=run)``; what it returns is documented by the recipes that evaluate
-    it (``dltoolkit_fidelity`` documents the generative-model protocol).
+    ``factory(config, run=run)`` and returns an object with ``name``, ``every``,
+    ``higher_is_better`` and a static ``evaluate_together(run, metrics)`` returning
+    ``{name: {"value": float, ...protocol}}``; metrics of one class due in the same epoch are
+    evaluated together (see ``Run.attach_evaluation``).
     Result mode: collect all.
     """
 

@@ -33,6 +33,14 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="dltk", description="Train and evaluate deep-learning models from recipe files."
     )
+    parser.add_argument(
+        "-p",
+        dest="global_plugins",
+        action="append",
+        default=[],
+        metavar="MODULE",
+        help="also load this module as a plugin (repeatable; also accepted after the command)",
+    )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
     run = sub.add_parser(
@@ -287,7 +295,16 @@ COMMANDS = {
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``dltk``; returns the exit code."""
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args, extra = parser.parse_known_args(argv)
+    if extra:  # overrides written after options: dltk run r.toml --run-dir d recipe.epochs=3
+        if args.command == "run" and all("=" in e and not e.startswith("-") for e in extra):
+            args.args = [*args.args, *extra]
+        elif args.command == "check" and all("=" in e and not e.startswith("-") for e in extra):
+            args.overrides = [*args.overrides, *extra]
+        else:
+            parser.error(f"unrecognized arguments: {' '.join(extra)}")
+    args.plugins = [*args.global_plugins, *getattr(args, "plugins", [])]
     try:
         return int(COMMANDS[args.command](args))
     except DltkError as exc:

@@ -144,3 +144,17 @@ def test_console_script_runs_as_a_process(tmp_path):
 def test_every_shipped_recipe_checks(dltk, recipe):
     result = dltk("check", recipe)
     assert result.exit_code == 0, result.err
+
+
+def test_overrides_after_options_and_plugins_before_the_command(dltk, tiny_gan, tmp_path):
+    path = tiny_gan()
+    result = dltk(
+        "-p", "dltoolkit.builtin.callbacks", "check", path, "-p", "dltoolkit.builtin.datasets", "recipe.epochs=0"
+    )
+    assert result.exit_code == 2
+    assert result.err_lines == [f"{path}: recipe.epochs: must be >= 1, got 0"]
+    result = dltk("run", path, "--run-dir", tmp_path / "r", "recipe.epochs=1", "recipe.batch_size=600")
+    assert result.exit_code == 0, result.err
+    assert "epochs = 1" in (tmp_path / "r" / "recipe.toml").read_text()
+    result = dltk("run", path, "--run-dir", tmp_path / "r2", "--bogus")
+    assert result.exit_code == 2 and "unrecognized arguments: --bogus" in result.err

@@ -162,14 +162,16 @@ def plot_losses(metrics_file: Path, out: Path) -> Path | None:
         if key in steps[0]:
             top.plot(its, [r.get(key) for r in steps], label=label, linewidth=1)
     top.set_ylabel("loss")
-    top.legend()
+    if top.lines:
+        top.legend()
     for key, label in (("d_x", "D(x)"), ("d_g_z", "D(G(z))")):
         if key in steps[0]:
             bottom.plot(its, [r.get(key) for r in steps], label=label, linewidth=1)
     bottom.set_ylabel("discriminator output")
     bottom.set_xlabel("iteration")
     bottom.set_ylim(-0.02, 1.02)
-    bottom.legend()
+    if bottom.lines:
+        bottom.legend()
     fig.tight_layout()
     tmp = out.with_name(f".tmp-{out.name}")
     fig.savefig(tmp, format="png", dpi=100)

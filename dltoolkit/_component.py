@@ -31,6 +31,13 @@ def option(
     return attrs.field(default=default, validator=validator, converter=converter, metadata={"doc": doc})
 
 
+def type_name(annotation: Any) -> str:
+    """``int``, ``int | None``, ``tuple[float, float]``: how an option's type reads in docs."""
+    if isinstance(annotation, type):
+        return annotation.__name__
+    return str(annotation).replace("typing.", "").replace("NoneType", "None")
+
+
 @attrs.frozen
 class Component:
     """A named factory of one ``kind``, returned by the ``dltk_register_*`` hooks.
@@ -72,6 +79,7 @@ class Component:
     def options(self) -> list[tuple[str, str, Any, str]]:
         """``(name, type, default, doc)`` for every option, for listings and docs."""
         rows = []
+        attrs.resolve_types(self.config)
         for field in attrs.fields(self.config):
             if field.default is attrs.NOTHING:
                 default: Any = "(required)"
@@ -79,6 +87,5 @@ class Component:
                 default = field.default.factory()  # type: ignore[union-attr]
             else:
                 default = field.default
-            type_name = getattr(field.type, "__name__", None) or str(field.type)
-            rows.append((field.name, type_name, default, field.metadata.get("doc", "")))
+            rows.append((field.name, type_name(field.type), default, field.metadata.get("doc", "")))
         return rows

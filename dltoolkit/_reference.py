@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import attrs
 
-from dltoolkit._component import KINDS
+from dltoolkit._component import KINDS, type_name
 from dltoolkit._config import CheckpointSection, RunSection
 from dltoolkit._manager import make_plugin_host
 from dltoolkit._registry import Registry
@@ -18,17 +18,15 @@ END = "<!-- END GENERATED -->"
 
 def _table(rows: list[tuple[str, str, object, str]]) -> list[str]:
     lines = ["| key | type | default | meaning |", "|---|---|---|---|"]
-    for name, type_name, default, doc in rows:
+    for name, shown_type, default, doc in rows:
         shown = "(required)" if default == "(required)" else f"`{default!r}`".replace("|", "\\|")
-        lines.append(f"| `{name}` | {type_name.replace('|', 'or')} | {shown} | {doc} |")
+        lines.append(f"| `{name}` | {shown_type.replace('|', 'or')} | {shown} | {doc} |")
     return lines
 
 
 def _section_rows(cls: type) -> list[tuple[str, str, object, str]]:
-    return [
-        (f.name, getattr(f.type, "__name__", None) or str(f.type), f.default, f.metadata.get("doc", ""))
-        for f in attrs.fields(cls)
-    ]
+    attrs.resolve_types(cls)
+    return [(f.name, type_name(f.type), f.default, f.metadata.get("doc", "")) for f in attrs.fields(cls)]
 
 
 def markdown_reference(registry: Registry) -> str:

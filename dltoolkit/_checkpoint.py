@@ -315,10 +315,8 @@ def attach_checkpoints(
 
 
 def sync_saved(handler: Checkpoint, folder: Path, keep: int) -> None:
-    """Tell Ignite's handler which checkpoints are on disk (on resume), dropping rotation leftovers."""
-    existing = checkpoints_in(folder)  # newest first
-    for stale in existing[keep:]:  # left over by a save that never completed its rotation
-        stale.unlink(missing_ok=True)
+    """Tell Ignite's handler which checkpoints are on disk (on resume)."""
+    existing = checkpoints_in(folder)  # newest first; older leftovers stay on disk, out of rotation
     kept = list(reversed(existing[:keep]))
     saved = [(int(LAST_PATTERN.match(p.name).group(1)), p.name) for p in kept]  # type: ignore[union-attr]
     handler.load_state_dict({"_saved": saved})
@@ -348,8 +346,13 @@ def attach_best(to_save: Mapping[str, Any], folder: Path, score_name: str, highe
     )
     best = best_checkpoint_in(folder)
     if best is not None:
-        data = load_checkpoint(best)
-        score = data["meta"].get("best_score")
-        if score is not None:
+        try:
+            meta = load_checkpoint(best)["meta"]
+        except DltkError:
+            meta = {}
+        score = meta.get("best_score") if meta.get("best_by") == score_name else None
+        if score is None:  # unreadable, or kept by another score: not comparable
+            set_aside(best)
+        else:
             handler.load_state_dict({"_saved": [(sign * float(score), best.name)]})
     return handler

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import copy
 import sys
+import typing
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -65,6 +66,20 @@ def _strict_bool(value: Any, _: type) -> bool:
     return value
 
 
+def _is_fixed_tuple(annotation: Any) -> bool:
+    return typing.get_origin(annotation) is tuple and Ellipsis not in typing.get_args(annotation)
+
+
+def _strict_tuple(value: Any, annotation: Any) -> tuple:
+    args = typing.get_args(annotation)
+    if not isinstance(value, list):
+        raise TypeError(f"expected an array of {len(args)} values, got {_show(value)}")
+    if len(value) != len(args):
+        raise TypeError(f"expected an array of {len(args)} values, got {len(value)}: {value!r}")
+    return tuple(_converter.structure(v, a) for v, a in zip(value, args, strict=True))
+
+
+_converter.register_structure_hook_func(_is_fixed_tuple, _strict_tuple)
 _converter.register_structure_hook(int, _strict_int)
 _converter.register_structure_hook(float, _strict_float)
 _converter.register_structure_hook(str, _strict_str)
@@ -243,8 +258,8 @@ class RecipeFile:
                 problems.append((key, f"unknown key{did_you_mean(key, known)}"))
 
         seed = data.get("seed", 0)
-        if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
-            problems.append(("seed", f"expected a non-negative integer, got {_show(seed)}"))
+        if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed < 2**32:
+            problems.append(("seed", f"expected an integer from 0 to 2**32 - 1, got {_show(seed)}"))
         run = structure(RunSection, data.get("run", {}), "run", problems)
         checkpoint = structure(CheckpointSection, data.get("checkpoint", {}), "checkpoint", problems)
 
@@ -260,6 +275,12 @@ class RecipeFile:
         metrics = _component_array(registry, "metric", data.get("metrics", []), "metrics", problems)
         callbacks = _component_array(registry, "callback", data.get("callbacks", []), "callbacks", problems)
 
+        seen: dict[str, int] = {}
+        for table in metrics:
+            index = int(table.path.split(".")[1])
+            if table.name in seen:
+                problems.append((f"{table.path}.name", f"'{table.name}' is already metrics.{seen[table.name]}"))
+            seen.setdefault(table.name, index)
         if recipe is not None:
             for needed in recipe.component.requires:
                 if needed not in data:

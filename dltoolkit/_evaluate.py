@@ -44,6 +44,7 @@ class EvalSource:
 
 
 def _folder_dataset(registry: Registry, folder: Path, size: int | None, flag: str) -> Any:
+    """A folder of images at one square size (the first real image's shorter side, at most 512)."""
     from PIL import Image
 
     from dltoolkit.builtin.datasets import ImageDatasetConfig
@@ -51,11 +52,14 @@ def _folder_dataset(registry: Registry, folder: Path, size: int | None, flag: st
     if not folder.is_dir():
         raise DltkError(f"{flag}: '{folder}' is not a folder of images")
     component = registry.get("dataset", "image-folder")
-    if size is None:
-        dataset = component.build(ImageDatasetConfig(root=str(folder), image_size=8, channels=3))
-        with Image.open(dataset.files[0]) as first:
-            size = min(first.size)
-    return component.build(ImageDatasetConfig(root=str(folder), image_size=size, channels=3)), size
+    try:
+        if size is None:
+            probe = component.build(ImageDatasetConfig(root=str(folder), image_size=8, channels=3))
+            with Image.open(probe.files[0]) as first:
+                size = max(4, min(512, min(first.size)))
+        return component.build(ImageDatasetConfig(root=str(folder), image_size=size, channels=3)), size
+    except DltkError as exc:
+        raise DltkError(line.replace("dataset.root:", f"{flag}:", 1) for line in exc.problems) from None
 
 
 def _source_for_generator(registry: Registry, args: argparse.Namespace, device: torch.device) -> EvalSource:

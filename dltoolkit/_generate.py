@@ -105,8 +105,12 @@ def export_generator(registry: Registry, run_dir: Path, out: Path) -> Path:
         raise DltkError(f"{run_dir}: not a run directory")
     source = checkpoint_of(run_dir)
     data = _checkpoint.load_checkpoint(source)
+    if "generator" not in data:
+        raise DltkError(f"{source}: the checkpoint holds no generator")
     meta = dict(data["meta"])
     _build_generator(registry, meta, source)  # refuse now what could not be rebuilt later
+    if Path(out).is_dir():
+        raise DltkError(f"--out: '{out}' is a folder; give a file name such as generator.safetensors")
     state = {k: v.contiguous() for k, v in data["generator"].items()}
     metadata = {
         "format": EXPORT_FORMAT,
@@ -151,6 +155,8 @@ def generate_images(
         raise DltkError(f"--device: {exc}") from None
     sampler, _meta = load_generator(registry, source, torch_device)
     out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise DltkError(f"--out: '{out}' is a file, not a folder")
     out.mkdir(parents=True, exist_ok=True)
     width = max(4, len(str(num - 1)))
     kept = []

@@ -89,6 +89,8 @@ class Run:
         self._best_higher: bool = False
         self.trainer: Engine | None = None
         self.metrics: list[Any] = []
+        self._finalizers: list[Any] = []
+        self.resume_rewrites_recipe = False
         if not resuming:
             if run_dir is None:
                 _check_writable(Path(recipe_file.run.dir), f"{recipe_file.path}: run.dir")
@@ -114,12 +116,16 @@ class Run:
                 raise DltkError(f"--run-dir: '{self.path}' exists and is not empty; use --resume to continue it")
             self.path.mkdir(parents=True, exist_ok=True)
             print(f"dltk: writing run to {self.path}", file=sys.stderr)
-            text = f"# resolved recipe of this run (overrides applied)\n{tomli_w.dumps(self.recipe_file.data)}"
-            _checkpoint.atomic_write(self.path / RECIPE_NAME, lambda h: h.write(text.encode()))
+            self.write_recipe()
         for sub in SUBDIRS:
             (self.path / sub).mkdir(exist_ok=True)
         self.created = True
         return self.path
+
+    def write_recipe(self) -> None:
+        """Write the resolved recipe file (overrides applied) as ``recipe.toml``, atomically."""
+        text = f"# resolved recipe of this run (overrides applied)\n{tomli_w.dumps(self.recipe_file.data)}"
+        _checkpoint.atomic_write(self.path / RECIPE_NAME, lambda h: h.write(text.encode()))
 
     def log(self, record: Mapping[str, Any]) -> None:
         """Append one JSON object to ``metrics.jsonl``."""
@@ -284,7 +290,13 @@ class Run:
                 _checkpoint.sync_saved(self._last, self.checkpoint_dir, self.recipe_file.checkpoint.keep)
             from ignite.handlers import Checkpoint
 
-            Checkpoint.load_objects(to_load, data)
+            try:
+                Checkpoint.load_objects(to_load, data)
+            except (ValueError, RuntimeError, KeyError, TypeError) as exc:
+                first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+                raise DltkError(
+                    f"{path}: does not fit this recipe (were recipe options changed on resume?): {first}"
+                ) from None
             trainer = to_load.get("trainer")
             if max_epochs is not None and trainer is not None:
                 state = trainer.state
@@ -293,6 +305,8 @@ class Run:
                         f"{self.path}: the run already finished {state.epoch} epochs; "
                         f"pass recipe.epochs=N with N > {state.epoch} to train longer"
                     )
+            if self.resume_rewrites_recipe:
+                self.write_recipe()
             print(f"dltk: resuming {self.path} from {path.name}", file=sys.stderr)
             self._truncate_log(int(data["trainer"]["iteration"]))
             return path
@@ -340,6 +354,14 @@ class Run:
             self.metadata.data["best_score"] = float(scores[best_by])
             self._best(engine)
 
+    def add_finalizer(self, function: Any) -> None:
+        """Call ``function(engine)`` if the engine run fails, before the error propagates.
+
+        For artefacts worth writing even then (the GIF, the loss plot). Use this rather than an
+        Ignite ``EXCEPTION_RAISED`` handler, which would swallow the exception (and the exit code).
+        """
+        self._finalizers.append(function)
+
     def run_engine(self, engine: Engine, data: Any, max_epochs: int) -> None:
         """``engine.run(data, max_epochs)``, stopping cleanly on SIGINT or SIGTERM.
 
@@ -369,6 +391,13 @@ class Run:
             previous = {s: signal.signal(s, on_signal) for s in handled}
         try:
             engine.run(data, max_epochs=max_epochs)
+        except BaseException:
+            for finalize in self._finalizers:
+                try:
+                    finalize(engine)
+                except Exception as exc:  # never hide the original error
+                    print(f"dltk: could not finish {finalize}: {exc}", file=sys.stderr)
+            raise
         finally:
             for signum, handler in previous.items():
                 signal.signal(signum, handler)

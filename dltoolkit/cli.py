@@ -7,7 +7,6 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from dltoolkit import _checkpoint
 from dltoolkit._component import KINDS
 from dltoolkit._config import RecipeFile, parse_override
 from dltoolkit._errors import DltkError, ExitCode
@@ -15,7 +14,18 @@ from dltoolkit._manager import PluginHost, make_plugin_host
 from dltoolkit._registry import Registry
 from dltoolkit._run import RECIPE_NAME, Run, execute
 
-RESUME_OVERRIDABLE = ("recipe.", "run.device", "checkpoint.")
+RESUME_OVERRIDABLE = (
+    "recipe.epochs",
+    "recipe.lr_g",
+    "recipe.lr_d",
+    "recipe.betas_g",
+    "recipe.betas_d",
+    "recipe.log_every",
+    "recipe.num_workers",
+    "run.device",
+    "checkpoint.every",
+    "checkpoint.keep",
+)
 
 
 def _plugin_args(parser: argparse.ArgumentParser) -> None:
@@ -148,10 +158,10 @@ def _check_resume_overrides(overrides: Sequence[str], run_dir: Path) -> None:
             problems.append(str(exc))
             continue
         key = ".".join(str(p) for p in parts)
-        if not any(key == k or key.startswith(k) for k in RESUME_OVERRIDABLE):
+        if key not in RESUME_OVERRIDABLE:
             problems.append(
                 f"{run_dir / RECIPE_NAME}: {key}: cannot be changed when resuming "
-                "(only recipe.*, run.device and checkpoint.* can); start a new run instead"
+                f"(only {', '.join(RESUME_OVERRIDABLE)} can); start a new run instead"
             )
     if problems:
         raise DltkError(problems)
@@ -169,11 +179,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         _check_resume_overrides(args.args, run_dir)
         recipe_file = RecipeFile.from_toml(recipe_path, registry, args.args)
         run = Run(recipe_file, host, registry, run_dir=run_dir, resuming=True)
-        if args.args:
-            import tomli_w
-
-            text = f"# resolved recipe of this run (overrides applied)\n{tomli_w.dumps(recipe_file.data)}"
-            _checkpoint.atomic_write(recipe_path, lambda h: h.write(text.encode()))
+        run.resume_rewrites_recipe = bool(args.args)  # written once the checkpoint is loaded
     else:
         if not args.args:
             raise DltkError("dltk run: give a recipe file (dltk run RECIPE [KEY=VALUE ...]) or --resume RUN_DIR")

@@ -23,6 +23,20 @@ name = "digits"
 
 # (id, recipe text or None for GOOD, extra CLI args, expected lines; "{f}" is the recipe path)
 RECIPE_CASES = [
+    ("seed-too-large", GOOD.replace("seed = 0", "seed = 4294967296"), [], ["{f}: seed: expected an integer from 0"]),
+    ("betas-scalar", GOOD, ["recipe.betas_g=0.5"], ["{f}: recipe.betas_g: expected an array of 2 values, got 0.5"]),
+    (
+        "betas-not-toml",
+        GOOD,
+        ["recipe.betas_g=[0.5,a]"],
+        ["{f}: recipe.betas_g: expected an array of 2 values, got '[0.5,a]'"],
+    ),
+    (
+        "duplicate-metric",
+        GOOD + "[[metrics]]\nname = 'fid'\n[[metrics]]\nname = 'fid'\n",
+        [],
+        ["{f}: metrics.1.name: 'fid' is already metrics.0"],
+    ),
     ("broken-toml", "[recipe\nname='gan'", [], ["{f}: not valid TOML: "]),
     ("unclosed-string", 'seed = "0\n', [], ["{f}: not valid TOML: "]),
     ("duplicate-table", GOOD + "[model]\nname = 'dcgan'\n", [], ["{f}: not valid TOML: "]),
@@ -53,13 +67,13 @@ RECIPE_CASES = [
         "seed-string",
         GOOD.replace("seed = 0", 'seed = "zero"'),
         [],
-        ["{f}: seed: expected a non-negative integer, got 'zero'"],
+        ["{f}: seed: expected an integer from 0 to 2**32 - 1, got 'zero'"],
     ),
     (
         "seed-negative",
         GOOD.replace("seed = 0", "seed = -1"),
         [],
-        ["{f}: seed: expected a non-negative integer, got -1"],
+        ["{f}: seed: expected an integer from 0 to 2**32 - 1, got -1"],
     ),
     ("epochs-float", GOOD, ["recipe.epochs=1.5"], ["{f}: recipe.epochs: expected an integer, got 1.5"]),
     ("epochs-zero", GOOD, ["recipe.epochs=0"], ["{f}: recipe.epochs: must be >= 1, got 0"]),
@@ -76,7 +90,7 @@ RECIPE_CASES = [
         "betas-too-many",
         GOOD,
         ["recipe.betas_g=[0.5, 0.9, 0.1]"],
-        ["{f}: recipe.betas_g: Too many values in array [0.5, 0.9, 0.1]"],
+        ["{f}: recipe.betas_g: expected an array of 2 values, got 3: [0.5, 0.9, 0.1]"],
     ),
     (
         "bad-loss",

@@ -99,7 +99,7 @@ name = "digits"
     assert problems(path, registry) == [
         f"{path}: recipe.epochs: expected an integer, got 2.5",
         f"{path}: recipe.batch_size: expected an integer, got '64'",
-        f"{path}: recipe.betas_d: Not enough values in array [0.5]",
+        f"{path}: recipe.betas_d: expected an array of 2 values, got 1: [0.5]",
         f"{path}: recipe.channels_last: expected true or false, got 1",
     ]
 

@@ -100,14 +100,16 @@ def test_resume_refuses_a_finished_run_and_foreign_overrides(dltk, tiny_gan, tmp
         2,
         [f"{run}: the run already finished 1 epochs; pass recipe.epochs=N with N > 1 to train longer"],
     )
-    result = dltk("run", "--resume", run, "model.hidden_dim=3", "recipe.epochs=2")
-    assert (result.exit_code, result.err_lines) == (
-        2,
-        [
-            f"{run / 'recipe.toml'}: model.hidden_dim: cannot be changed when resuming "
-            "(only recipe.*, run.device and checkpoint.* can); start a new run instead"
-        ],
-    )
+    before = (run / "recipe.toml").read_text()
+    result = dltk("run", "--resume", run, "model.hidden_dim=3", "recipe.precision=fp16", "recipe.epochs=2")
+    assert result.exit_code == 2
+    assert [line.split(": cannot")[0] for line in result.err_lines] == [
+        f"{run / 'recipe.toml'}: model.hidden_dim",
+        f"{run / 'recipe.toml'}: recipe.precision",
+    ]
+    assert result.err_lines[0].endswith("can); start a new run instead")
+    assert dltk("run", "--resume", run, "recipe.epochs=1").exit_code == 2  # already finished
+    assert (run / "recipe.toml").read_text() == before  # a refused resume writes nothing
     not_a_run = tmp_path / "empty"
     not_a_run.mkdir()
     result = dltk("run", "--resume", not_a_run)

@@ -20,6 +20,8 @@ from dltoolkit._checkpoint import MANIFEST, checkpoints_in, load_checkpoint, rea
 HELPERS = Path(__file__).resolve().parent / "helpers"
 DLTK = Path(sys.executable).parent / "dltk"
 ITERATION_CHECKPOINTS = ["checkpoint.unit=iteration", "checkpoint.every=10", "checkpoint.keep=3"]
+# the shipped recipes' end-of-run callbacks: they must not swallow the failure (exit code)
+ARTEFACTS = "callbacks=[{name='samples',unit='iteration',every=10},{name='progress-gif'},{name='loss-plot'}]"
 
 
 @pytest.fixture(autouse=True)
@@ -148,8 +150,9 @@ def test_non_finite_loss_stops_with_exit_1_and_resumes(straight, dltk, tmp_path,
     recipe, _ = straight
     run = tmp_path / "run"
     monkeypatch.setenv("DLTK_FAULT_NAN_AT", "35")
-    result = dltk("run", recipe, *ITERATION_CHECKPOINTS, "--run-dir", run, "-p", "fault_plugin")
+    result = dltk("run", recipe, *ITERATION_CHECKPOINTS, ARTEFACTS, "--run-dir", run, "-p", "fault_plugin")
     assert result.exit_code == 1
+    assert (run / "samples" / "progress.gif").is_file() and (run / "samples" / "losses.png").is_file()
     assert result.err_lines[-1].startswith(f"{run}: non-finite loss at iteration 35 (epoch 1): loss_d = nan")
     assert "Resume from the last good checkpoint" in result.err_lines[-1]
     assert "Traceback" not in result.err
@@ -169,7 +172,7 @@ def test_disk_full_keeps_previous_checkpoint(straight, dltk, tmp_path, monkeypat
     recipe, _ = straight
     run = tmp_path / "run"
     monkeypatch.setenv("DLTK_FAULT_ENOSPC_IN_SAVE", "3")
-    result = dltk("run", recipe, *ITERATION_CHECKPOINTS, "--run-dir", run, "-p", "fault_plugin")
+    result = dltk("run", recipe, *ITERATION_CHECKPOINTS, ARTEFACTS, "--run-dir", run, "-p", "fault_plugin")
     assert result.exit_code == 1
     folder = run / "checkpoints"
     assert result.err_lines[-1] == (

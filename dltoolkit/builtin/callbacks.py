@@ -19,7 +19,9 @@ from torch import Tensor
 from dltoolkit import Component, DltkError, Run, hookimpl, option, to_uint8
 
 GRID_PREFIX = "grid_"
-END_EVENTS = Events.COMPLETED | Events.EXCEPTION_RAISED  # COMPLETED also follows a terminate()
+# COMPLETED also follows a terminate(); a failed run calls run.add_finalizer() functions instead
+# (an Ignite EXCEPTION_RAISED handler would swallow the exception).
+END_EVENT = Events.COMPLETED
 
 
 def image_grid(images: Tensor, nrow: int) -> Tensor:
@@ -117,7 +119,12 @@ class ProgressGif:
 
     def attach(self, engine: Engine, run: Run) -> None:
         folder = run.ensure_dir() / "samples"
-        engine.add_event_handler(END_EVENTS, lambda _: write_gif(folder, self.config.frame_ms, self.config.loop))
+
+        def write(_: Engine) -> None:
+            write_gif(folder, self.config.frame_ms, self.config.loop)
+
+        engine.add_event_handler(END_EVENT, write)
+        run.add_finalizer(write)
 
 
 def progress_gif(config: GifConfig) -> ProgressGif:
@@ -192,7 +199,8 @@ class LossPlot:
         def draw(_: Engine) -> None:
             plot_losses(folder / "metrics.jsonl", folder / "samples" / "losses.png")
 
-        engine.add_event_handler(END_EVENTS, draw)
+        engine.add_event_handler(END_EVENT, draw)
+        run.add_finalizer(draw)
         if self.config.every:
             engine.add_event_handler(Events.EPOCH_COMPLETED(every=self.config.every), draw)
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+from pathlib import Path
 from typing import Any
 
 import attrs
@@ -101,6 +102,13 @@ class EpochStats:
         self.mark_sum = state["mark_sum"].to(self.device)
         self.epoch_count = int(state["epoch_count"])
         self.mark_count = int(state["mark_count"])
+
+
+def _absolute_root(options: dict[str, Any]) -> dict[str, Any]:
+    """Dataset options with ``root`` made absolute, so ``dltk eval`` finds the data from anywhere."""
+    if isinstance(options.get("root"), str):
+        return {**options, "root": str(Path(options["root"]).resolve())}
+    return options
 
 
 def _place(module: nn.Module, run: Run, channels_last: bool) -> nn.Module:
@@ -238,7 +246,7 @@ def train_gan(config: GanRecipeConfig, *, run: Run) -> None:
             "image_shape": list(image_shape),
             "latent_dim": model.latent_dim,
             "seed": run.recipe_file.seed,
-            "dataset": json.dumps({"name": dataset_table.name, **dataset_table.options()}),
+            "dataset": json.dumps({"name": dataset_table.name, **_absolute_root(dataset_table.options())}),
         }
     )
 

@@ -161,16 +161,31 @@ class Run:
             raise DltkError(f"{self.recipe_file.path}: {kind}: this recipe needs a [{kind}] table")
         return table
 
+    def _from_file(self, exc: DltkError) -> DltkError:
+        """The same problems, each prefixed with the recipe file (``FILE: key: what``)."""
+        prefix = f"{self.recipe_file.path}: "
+        lines = [line if line.startswith(prefix) else prefix + line for line in exc.problems]
+        return type(exc)(lines, exc.exit_code) if type(exc) is DltkError else DltkError(lines, exc.exit_code)
+
     def build(self, kind: str, **context: Any) -> Any:
         """Build the component named by the recipe file's ``[kind]`` table."""
         table = self.table(kind)
-        return table.component.build(table.config, **context)
+        try:
+            return table.component.build(table.config, **context)
+        except DltkError as exc:
+            raise self._from_file(exc) from None
 
     def build_callbacks(self) -> list[Any]:
-        return [t.component.build(t.config) for t in self.recipe_file.callbacks]
+        try:
+            return [t.component.build(t.config) for t in self.recipe_file.callbacks]
+        except DltkError as exc:
+            raise self._from_file(exc) from None
 
     def build_metrics(self) -> list[tuple[ComponentTable, Any]]:
-        return [(t, t.component.build(t.config, run=self)) for t in self.recipe_file.metrics]
+        try:
+            return [(t, t.component.build(t.config, run=self)) for t in self.recipe_file.metrics]
+        except DltkError as exc:
+            raise self._from_file(exc) from None
 
     def engine_created(self, engine: Engine, role: str) -> None:
         """Announce an engine: attach the recipe file's callbacks (trainer) and call the hook."""

@@ -193,7 +193,7 @@ RECIPE_CASES = [
         "missing-mnist",
         GOOD,
         ["dataset.name=mnist", "dataset.root=nowhere"],
-        ["dataset.root: MNIST not found in 'nowhere'"],
+        ["{f}: dataset.root: MNIST not found in 'nowhere'"],
     ),
     (
         "two-problems",

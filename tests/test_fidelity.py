@@ -102,7 +102,7 @@ def test_offline_failure_is_early_and_names_the_file(dltk, tiny_gan, tmp_path, m
     (line,) = result.err_lines
     hub = Path(torch.hub.get_dir()) / "checkpoints"
     assert line == (
-        f"metrics.0: needs the Inception weights file {INCEPTION_FILE} at '{hub / INCEPTION_FILE}', but the "
+        f"{recipe}: metrics.0: needs the Inception weights file {INCEPTION_FILE} at '{hub / INCEPTION_FILE}', but the "
         "download failed (OSError: [Errno 101] Network is unreachable); put the file in "
         f"{hub} (the torch hub cache under $TORCH_HOME), or set metrics.0.weights_path to a local copy "
         "(and metrics.0.weights_sha256 for weights other than the official file)"
@@ -116,11 +116,12 @@ def test_wrong_weights_are_refused_before_loading(dltk, tiny_gan, tmp_path, rand
     result = dltk("run", recipe)
     assert result.exit_code == 2
     assert result.err_lines == [
-        f"metrics.0.weights_path: '{path}' is not the official Inception weights file (its sha256 {sha} does not "
+        f"{recipe}: metrics.0.weights_path: '{path}' is not the official Inception weights file "
+        f"(its sha256 {sha} does not "
         f'start with 6726825d); to use other weights set metrics.0.weights_sha256 = "{sha}"'
     ]
     result = dltk("run", recipe, "metrics.0.weights_sha256=" + "0" * 64)
-    assert result.err_lines == [f"metrics.0.weights_sha256: '{path}' has sha256 {sha}, not {'0' * 64}"]
+    assert result.err_lines == [f"{recipe}: metrics.0.weights_sha256: '{path}' has sha256 {sha}, not {'0' * 64}"]
 
 
 @pytest.mark.slow

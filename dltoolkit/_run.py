@@ -91,7 +91,10 @@ class Run:
         self.metrics: list[Any] = []
         self._finalizers: list[Any] = []
         self.resume_rewrites_recipe = False
+        self._explicit_dir = run_dir is not None
         if not resuming:
+            if run_dir is not None and run_dir.exists() and (not run_dir.is_dir() or any(run_dir.iterdir())):
+                raise DltkError(f"--run-dir: '{run_dir}' exists and is not empty; use --resume to continue it")
             if run_dir is None:
                 _check_writable(Path(recipe_file.run.dir), f"{recipe_file.path}: run.dir")
             else:
@@ -112,9 +115,20 @@ class Run:
         if self.created:
             return self.path
         if not self.resuming:
-            if self.path.exists() and any(self.path.iterdir()):
-                raise DltkError(f"--run-dir: '{self.path}' exists and is not empty; use --resume to continue it")
-            self.path.mkdir(parents=True, exist_ok=True)
+            if self._explicit_dir:
+                if self.path.exists() and any(self.path.iterdir()):
+                    raise DltkError(f"--run-dir: '{self.path}' exists and is not empty; use --resume to continue it")
+                self.path.mkdir(parents=True, exist_ok=True)
+            else:  # two runs started in the same second must not share a folder
+                self.path.parent.mkdir(parents=True, exist_ok=True)
+                base, n = self.path, 1
+                while True:
+                    try:
+                        self.path.mkdir()
+                        break
+                    except FileExistsError:
+                        n += 1
+                        self.path = base.with_name(f"{base.name}-{n}")
             print(f"dltk: writing run to {self.path}", file=sys.stderr)
             self.write_recipe()
         for sub in SUBDIRS:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import json
 import math
 import os
@@ -20,7 +21,7 @@ from ignite.engine import Engine, Events
 
 from dltoolkit import _checkpoint
 from dltoolkit._config import ComponentTable, RecipeFile
-from dltoolkit._errors import DltkError, ExitCode, Interrupted
+from dltoolkit._errors import DltkError, ExitCode, Interrupted, RunFailed
 from dltoolkit._manager import PluginHost
 from dltoolkit._registry import Registry
 from dltoolkit._sampling import ImageSampler
@@ -420,12 +421,18 @@ class Run:
             previous = {s: signal.signal(s, on_signal) for s in handled}
         try:
             engine.run(data, max_epochs=max_epochs)
-        except BaseException:
+        except BaseException as error:
             for finalize in self._finalizers:
                 try:
                     finalize(engine)
                 except Exception as exc:  # never hide the original error
                     print(f"dltk: could not finish {finalize}: {exc}", file=sys.stderr)
+            if isinstance(error, OSError) and error.errno == errno.ENOSPC:
+                where = error.filename or self.path
+                raise RunFailed(
+                    f"{where}: disk full at iteration {engine.state.iteration}; the checkpoints already written "
+                    f"are intact. Free some space, then continue with: dltk run --resume {self.path}"
+                ) from None
             raise
         finally:
             for signum, handler in previous.items():

@@ -229,3 +229,28 @@ def test_pickle_payload_in_a_checkpoint_never_runs(straight, dltk, tmp_path):
     assert result.exit_code == 0, result.err
     assert f"dltk: skipping {newest}: refused: the file holds pickled objects" in result.err
     assert not marker.exists()
+
+
+def test_disk_full_outside_checkpoints_is_reported_not_a_traceback(straight, dltk, tmp_path, monkeypatch):
+    import errno
+
+    from dltoolkit._run import Run
+
+    recipe, _ = straight
+    original, calls = Run.log, []
+
+    def log(self, record):
+        calls.append(record)
+        if len(calls) == 4:
+            raise OSError(errno.ENOSPC, "No space left on device", str(self.path / "metrics.jsonl"))
+        original(self, record)
+
+    monkeypatch.setattr(Run, "log", log)
+    run = tmp_path / "run"
+    result = dltk("run", recipe, *ITERATION_CHECKPOINTS, "--run-dir", run)
+    assert result.exit_code == 1
+    assert result.err_lines[-1] == (
+        f"{run / 'metrics.jsonl'}: disk full at iteration 20; the checkpoints already written are intact. "
+        f"Free some space, then continue with: dltk run --resume {run}"
+    )
+    assert "Traceback" not in result.err

@@ -99,8 +99,12 @@ def evaluate_command(registry: Registry, args: argparse.Namespace) -> int:
         raise DltkError(problems)
     try:
         device = resolve_device(args.device)
-    except RuntimeError as exc:
-        raise DltkError(f"--device: {exc}") from None
+    except DltkError as exc:
+        raise DltkError(f"--device: {str(exc).split(': ', 1)[-1]}") from None
+    except RuntimeError:
+        raise DltkError(
+            f"--device: unknown device '{args.device}': use 'auto', 'cpu', 'cuda', 'cuda:N' or 'mps'"
+        ) from None
 
     if folders:
         real, size = _folder_dataset(registry, args.real, None, "--real")

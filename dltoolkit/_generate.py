@@ -151,8 +151,10 @@ def generate_images(
         raise DltkError(f"--batch-size: must be at least 1, got {batch_size}")
     try:
         torch_device = resolve_device(device)
-    except RuntimeError as exc:
-        raise DltkError(f"--device: {exc}") from None
+    except DltkError as exc:
+        raise DltkError(f"--device: {str(exc).split(': ', 1)[-1]}") from None
+    except RuntimeError:
+        raise DltkError(f"--device: unknown device '{device}': use 'auto', 'cpu', 'cuda', 'cuda:N' or 'mps'") from None
     sampler, _meta = load_generator(registry, source, torch_device)
     out = Path(out)
     if out.exists() and not out.is_dir():

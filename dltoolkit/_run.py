@@ -437,7 +437,8 @@ class Run:
         finally:
             for signum, handler in previous.items():
                 signal.signal(signum, handler)
-        if received:
+        finished = engine.state.iteration >= max_epochs * (engine.state.epoch_length or 1)
+        if received and not finished:  # a signal during the last handlers of a complete run changes nothing
             code = ExitCode.INTERRUPTED if received[0] == signal.SIGINT else ExitCode.TERMINATED
             raise Interrupted(
                 f"{self.path}: stopped by {signal.Signals(received[0]).name} at iteration {engine.state.iteration}; "

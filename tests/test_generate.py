@@ -171,3 +171,14 @@ def test_checkpoint_with_pickle_payload_is_refused_and_never_runs(dltk, tmp_path
     )
     assert result.err_lines[0].endswith("dltoolkit never loads checkpoints unsafely")
     assert not marker.exists()
+
+
+def test_device_errors_name_the_flag(dltk, trained, tmp_path):
+    result = dltk("generate", trained, "--num", "1", "--out", tmp_path / "o", "--device", "tpu9")
+    assert (result.exit_code, result.err_lines) == (
+        2,
+        ["--device: unknown device 'tpu9': use 'auto', 'cpu', 'cuda', 'cuda:N' or 'mps'"],
+    )
+    if not torch.cuda.is_available():
+        result = dltk("generate", trained, "--num", "1", "--out", tmp_path / "o", "--device", "cuda")
+        assert result.err_lines == ["--device: 'cuda' requested but CUDA is not available here"]

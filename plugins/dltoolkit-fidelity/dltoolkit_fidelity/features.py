@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
+import sys
+import tempfile
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
@@ -85,13 +88,17 @@ def cached_reference_features(
         except Exception:  # a torn cache file is recomputed, never trusted
             path.unlink(missing_ok=True)
     features = compute()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".tmp-{path.name}")
-    save_file(
-        {k: v.contiguous() for k, v in features.items()},
-        str(tmp),
-        metadata={"protocol": json.dumps(protocol, sort_keys=True)},
-    )
-    tmp.replace(path)
     _MEMO[key] = features
+    try:  # a private temp name: runs sharing the cache never rename each other's half-written file
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".safetensors", dir=path.parent)
+        os.close(fd)
+        save_file(
+            {k: v.contiguous() for k, v in features.items()},
+            tmp,
+            metadata={"protocol": json.dumps(protocol, sort_keys=True)},
+        )
+        os.replace(tmp, path)
+    except OSError as exc:  # a cache that cannot be written only costs time later
+        print(f"dltk: could not cache reference features in {path.parent}: {exc}", file=sys.stderr)
     return features, False

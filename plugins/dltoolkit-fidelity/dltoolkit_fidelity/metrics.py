@@ -11,6 +11,7 @@ What a metric needs from the run (a :class:`dltoolkit.Run`, or ``dltk eval``'s s
 
 from __future__ import annotations
 
+import json
 import time
 from abc import ABC, abstractmethod
 from typing import Any
@@ -29,7 +30,7 @@ from dltoolkit_fidelity.features import (
 from dltoolkit_fidelity.weights import INCEPTION, load_extractor, resolve_weights
 
 _positive = attrs.validators.ge(1)
-_REFERENCE_IDENTITY: dict[tuple[Any, ...], str] = {}
+_REFERENCE_IDENTITY: dict[tuple[str, int], str] = {}
 
 
 @attrs.frozen
@@ -178,7 +179,7 @@ def _reference(run: Any, metric: FidelityMetric, extractor: Any, extractor_name:
     split = metric.config.reference
     dataset, identity = run.reference(split)
     indices = reference_indices(len(dataset), metric.config.reference_samples)
-    memo_key = (tuple(sorted(identity.items())), len(indices))
+    memo_key = (json.dumps(identity, sort_keys=True, default=str), len(indices))
     if memo_key not in _REFERENCE_IDENTITY:
         _REFERENCE_IDENTITY[memo_key] = content_hash(dataset, indices)
     protocol = {

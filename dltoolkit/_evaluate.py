@@ -8,13 +8,14 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import attrs
 import torch
 from torch import Tensor
 
 from dltoolkit._config import validate_options
 from dltoolkit._errors import DltkError, ExitCode
 from dltoolkit._registry import Registry
-from dltoolkit._run import cache_dir, dataset_identity, resolve_device
+from dltoolkit._run import cache_dir, dataset_identity, evaluate_metrics, resolve_device
 
 
 class DatasetSampler:
@@ -123,15 +124,10 @@ def evaluate_command(registry: Registry, args: argparse.Namespace) -> int:
         for key in ("feature_extractor", "weights_path", "weights_sha256"):
             if getattr(args, key, None) is not None:
                 options[key] = getattr(args, key)
-        known = {f.name for f in __import__("attrs").fields(component.config)}
+        known = {f.name for f in attrs.fields(component.config)}
         config = validate_options(component, {k: v for k, v in options.items() if k in known}, "dltk eval")
         metrics.append(component.build(config, run=source))
-    results: dict[str, dict[str, Any]] = {}
-    groups: dict[Any, list[Any]] = {}
-    for metric in metrics:
-        groups.setdefault(type(metric).evaluate_together, []).append(metric)
-    for evaluate_together, members in groups.items():
-        results.update(evaluate_together(source, members))
+    results = evaluate_metrics(source, metrics)
 
     print(f"{'metric':<8} {'value':>12}  protocol")
     for name, result in results.items():

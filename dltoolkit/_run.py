@@ -225,13 +225,7 @@ class Run:
 
         def evaluate(engine: Engine) -> None:
             epoch, last = engine.state.epoch, engine.state.max_epochs
-            due = [m for m in built if epoch % m.every == 0 or epoch == last]
-            groups: dict[Any, list[Any]] = {}
-            for metric in due:
-                groups.setdefault(type(metric).evaluate_together, []).append(metric)
-            results: dict[str, dict[str, Any]] = {}
-            for evaluate_together, members in groups.items():
-                results.update(evaluate_together(self, members))
+            results = evaluate_metrics(self, [m for m in built if epoch % m.every == 0 or epoch == last])
             if results:
                 scores = {name: float(r["value"]) for name, r in results.items()}
                 protocol = {name: {k: v for k, v in r.items() if k != "value"} for name, r in results.items()}
@@ -467,6 +461,20 @@ class Run:
 
     def add_images(self, tag: str, grid: torch.Tensor, step: int) -> None:
         self.tb.writer.add_image(tag, grid, step)
+
+
+def evaluate_metrics(source: Any, metrics: list[Any]) -> dict[str, dict[str, Any]]:
+    """Evaluate metric objects, those of one class together (``evaluate_together``), in one call each.
+
+    ``source`` is a :class:`Run` or anything with what metrics read from one (``dltk eval``).
+    """
+    groups: dict[Any, list[Any]] = {}
+    for metric in metrics:
+        groups.setdefault(type(metric).evaluate_together, []).append(metric)
+    results: dict[str, dict[str, Any]] = {}
+    for evaluate_together, members in groups.items():
+        results.update(evaluate_together(source, members))
+    return results
 
 
 def cache_dir() -> Path:

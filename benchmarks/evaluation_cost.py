@@ -17,12 +17,11 @@ from pathlib import Path
 
 import torch
 
-from dltoolkit import ImageSampler, to_uint8
+from dltoolkit import ImageSampler, sha256_file, to_uint8
 from dltoolkit.builtin.callbacks import save_png
 from dltoolkit.builtin.datasets import ImageDatasetConfig, cifar10
 from dltoolkit.testing import use_cifar10_checksums, write_cifar10
 from dltoolkit_fidelity.metrics import Fid, FidelityConfig, Isc, IscConfig
-from dltoolkit_fidelity.weights import sha256_of
 from dltoolkit_gan import DcganConfig, dcgan
 
 
@@ -60,7 +59,7 @@ def main() -> None:
         weights = args.weights or tmp / "inception.pth"
         if args.weights is None:
             random_inception(weights)
-        sha = sha256_of(weights)
+        sha = sha256_file(weights)
         with use_cifar10_checksums(write_cifar10(tmp / "data", per_batch=(n + 4) // 5, n_test=4)):
             dataset = cifar10(ImageDatasetConfig(root=str(tmp / "data")))
         model = dcgan(DcganConfig(), image_shape=(3, 32, 32))

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from importlib.metadata import PackageNotFoundError, version
 
+from dltoolkit._checkpoint import sha256_file
 from dltoolkit._component import KINDS, Component, option
 from dltoolkit._config import ComponentTable, RecipeFile
 from dltoolkit._data import (
@@ -42,6 +43,7 @@ __all__ = [
     "hookimpl",
     "make_loader",
     "option",
+    "sha256_file",
     "to_signed_unit",
     "to_uint8",
 ]

@@ -64,6 +64,7 @@ def atomic_write(path: Path, write: Callable[[Any], None]) -> None:
 
 
 def sha256_file(path: Path) -> str:
+    """The sha256 hex digest of a file, read in 1 MiB blocks."""
     digest = hashlib.sha256()
     with open(path, "rb") as handle:
         for block in iter(lambda: handle.read(1 << 20), b""):

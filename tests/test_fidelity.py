@@ -17,8 +17,9 @@ import torch
 from PIL import Image
 
 import dltoolkit_fidelity.weights as weights_module
+from dltoolkit import sha256_file
 from dltoolkit._checkpoint import best_checkpoint_in, load_checkpoint
-from dltoolkit_fidelity.weights import INCEPTION_FILE, sha256_of
+from dltoolkit_fidelity.weights import INCEPTION_FILE
 
 TINY = "tiny-test-extractor"
 
@@ -70,7 +71,7 @@ def random_inception(tmp_path_factory) -> tuple[Path, str]:
         fe.FeatureExtractorInceptionV3.load_state_dict, fe.load_state_dict_from_url = original_load, original_url
     path = tmp_path_factory.mktemp("weights") / "random-inception.pth"
     torch.save(model.state_dict(), path)
-    return path, sha256_of(path)
+    return path, sha256_file(path)
 
 
 @pytest.fixture(autouse=True)

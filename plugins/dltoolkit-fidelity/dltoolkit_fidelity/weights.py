@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import os
 import tempfile
 from pathlib import Path
@@ -10,20 +9,12 @@ from typing import Any
 
 import torch
 
-from dltoolkit import DltkError
+from dltoolkit import DltkError, sha256_file
 
 INCEPTION = "inception-v3-compat"
 INCEPTION_FILE = "weights-inception-2015-12-05-6726825d.pth"
 INCEPTION_SHA256_PREFIX = "6726825d"  # torch.hub convention: the file name carries its sha256 prefix
 _EXTRACTORS: dict[tuple[str, str, str, tuple[str, ...]], Any] = {}
-
-
-def sha256_of(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def hub_checkpoint_dir() -> Path:
@@ -58,7 +49,7 @@ def resolve_weights(config: Any, where: str) -> tuple[Path | None, str]:
     if not path.is_file():
         why = "it is not there" if config.weights_path else "it is not there and download = false"
         raise DltkError(_missing(where, path, why))
-    actual = sha256_of(path)
+    actual = sha256_file(path)
     if config.weights_sha256:
         if actual != config.weights_sha256.lower():
             raise DltkError(f"{where}.weights_sha256: '{path}' has sha256 {actual}, not {config.weights_sha256}")

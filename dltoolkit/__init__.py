@@ -8,7 +8,7 @@ from __future__ import annotations
 from importlib.metadata import PackageNotFoundError, version
 
 from dltoolkit._checkpoint import sha256_file
-from dltoolkit._component import KINDS, Component, option
+from dltoolkit._component import KINDS, Component, Scalar, option
 from dltoolkit._config import ComponentTable, RecipeFile
 from dltoolkit._data import (
     EpochBatchSampler,
@@ -17,9 +17,12 @@ from dltoolkit._data import (
     to_signed_unit,
     to_uint8,
 )
+from dltoolkit._dataspec import DataSpec, spec_of
 from dltoolkit._errors import DltkError, ExitCode, RunFailed
 from dltoolkit._run import Run
 from dltoolkit._sampling import ImageSampler
+from dltoolkit._scalars import ScalarMeans
+from dltoolkit._trained import Trained
 from dltoolkit.hookspecs import hookimpl
 
 try:
@@ -31,6 +34,7 @@ __all__ = [
     "KINDS",
     "Component",
     "ComponentTable",
+    "DataSpec",
     "DltkError",
     "EpochBatchSampler",
     "ExitCode",
@@ -39,11 +43,15 @@ __all__ = [
     "RecipeFile",
     "Run",
     "RunFailed",
+    "Scalar",
+    "ScalarMeans",
+    "Trained",
     "__version__",
     "hookimpl",
     "make_loader",
     "option",
     "sha256_file",
+    "spec_of",
     "to_signed_unit",
     "to_uint8",
 ]

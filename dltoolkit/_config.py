@@ -22,7 +22,8 @@ from cattrs.errors import (
     IterableValidationNote,
 )
 
-from dltoolkit._component import Component, option
+from dltoolkit._compat import mismatches
+from dltoolkit._component import Component, Scalar, option
 from dltoolkit._errors import DltkError
 from dltoolkit._suggest import did_you_mean, one_of
 
@@ -188,6 +189,7 @@ class RunSection:
         "auto",
         doc="'auto' (CUDA if available, else CPU), 'cpu', 'cuda', 'cuda:N' or 'mps'.",
         validator=_device,
+        resumable=True,
     )
 
 
@@ -195,14 +197,14 @@ class RunSection:
 class CheckpointSection:
     """``[checkpoint]``: when checkpoints are written and which are kept."""
 
-    every: int = option(1, doc="Checkpoint every this many `unit`s.", validator=attrs.validators.ge(1))
+    every: int = option(1, doc="Checkpoint every this many `unit`s.", validator=attrs.validators.ge(1), resumable=True)
     unit: str = option("epoch", doc="'epoch' or 'iteration'.", validator=attrs.validators.in_(("epoch", "iteration")))
-    keep: int = option(3, doc="How many recent checkpoints to keep.", validator=attrs.validators.ge(1))
+    keep: int = option(3, doc="How many recent checkpoints to keep.", validator=attrs.validators.ge(1), resumable=True)
     best_by: str | None = option(
         None,
-        doc="Keep the best generator by this score: a metric name ('fid': lowest, 'isc': highest) "
-        "or 'loss_g' (lowest epoch-mean generator loss). Default: 'fid' when a fid metric is "
-        "configured, else none.",
+        doc="Also keep the best checkpoint by this score: a scalar the recipe reports (its epoch mean) "
+        "or a metric of this recipe file, lowest or highest as the recipe or metric declares. "
+        "Default: none (only the recent checkpoints are kept).",
     )
 
 
@@ -285,21 +287,23 @@ class RecipeFile:
             for needed in recipe.component.requires:
                 if needed not in data:
                     problems.append((needed, f"the '{recipe.name}' recipe needs a [{needed}] table"))
-        if checkpoint is not None and checkpoint.best_by is not None:
-            choices = {"loss_g", "loss_d"} | {m.name for m in metrics}
+        if recipe is not None:
+            tables = {"recipe": recipe, "model": model, "dataset": dataset}
+            present = {k: v for k, v in tables.items() if v is not None}
+            problems.extend(mismatches(registry, present, (*metrics, *callbacks)))
+        if checkpoint is not None and checkpoint.best_by is not None and recipe is not None:
+            choices = sorted(scores_of(recipe, metrics))
             if checkpoint.best_by not in choices:
                 problems.append(
                     (
                         "checkpoint.best_by",
-                        f"'{checkpoint.best_by}' is not a metric of this recipe file"
+                        f"'{checkpoint.best_by}' is not a score of this recipe file"
                         f"{did_you_mean(checkpoint.best_by, choices)}; choose {one_of(choices)}",
                     )
                 )
         if problems:
             raise DltkError(f"{path}: {where}: {what}" for where, what in problems)
         assert recipe is not None and run is not None and checkpoint is not None
-        if checkpoint.best_by is None and any(m.name == "fid" for m in metrics):
-            checkpoint = attrs.evolve(checkpoint, best_by="fid")
         return cls(
             path=path,
             data=data,
@@ -312,6 +316,17 @@ class RecipeFile:
             metrics=metrics,
             callbacks=callbacks,
         )
+
+
+def scores_of(recipe: ComponentTable, metrics: Iterable[ComponentTable]) -> dict[str, Scalar]:
+    """The scores ``checkpoint.best_by`` may name: the recipe's and its metrics' declared scalars
+    that have a direction (``better`` is not ``"none"``)."""
+    found: dict[str, Scalar] = {}
+    for table in (recipe, *metrics):
+        for scalar in table.component.reports:
+            if scalar.better != "none":
+                found.setdefault(scalar.name, scalar)
+    return found
 
 
 def _component_table(

@@ -10,6 +10,8 @@ import torch.nn.functional as F
 from torch import Tensor
 from torch.utils.data import Dataset, Sampler, default_collate
 
+from dltoolkit._dataspec import DataSpec
+
 
 class InMemoryImages(Dataset):
     """Images held as one uint8 tensor ``(N, C, H, W)``, served as floats in [-1, 1].
@@ -18,13 +20,25 @@ class InMemoryImages(Dataset):
     transforms, so an MNIST-size epoch is bound by the model, not the loader.
     """
 
-    def __init__(self, images: Tensor, labels: Tensor | None = None):
+    def __init__(
+        self,
+        images: Tensor,
+        labels: Tensor | None = None,
+        *,
+        num_classes: int | None = None,
+        class_names: Sequence[str] = (),
+    ):
         if images.dtype != torch.uint8 or images.dim() != 4:
             raise ValueError(f"images must be a uint8 tensor (N, C, H, W), got {images.dtype} {tuple(images.shape)}")
         self.images = images.contiguous()
         self.labels = (
             labels.to(torch.int64) if labels is not None else torch.full((len(images),), -1, dtype=torch.int64)
         )
+        if num_classes is None and class_names:
+            num_classes = len(class_names)
+        if num_classes is None and labels is not None and len(self.labels) and int(self.labels.min()) >= 0:
+            num_classes = int(self.labels.max()) + 1
+        self.spec = DataSpec.images(self.image_shape, num_classes=num_classes, class_names=class_names)
 
     @property
     def image_shape(self) -> tuple[int, int, int]:
@@ -130,8 +144,8 @@ class EpochBatchSampler(Sampler[Tensor]):
     def order(self, epoch: int) -> Tensor:
         """The indices of ``epoch`` (1-based) for this process, before batching."""
         if self.shuffle:
-            generator = torch.Generator().manual_seed(self.seed * 100_003 + epoch)
-            perm = torch.randperm(self.size, generator=generator)
+            rng = torch.Generator().manual_seed(self.seed * 100_003 + epoch)
+            perm = torch.randperm(self.size, generator=rng)
         else:
             perm = torch.arange(self.size)
         return perm[self.rank :: self.world_size]

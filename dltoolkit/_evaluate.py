@@ -1,4 +1,4 @@
-"""``dltk eval``: score a trained generator against its dataset, or two folders of images."""
+"""``dltk eval``: score a finished run (or its export) against its dataset, or two folders of images."""
 
 from __future__ import annotations
 
@@ -12,10 +12,10 @@ import attrs
 import torch
 from torch import Tensor
 
-from dltoolkit._config import validate_options
+from dltoolkit._config import read_toml, validate_options
 from dltoolkit._errors import DltkError, ExitCode
 from dltoolkit._registry import Registry
-from dltoolkit._run import cache_dir, dataset_identity, evaluate_metrics, resolve_device
+from dltoolkit._run import RECIPE_NAME, cache_dir, dataset_identity, evaluate_metrics
 
 
 class DatasetSampler:
@@ -33,8 +33,9 @@ class DatasetSampler:
 class EvalSource:
     """What metric components need from a run, for scoring outside one."""
 
-    def __init__(self, sampler: Any, device: torch.device, reference: Any, seed: int = 0):
+    def __init__(self, sampler: Any, device: torch.device, reference: Any, seed: int = 0, trained: Any = None):
         self.sampler = sampler
+        self.trained = trained
         self.device = device
         self.seed = seed
         self.cache_dir = cache_dir()
@@ -48,64 +49,79 @@ def _folder_dataset(registry: Registry, folder: Path, size: int | None, flag: st
     """A folder of images at one square size (the first real image's shorter side, at most 512)."""
     from PIL import Image
 
-    from dltoolkit.builtin.datasets import ImageDatasetConfig
+    from dltoolkit.builtin.datasets import ImageFolderConfig
 
     if not folder.is_dir():
         raise DltkError(f"{flag}: '{folder}' is not a folder of images")
     component = registry.get("dataset", "image-folder")
     try:
         if size is None:
-            probe = component.build(ImageDatasetConfig(root=str(folder), image_size=8, channels=3))
+            probe = component.build(ImageFolderConfig(root=str(folder), image_size=8, channels=3, split="all"))
             with Image.open(probe.files[0]) as first:
                 size = max(4, min(512, min(first.size)))
-        return component.build(ImageDatasetConfig(root=str(folder), image_size=size, channels=3)), size
+        return component.build(ImageFolderConfig(root=str(folder), image_size=size, channels=3, split="all")), size
     except DltkError as exc:
         raise DltkError(line.replace("dataset.root:", f"{flag}:", 1) for line in exc.problems) from None
 
 
-def _source_for_generator(registry: Registry, args: argparse.Namespace, device: torch.device) -> EvalSource:
-    from dltoolkit._generate import load_generator
+def _source_for_run(registry: Registry, args: argparse.Namespace, device: torch.device) -> EvalSource:
+    from dltoolkit._generate import load_trained
 
-    sampler, meta = load_generator(registry, args.source, device)
+    trained, meta, _path = load_trained(registry, args.source, device)
     try:
         table = json.loads(meta.get("dataset") or "")
         name = table.pop("name")
     except (ValueError, KeyError, AttributeError):
-        raise DltkError(f"{args.source}: no dataset recorded with this generator; use --real DIR --fake DIR") from None
+        raise DltkError(f"{args.source}: no dataset recorded with this model; use --real DIR --fake DIR") from None
     component = registry.get("dataset", name)
     options = {k: v for k, v in table.items() if k != "split"}
     config = validate_options(component, options, str(args.source))
+    built: dict[str, tuple[Any, dict[str, Any]]] = {}
 
     def reference(split: str) -> tuple[Any, dict[str, Any]]:
-        return component.build(config, split=split), dataset_identity(name, table, split)
+        if split not in built:
+            built[split] = (component.build(config, split=split), dataset_identity(name, table, split))
+        return built[split]
 
-    return EvalSource(sampler, device, reference, seed=int(meta.get("seed", 0) or 0))
+    return EvalSource(trained.sampler, device, reference, seed=int(meta.get("seed", 0) or 0), trained=trained)
+
+
+def _metric_names(registry: Registry, args: argparse.Namespace) -> list[str]:
+    """``--metrics``, or the ``[[metrics]]`` of SOURCE's recipe when it is a run directory."""
+    if args.metrics is not None:
+        return [n.strip() for n in args.metrics.split(",") if n.strip()]
+    recipe = Path(args.source) / RECIPE_NAME if args.source is not None else None
+    if recipe is not None and recipe.is_file():
+        try:
+            tables = read_toml(recipe).get("metrics", [])
+            names = [t["name"] for t in tables if isinstance(t, dict) and isinstance(t.get("name"), str)]
+        except (DltkError, AttributeError, TypeError):
+            names = []
+        if names:
+            return names
+    return []
 
 
 def evaluate_command(registry: Registry, args: argparse.Namespace) -> int:
     """Score SOURCE (or --real/--fake folders) with the named metrics; print a table, maybe write JSON."""
-    names = [n.strip() for n in args.metrics.split(",") if n.strip()]
-    if not names:
-        raise DltkError("--metrics: name at least one metric (fid, isc, kid, prc)")
+    names = _metric_names(registry, args)
     problems = [registry.problem_with("metric", n) for n in names]
     problems = [f"--metrics: {p}" for p in problems if p]
+    if not names:
+        installed = ", ".join(registry.names("metric")) or "none installed"
+        problems.append(f"--metrics: name at least one metric ({installed})")
     if args.num_samples < 2:
         problems.append(f"--num-samples: must be at least 2, got {args.num_samples}")
     folders = args.real is not None or args.fake is not None
     if folders and (args.real is None or args.fake is None or args.source is not None):
         problems.append("dltk eval: give SOURCE, or both --real DIR and --fake DIR")
     if not folders and args.source is None:
-        problems.append("dltk eval: give SOURCE (a run directory, checkpoint or exported generator) or --real/--fake")
+        problems.append("dltk eval: give SOURCE (a run directory, checkpoint or export) or --real/--fake")
     if problems:
         raise DltkError(problems)
-    try:
-        device = resolve_device(args.device)
-    except DltkError as exc:
-        raise DltkError(f"--device: {str(exc).split(': ', 1)[-1]}") from None
-    except RuntimeError:
-        raise DltkError(
-            f"--device: unknown device '{args.device}': use 'auto', 'cpu', 'cuda', 'cuda:N' or 'mps'"
-        ) from None
+    from dltoolkit._generate import device_option
+
+    device = device_option(args.device)
 
     if folders:
         real, size = _folder_dataset(registry, args.real, None, "--real")
@@ -114,7 +130,7 @@ def evaluate_command(registry: Registry, args: argparse.Namespace) -> int:
         source = EvalSource(DatasetSampler(fake), device, lambda split: (real, {**identity, "split": "all"}))
         num_samples = min(args.num_samples, len(fake))
     else:
-        source = _source_for_generator(registry, args, device)
+        source = _source_for_run(registry, args, device)
         num_samples = args.num_samples
 
     metrics = []
@@ -129,9 +145,11 @@ def evaluate_command(registry: Registry, args: argparse.Namespace) -> int:
         metrics.append(component.build(config, run=source))
     results = evaluate_metrics(source, metrics)
 
+    summaries = {m.name: getattr(m, "summary", None) for m in metrics}
     print(f"{'metric':<8} {'value':>12}  protocol")
     for name, result in results.items():
-        print(f"{name:<8} {result['value']:>12.6g}  {protocol_summary(result)}")
+        summary = summaries.get(name)
+        print(f"{name:<8} {result['value']:>12.6g}  {summary(result) if summary else protocol_summary(result)}")
     if args.json is not None:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps(results, indent=2, default=str) + "\n")
@@ -139,12 +157,6 @@ def evaluate_command(registry: Registry, args: argparse.Namespace) -> int:
 
 
 def protocol_summary(result: dict[str, Any]) -> str:
-    compared = f"{result.get('num_samples')} generated"
-    if result.get("reference_dataset"):
-        compared += f" vs {result['reference_count']} {result['reference_dataset']}/{result['reference_split']}"
-    parts = [compared]
-    parts.append(f"{result.get('feature_extractor')}[{result.get('feature_layer')}]")
-    if result.get("weights_sha256"):
-        parts.append(f"weights {str(result['weights_sha256'])[:12]}")
-    parts.append(f"torch-fidelity {result.get('torch_fidelity')}")
-    return ", ".join(parts)
+    """A generic one-line protocol: every plain value recorded beside the score."""
+    shown = [f"{k}={v}" for k, v in result.items() if k != "value" and isinstance(v, (str, int, float, bool))]
+    return ", ".join(shown)

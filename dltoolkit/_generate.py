@@ -1,4 +1,9 @@
-"""Images from a trained generator, and exporting it: no dataset, no discriminator needed."""
+"""Rebuilding what a finished run offers, from a checkpoint or an export, for any recipe.
+
+The checkpoint (or export) names the recipe that trained it; that recipe's component rebuilds
+its :class:`~dltoolkit.Trained` through ``offers(model, device)`` from the recorded model
+component, options and data description. Nothing here knows a model family.
+"""
 
 from __future__ import annotations
 
@@ -11,12 +16,13 @@ import torch
 from dltoolkit import _checkpoint
 from dltoolkit._config import validate_options
 from dltoolkit._data import to_uint8
+from dltoolkit._dataspec import DataSpec
 from dltoolkit._errors import DltkError
 from dltoolkit._registry import Registry
-from dltoolkit._run import resolve_device
-from dltoolkit._sampling import ImageSampler
+from dltoolkit._run import model_context, resolve_device
+from dltoolkit._trained import Trained
 
-EXPORT_FORMAT = "dltoolkit-generator/1"
+EXPORT_FORMAT = "dltoolkit-export/1"
 
 
 def checkpoint_of(run_dir: Path) -> Path:
@@ -33,102 +39,169 @@ def checkpoint_of(run_dir: Path) -> Path:
     return found[0]
 
 
-def _build_generator(registry: Registry, meta: dict[str, Any], source: Path) -> tuple[torch.nn.Module, int]:
+def device_option(name: str) -> torch.device:
+    """``--device`` of generate and eval, with the problems said as about that flag."""
+    try:
+        return resolve_device(name)
+    except DltkError as exc:
+        raise DltkError(f"--device: {str(exc).split(': ', 1)[-1]}") from None
+    except RuntimeError:
+        raise DltkError(f"--device: unknown device '{name}': use 'auto', 'cpu', 'cuda', 'cuda:N' or 'mps'") from None
+
+
+def _recipe_for(registry: Registry, meta: dict[str, Any], source: Path) -> Any:
+    name = meta.get("recipe")
+    if not isinstance(name, str):
+        raise DltkError(f"{source}: no recipe named in its metadata: not a dltoolkit checkpoint or export")
+    problem = registry.problem_with("recipe", name)
+    if problem is not None:
+        raise DltkError(f"{source}: trained by the '{name}' recipe, which is not available here: {problem}")
+    recipe = registry.get("recipe", name)
+    if recipe.offers is None:
+        raise DltkError(
+            f"{source}: the '{name}' recipe offers nothing to rebuild from its runs (no generate, export or eval)"
+        )
+    return recipe
+
+
+def _data_of(meta: dict[str, Any], source: Path) -> DataSpec:
+    try:
+        if meta.get("data"):
+            return DataSpec.from_json(str(meta["data"]))
+        shape = meta["image_shape"]  # checkpoints and exports written before data descriptions
+        return DataSpec.images(json.loads(shape) if isinstance(shape, str) else shape)
+    except (ValueError, KeyError, TypeError) as exc:
+        raise DltkError(f"{source}: unreadable data description in its metadata: {exc}") from None
+
+
+def rebuild(registry: Registry, meta: dict[str, Any], source: Path, device: torch.device | str = "cpu") -> Trained:
+    """The :class:`Trained` of the recorded recipe and model, with fresh (untrained) weights."""
+    recipe = _recipe_for(registry, meta, source)
     name = meta.get("model")
     if not isinstance(name, str):
-        raise DltkError(f"{source}: no model name in its metadata: not a dltoolkit generator")
+        raise DltkError(f"{source}: no model name in its metadata")
     problem = registry.problem_with("model", name)
     if problem is not None:
         raise DltkError(f"{source}: model: {problem}")
     component = registry.get("model", name)
     try:
-        options = json.loads(meta.get("model_options", "{}"))
-        shape = tuple(int(v) for v in meta["image_shape"])
-    except (ValueError, KeyError, TypeError) as exc:
-        raise DltkError(f"{source}: unreadable model metadata: {exc}") from None
+        options = json.loads(meta.get("model_options") or "{}")
+    except (ValueError, TypeError) as exc:
+        raise DltkError(f"{source}: unreadable model options in its metadata: {exc}") from None
     config = validate_options(component, options, str(source))
-    model = component.build(config, image_shape=shape)
-    return model.generator, int(model.latent_dim)
+    model = component.build(config, **model_context(_data_of(meta, source)))
+    trained = recipe.offers(model, torch.device(device))
+    if not isinstance(trained, Trained):
+        raise TypeError(f"recipe '{recipe.name}': offers() must return a dltoolkit.Trained, got {trained!r}")
+    return trained
 
 
-def load_generator(registry: Registry, source: Path, device: torch.device) -> tuple[ImageSampler, dict[str, Any]]:
-    """An :class:`ImageSampler` for SOURCE (a run directory, a checkpoint, or an exported file) and its metadata."""
+def read_source(registry: Registry, source: Path) -> tuple[dict[str, dict[str, torch.Tensor]], dict[str, Any], Path]:
+    """``({module: state dict}, metadata, file)`` of a run directory, a checkpoint or an export."""
     source = Path(source)
     if not source.exists():
         raise DltkError(f"{source}: no such run directory or file")
     if source.is_dir():
         source = checkpoint_of(source)
     if source.suffix == ".safetensors":
-        state, meta = _read_export(source)
-    else:
-        data = _checkpoint.load_checkpoint(source)
-        if "generator" not in data:
-            raise DltkError(f"{source}: the checkpoint holds no generator")
-        state, meta = data["generator"], dict(data["meta"])
-    generator, latent_dim = _build_generator(registry, meta, source)
+        states, meta = _read_export(registry, source)
+        return states, meta, source
+    data = _checkpoint.load_checkpoint(source)
+    meta = dict(data["meta"])
     try:
-        generator.load_state_dict(state)
-    except RuntimeError as exc:
-        first = str(exc).strip().splitlines()[0]
-        raise DltkError(f"{source}: the weights do not fit model '{meta.get('model')}': {first}") from None
-    generator.to(device).eval()
-    return ImageSampler(generator, latent_dim, device), meta
+        names = json.loads(meta["modules"]) if "modules" in meta else None
+    except (ValueError, TypeError):
+        names = None
+    if names is None:  # written before modules were recorded: the recipe's offers() names them
+        names = list(rebuild(registry, meta, source).modules)
+    missing = [n for n in names if n not in data]
+    if missing:
+        raise DltkError(f"{source}: the checkpoint holds no {', '.join(missing)}")
+    return {n: data[n] for n in names}, meta, source
 
 
-def _read_export(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+def load_trained(
+    registry: Registry, source: Path, device: torch.device | str = "cpu"
+) -> tuple[Trained, dict[str, Any], Path]:
+    """What SOURCE's run offers, with its trained weights on ``device``, its metadata and its file."""
+    states, meta, path = read_source(registry, source)
+    trained = rebuild(registry, meta, path, device)
+    for name, module in trained.modules.items():
+        if name not in states:
+            raise DltkError(f"{path}: holds no weights for '{name}' (it has: {', '.join(states) or 'nothing'})")
+        try:
+            module.load_state_dict(states[name])
+        except RuntimeError as exc:
+            first = str(exc).strip().splitlines()[0]
+            raise DltkError(f"{path}: the weights do not fit model '{meta.get('model')}': {first}") from None
+        module.to(device).eval()
+    return trained, meta, path
+
+
+def _read_export(registry: Registry, path: Path) -> tuple[dict[str, dict[str, torch.Tensor]], dict[str, Any]]:
     from safetensors import SafetensorError
     from safetensors.torch import load_file, safe_open
 
     try:
         with safe_open(str(path), framework="pt") as handle:
             meta = dict(handle.metadata() or {})
-        state = load_file(str(path))
+        tensors = load_file(str(path))
     except (SafetensorError, OSError, ValueError) as exc:
         raise DltkError(f"{path}: not a readable safetensors file: {exc}") from None
-    if meta.get("format") != EXPORT_FORMAT:
-        raise DltkError(f"{path}: not a dltoolkit generator export (metadata format {meta.get('format')!r})")
-    try:
-        meta["image_shape"] = json.loads(meta["image_shape"])
-    except (KeyError, ValueError):
-        raise DltkError(f"{path}: not a dltoolkit generator export (no image_shape)") from None
-    return state, meta
+    fmt = meta.get("format")
+    if fmt == EXPORT_FORMAT:
+        try:
+            names = json.loads(meta["modules"])
+        except (KeyError, ValueError):
+            raise DltkError(f"{path}: not a dltoolkit export (no module list)") from None
+        states: dict[str, dict[str, torch.Tensor]] = {n: {} for n in names}
+        for key, tensor in tensors.items():
+            name, _, rest = key.partition(".")
+            if name in states:
+                states[name][rest] = tensor
+        return states, meta
+    for recipe_name in registry.names("recipe"):
+        module = registry.components["recipe"][recipe_name].export_formats.get(str(fmt))
+        if module is not None:  # an older format a recipe still reads: one module's state dict
+            return {module: tensors}, {**meta, "recipe": recipe_name}
+    raise DltkError(f"{path}: not a dltoolkit export (metadata format {fmt!r})")
 
 
-def export_generator(registry: Registry, run_dir: Path, out: Path) -> Path:
-    """Write the generator of ``run_dir`` to ``out`` (safetensors) with what rebuilds it."""
-    from safetensors.torch import save_file
+def export_trained(registry: Registry, source: Path, out: Path) -> Path:
+    """Write what SOURCE's run offers to ``out`` (safetensors): its inference modules' weights and
+    the metadata that rebuilds them without the dataset or any training-only part."""
+    from safetensors.torch import save
 
     from dltoolkit import __version__
 
-    run_dir = Path(run_dir)
-    if not run_dir.is_dir():
-        raise DltkError(f"{run_dir}: not a run directory")
-    source = checkpoint_of(run_dir)
-    data = _checkpoint.load_checkpoint(source)
-    if "generator" not in data:
-        raise DltkError(f"{source}: the checkpoint holds no generator")
-    meta = dict(data["meta"])
-    _build_generator(registry, meta, source)  # refuse now what could not be rebuilt later
+    source = Path(source)
+    if source.suffix == ".safetensors":
+        raise DltkError(f"{source}: already an export; give a run directory or a checkpoint")
     if Path(out).is_dir():
-        raise DltkError(f"--out: '{out}' is a folder; give a file name such as generator.safetensors")
-    state = {k: v.contiguous() for k, v in data["generator"].items()}
+        raise DltkError(f"--out: '{out}' is a folder; give a file name such as model.safetensors")
+    trained, meta, path = load_trained(registry, source, "cpu")
+    tensors = {
+        f"{name}.{key}": value.detach().clone().contiguous()
+        for name, module in trained.modules.items()
+        for key, value in module.state_dict().items()
+    }
     metadata = {
         "format": EXPORT_FORMAT,
+        "recipe": str(meta["recipe"]),
         "model": str(meta["model"]),
         "model_options": str(meta.get("model_options", "{}")),
-        "image_shape": json.dumps(list(meta["image_shape"])),
-        "latent_dim": str(meta.get("latent_dim", "")),
+        "data": str(meta.get("data") or _data_of(meta, path).to_json()),
+        "modules": json.dumps(list(trained.modules)),
         "dataset": str(meta.get("dataset", "")),
         "seed": str(meta.get("seed", 0)),
         "dltoolkit_version": __version__,
-        "source": str(source),
+        "source": str(path),
     }
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(f".tmp-{out.name}")
-    save_file(state, str(tmp), metadata=metadata)
-    tmp.replace(out)
-    return source
+    payload = save(tensors, metadata=metadata)
+    _checkpoint.atomic_write(out, lambda handle: handle.write(payload))
+    return path
 
 
 def generate_images(
@@ -142,20 +215,20 @@ def generate_images(
     batch_size: int = 256,
     device: str = "auto",
 ) -> int:
-    """Write ``num`` PNG files (and ``grid.png``) from SOURCE's generator; return how many."""
+    """Write ``num`` PNG files (and ``grid.png``) drawn from SOURCE's sampler; return how many."""
     from dltoolkit.builtin.callbacks import image_grid, save_png
 
     if num < 1:
         raise DltkError(f"--num: must be at least 1, got {num}")
     if batch_size < 1:
         raise DltkError(f"--batch-size: must be at least 1, got {batch_size}")
-    try:
-        torch_device = resolve_device(device)
-    except DltkError as exc:
-        raise DltkError(f"--device: {str(exc).split(': ', 1)[-1]}") from None
-    except RuntimeError:
-        raise DltkError(f"--device: unknown device '{device}': use 'auto', 'cpu', 'cuda', 'cuda:N' or 'mps'") from None
-    sampler, _meta = load_generator(registry, source, torch_device)
+    torch_device = device_option(device)
+    trained, meta, path = load_trained(registry, source, torch_device)
+    if trained.sampler is None:
+        raise DltkError(
+            f"{path}: the '{meta.get('recipe')}' recipe does not draw samples "
+            f"(its runs offer: {', '.join(trained.capabilities()) or 'nothing'}); dltk generate needs one that does"
+        )
     out = Path(out)
     if out.exists() and not out.is_dir():
         raise DltkError(f"--out: '{out}' is a file, not a folder")
@@ -163,7 +236,7 @@ def generate_images(
     width = max(4, len(str(num - 1)))
     kept = []
     index = 0
-    for images in sampler.batches(num, seed=seed, batch_size=batch_size):
+    for images in trained.sampler.batches(num, seed=seed, batch_size=batch_size):
         images = images.cpu()
         for image in images:
             save_png(to_uint8(image), out / f"{index:0{width}d}.png")

@@ -1,9 +1,13 @@
 """Generate the component part of docs/recipes.md from the registered components' Configs.
 
-``python -m dltoolkit._reference`` prints it; a test keeps docs/recipes.md in step.
+``python -m dltoolkit._reference PLUGIN ...`` prints it for the built-ins and the named installed
+plugins (the project's docs name its first-party ones); a test keeps docs/recipes.md in step.
 """
 
 from __future__ import annotations
+
+import sys
+from collections.abc import Sequence
 
 import attrs
 
@@ -51,10 +55,10 @@ def markdown_reference(registry: Registry) -> str:
     return "\n".join(lines)
 
 
-def first_party_registry() -> Registry:
-    """Built-ins and the first-party plugins only, whatever else is installed."""
-    return Registry(make_plugin_host(env={"DLTK_LOAD_PLUGINS": "gan,fidelity"}))
+def registry_of(plugins: Sequence[str]) -> Registry:
+    """The built-ins and the named installed plugins only, whatever else is installed."""
+    return Registry(make_plugin_host(env={"DLTK_LOAD_PLUGINS": ",".join(plugins)}))
 
 
 if __name__ == "__main__":  # pragma: no cover
-    print(markdown_reference(first_party_registry()))
+    print(markdown_reference(registry_of(sys.argv[1:])))

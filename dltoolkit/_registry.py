@@ -33,12 +33,22 @@ class Registry:
 
     def _collect(self, kind: str, hook_name: str) -> None:
         caller = getattr(self.host.hook, hook_name)
+        pm = self.host.pm
         for impl in caller.get_hookimpls():  # registration order
             plugin = impl.plugin_name
+            # each plugin on its own (one that raises spoils nothing else), through pluggy's hook
+            # caller so that DLTK_TRACE_PLUGINS traces registration hooks like every other hook
+            others = [p for p in pm.get_plugins() if p is not impl.plugin]
             try:
-                result = impl.function()
+                results = pm.subset_hook_caller(hook_name, remove_plugins=others)()
+                result = results[0] if results else None
             except Exception as exc:
                 self.problems.append(f"{self._describe(plugin)}: {hook_name} failed: {_one_line(exc)}")
+                continue
+            if result is not None and not isinstance(result, (list, tuple)):
+                self.problems.append(
+                    f"{self._describe(plugin)}: {hook_name} returned {result!r}, not a list of dltoolkit.Component"
+                )
                 continue
             for component in result or ():
                 if not isinstance(component, Component):

@@ -20,11 +20,13 @@ import torch
 from ignite.engine import Engine, Events
 
 from dltoolkit import _checkpoint
-from dltoolkit._config import ComponentTable, RecipeFile
+from dltoolkit._config import ComponentTable, RecipeFile, scores_of
+from dltoolkit._dataspec import DataSpec, spec_of
 from dltoolkit._errors import DltkError, ExitCode, Interrupted, RunFailed
 from dltoolkit._manager import PluginHost
 from dltoolkit._registry import Registry
-from dltoolkit._sampling import ImageSampler
+from dltoolkit._scalars import ScalarMeans, as_vector
+from dltoolkit._trained import Trained
 
 RECIPE_NAME = "recipe.toml"
 METRICS_NAME = "metrics.jsonl"
@@ -55,12 +57,16 @@ class Run:
     nothing behind), builds components from the recipe file's tables, logs to
     ``metrics.jsonl`` and TensorBoard, and wires checkpointing.
 
-    Attributes recipes and callbacks use: ``recipe_file``, ``registry``, ``device``, ``path``,
-    ``resuming``, ``seed``, ``metadata`` (plain data stored in every checkpoint; ``dltk generate``,
-    ``export`` and ``eval`` read ``model``, ``model_options``, ``image_shape``, ``latent_dim``,
-    ``dataset`` and ``seed`` from it), ``sampler`` (an :class:`~dltoolkit.ImageSampler`, set by
-    generative recipes) and ``train_dataset`` (set by recipes that train on a dataset). Metrics
-    also use ``cache_dir`` and ``reference(split)``.
+    A recipe builds its parts with :meth:`build_dataset` and :meth:`build_model`, writes an
+    Ignite trainer whose step returns its declared scalars, and hands everything to
+    :meth:`fit`, which owns the life cycle: scalar logging, evaluation, callbacks, checkpoints,
+    progress, resume and clean stops, in that order.
+
+    Attributes recipes, callbacks and metrics use: ``recipe_file``, ``registry``, ``device``,
+    ``path``, ``resuming``, ``seed``, ``data`` (the training data's :class:`~dltoolkit.DataSpec`),
+    ``train_dataset``, ``trained`` (the :class:`~dltoolkit.Trained` given to :meth:`fit`),
+    ``sampler`` (``trained.sampler``), ``metadata`` (plain data stored in every checkpoint, written
+    by the core from the recipe file and the data), ``cache_dir`` and ``reference(split)``.
     """
 
     def __init__(
@@ -79,8 +85,10 @@ class Run:
         self.resuming = resuming
         self.device = resolve_device(recipe_file.run.device)
         self.path = run_dir if run_dir is not None else self._new_path()
-        self.sampler: ImageSampler | None = None
+        self.trained: Trained | None = None
+        self.data: DataSpec | None = None
         self.train_dataset: Any = None
+        self._references: dict[str, tuple[Any, dict[str, Any]]] = {}
         self.metadata = _checkpoint.Metadata({})
         self.created = False
         self._metrics_file: Any = None
@@ -190,6 +198,34 @@ class Run:
         except DltkError as exc:
             raise self._from_file(exc) from None
 
+    def build_dataset(self, split: str | None = None) -> Any:
+        """Build the ``[dataset]`` table's dataset; without ``split`` it is the training data
+        (``train_dataset``), and its description becomes ``data``."""
+        dataset = self.build("dataset", split=split) if split is not None else self.build("dataset")
+        if split is None:
+            try:
+                self.data = spec_of(dataset)
+            except TypeError as exc:
+                raise TypeError(f"dataset '{self.table('dataset').name}': {exc}") from None
+            self.train_dataset = dataset
+        return dataset
+
+    def build_model(self, data: DataSpec | None = None) -> Any:
+        """Build the ``[model]`` table's model for ``data`` (default: the training data's description).
+
+        The factory receives ``data=`` (a :class:`~dltoolkit.DataSpec`) and, for images,
+        ``image_shape=(C, H, W)``, as far as it accepts them.
+        """
+        data = data if data is not None else self.data
+        if data is None:
+            raise TypeError("run.build_model(): build the dataset first (run.build_dataset()) or pass data=")
+        return self.build("model", **model_context(data))
+
+    @property
+    def sampler(self) -> Any:
+        """The sampler of the model being trained (``trained.sampler``), or None."""
+        return self.trained.sampler if self.trained is not None else None
+
     def build_callbacks(self) -> list[Any]:
         try:
             return [t.component.build(t.config) for t in self.recipe_file.callbacks]
@@ -213,10 +249,10 @@ class Run:
     def attach_evaluation(self, trainer: Engine) -> None:
         """Evaluate the recipe file's ``[[metrics]]`` every ``every`` epochs and after the last.
 
-        Metric objects evaluated in the same epoch are grouped by their class's
-        ``evaluate_together(run, metrics)`` so that, for instance, FID and IS share one pass of
-        feature extraction. It returns ``{metric name: {"value": float, ...protocol}}``; the
-        values go to :meth:`report` (kind ``"eval"``) with the protocol beside them.
+        Metrics that score samples draw from ``trained.sampler``; metrics that score
+        predictions run on an Ignite evaluator engine over the held-out split with
+        ``trained.eval_step`` (see :func:`evaluate_metrics`). Scores go to :meth:`report`
+        (kind ``"eval"``) with their protocol beside them.
         """
         built = [metric for _table, metric in self.build_metrics()]
         self.metrics = built
@@ -245,9 +281,18 @@ class Run:
         return cache_dir()
 
     def reference(self, split: str) -> tuple[Any, dict[str, Any]]:
-        """The recipe file's dataset for ``split`` and a description of it (for protocols and cache keys)."""
-        table = self.table("dataset")
-        return table.component.build(table.config, split=split), dataset_identity(table.name, table.options(), split)
+        """The recipe file's dataset for ``split`` and a description of it (for protocols and cache keys).
+
+        Built once per split and kept, so evaluations every few epochs do not reload it.
+        """
+        if split not in self._references:
+            table = self.table("dataset")
+            try:
+                dataset = table.component.build(table.config, split=split)
+            except DltkError as exc:
+                raise self._from_file(exc) from None
+            self._references[split] = (dataset, dataset_identity(table.name, table.options(), split))
+        return self._references[split]
 
     # -- checkpoints and scores ---------------------------------------------------------
 
@@ -275,7 +320,117 @@ class Run:
         return to_save
 
     def _higher_is_better(self, name: str) -> bool:
-        return any(getattr(m, "name", None) == name and getattr(m, "higher_is_better", False) for m in self.metrics)
+        scalar = scores_of(self.recipe_file.recipe, self.recipe_file.metrics).get(name)
+        return bool(scalar is not None and scalar.higher_is_better)
+
+    # -- the life cycle -----------------------------------------------------------------
+
+    def fit(
+        self,
+        trainer: Engine,
+        data: Any,
+        *,
+        epochs: int,
+        state: Mapping[str, Any],
+        trained: Trained,
+        log_every: int = 50,
+        on_resume: Any = None,
+        failure_hint: str = "",
+    ) -> None:
+        """Train: everything a run does around the recipe's own step, in the one right order.
+
+        ``trainer`` is an Ignite engine whose step returns the scalars the recipe declares in
+        its component's ``reports`` (``{name: 0-d tensor}``). ``state`` maps names to what a
+        checkpoint holds (models, optimisers, schedulers, anything with ``state_dict``); the
+        names of ``trained.modules`` must be among them. In order, ``fit``:
+
+        1. records ``trained`` and writes the checkpoint metadata that ``dltk generate``,
+           ``export`` and ``eval`` rebuild the model from;
+        2. checks every step's scalars are finite (a non-finite one stops the run, exit 1,
+           naming it; ``failure_hint`` is added to the message) and logs their means every
+           ``log_every`` iterations (kind ``step``) and per epoch (kind ``epoch``);
+        3. evaluates the ``[[metrics]]``, attaches the ``[[callbacks]]`` and calls
+           ``dltk_engine_created(role="trainer")``;
+        4. checkpoints (``[checkpoint]``), shows progress, and on ``--resume`` loads the newest
+           checkpoint, then calls ``on_resume()`` (to re-apply options the user may change);
+        5. runs ``epochs`` epochs of ``data``, stopping cleanly on SIGINT/SIGTERM.
+        """
+        missing = [name for name in trained.modules if name not in state]
+        if missing:
+            raise TypeError(f"run.fit(): trained.modules {missing} must also be in state (what checkpoints hold)")
+        self.trained = trained
+        self.write_metadata(trained)
+        means = self._attach_scalars(trainer, log_every, failure_hint)
+        self.attach_evaluation(trainer)
+        self.engine_created(trainer, "trainer")
+        to_save = self.attach_checkpoints(trainer, {**state, "stats": means})
+        self.attach_progress(trainer)
+        if self.resume(to_save, max_epochs=epochs) is not None and on_resume is not None:
+            on_resume()
+        self.run_engine(trainer, data, epochs)
+
+    def write_metadata(self, trained: Trained) -> None:
+        """What rebuilds the trained model: recipe, model and options, data description, dataset, seed."""
+        from dltoolkit import __version__
+
+        recipe_file = self.recipe_file
+        data = self.data
+        meta: dict[str, Any] = {
+            "format": 2,
+            "dltoolkit_version": __version__,
+            "recipe": recipe_file.recipe.name,
+            "seed": recipe_file.seed,
+            "modules": json.dumps(list(trained.modules)),
+        }
+        model, dataset = recipe_file.table("model"), recipe_file.table("dataset")
+        if model is not None:
+            meta["model"] = model.name
+            meta["model_options"] = json.dumps(model.options())
+        if dataset is not None:
+            meta["dataset"] = json.dumps({"name": dataset.name, **absolute_root(dataset.options())})
+        if data is not None:
+            meta["data"] = data.to_json()
+            if data.kind == "images":
+                meta["image_shape"] = list(data.shape)
+        self.metadata.data.update(meta)
+
+    def _attach_scalars(self, trainer: Engine, log_every: int, failure_hint: str) -> ScalarMeans:
+        names = [s.name for s in self.recipe_file.recipe.component.reports]
+        means = ScalarMeans(names, self.device)
+
+        @trainer.on(Events.EPOCH_STARTED)
+        def _reset(engine: Engine) -> None:
+            if engine.state.iteration % engine.state.epoch_length == 0:  # not a mid-epoch resume
+                means.reset_epoch()
+
+        @trainer.on(Events.ITERATION_COMPLETED)
+        def _collect(engine: Engine) -> None:
+            values = as_vector(engine.state.output, names, self.device)
+            if not bool(torch.isfinite(values).all()):
+                bad = [f"{n} = {v:g}" for n, v in zip(names, values.tolist(), strict=True) if not math.isfinite(v)]
+                advice = (
+                    f"Resume from the last good checkpoint with: dltk run --resume {self.path}"
+                    if _checkpoint.checkpoints_in(self.checkpoint_dir)
+                    else "No checkpoint was written yet: start the run again"
+                )
+                hint = f" ({failure_hint})" if failure_hint else ""
+                raise RunFailed(
+                    f"{self.path}: non-finite loss at iteration {engine.state.iteration} "
+                    f"(epoch {engine.state.epoch}): {', '.join(bad)}; no checkpoint was written with it. "
+                    f"{advice}{hint}"
+                )
+            means.add(values)
+
+        @trainer.on(Events.ITERATION_COMPLETED(every=log_every))
+        def _log_window(engine: Engine) -> None:
+            self.report(engine, means.window_means(), kind="step")
+            means.mark_window()
+
+        @trainer.on(Events.EPOCH_COMPLETED)
+        def _log_epoch(engine: Engine) -> None:
+            self.report(engine, means.epoch_means(), kind="epoch")
+
+        return means
 
     def resume(self, to_load: Mapping[str, Any], *, max_epochs: int | None = None) -> Path | None:
         """Load the newest readable checkpoint into ``to_load``; return its path (None if fresh).
@@ -464,17 +619,88 @@ class Run:
 
 
 def evaluate_metrics(source: Any, metrics: list[Any]) -> dict[str, dict[str, Any]]:
-    """Evaluate metric objects, those of one class together (``evaluate_together``), in one call each.
+    """Evaluate metric objects; return ``{name: {"value": float, ...protocol}}``.
+
+    A metric that scores samples (``needs = "samples"``, the default) is evaluated with the
+    others of its class in one call of ``evaluate_together(source, metrics)``. A metric that
+    scores predictions (``needs = "predictions"``) gives an Ignite ``Metric`` from
+    ``ignite_metric()``; those of one split are attached to one evaluator engine that runs
+    ``source.trained.eval_step`` over ``source.reference(split)``.
 
     ``source`` is a :class:`Run` or anything with what metrics read from one (``dltk eval``).
     """
     groups: dict[Any, list[Any]] = {}
+    by_split: dict[str, list[Any]] = {}
     for metric in metrics:
-        groups.setdefault(type(metric).evaluate_together, []).append(metric)
+        if getattr(metric, "needs", "samples") == "predictions":
+            by_split.setdefault(getattr(metric, "split", "test"), []).append(metric)
+        else:
+            groups.setdefault(type(metric).evaluate_together, []).append(metric)
     results: dict[str, dict[str, Any]] = {}
     for evaluate_together, members in groups.items():
         results.update(evaluate_together(source, members))
+    for split, members in by_split.items():
+        results.update(run_evaluator(source, members, split))
     return results
+
+
+def run_evaluator(source: Any, metrics: list[Any], split: str) -> dict[str, dict[str, Any]]:
+    """Run Ignite metrics over the held-out ``split`` on an evaluator engine (role ``evaluator``)."""
+    from dltoolkit._data import make_loader
+
+    trained = source.trained
+    if trained is None or trained.eval_step is None:
+        names = ", ".join(m.name for m in metrics)
+        raise DltkError(f"metrics: {names} score predictions, and this recipe offers no eval_step")
+    dataset, identity = source.reference(split)
+    batch_size = max(int(getattr(m, "batch_size", 256)) for m in metrics)
+    loader = make_loader(dataset, batch_size, seed=0, shuffle=False, drop_last=False)
+    modules = [m for m in trained.modules.values() if isinstance(m, torch.nn.Module)]
+    modes = [m.training for m in modules]
+
+    def step(_engine: Engine, batch: Any) -> Any:
+        with torch.no_grad():
+            return trained.eval_step(batch)
+
+    evaluator = Engine(step)
+    for metric in metrics:
+        metric.ignite_metric().attach(evaluator, metric.name)
+    if hasattr(source, "engine_created"):
+        source.engine_created(evaluator, "evaluator")
+    devices = [source.device] if torch.device(source.device).type == "cuda" else []
+    started = time.perf_counter()
+    try:
+        for module in modules:
+            module.eval()
+        with torch.random.fork_rng(devices=devices):  # evaluation never moves the training RNG
+            torch.manual_seed(int(getattr(source, "seed", 0)))
+            state = evaluator.run(loader)
+    finally:
+        for module, mode in zip(modules, modes, strict=True):
+            module.train(mode)
+    seconds = round(time.perf_counter() - started, 3)
+    results = {}
+    for metric in metrics:
+        value = state.metrics[metric.name]
+        value = float(value.item() if isinstance(value, torch.Tensor) else value)
+        results[metric.name] = {"value": value, "split": split, "count": len(dataset), "reference": identity}
+        results[metric.name]["seconds"] = seconds
+    return results
+
+
+def model_context(data: DataSpec) -> dict[str, Any]:
+    """What a model factory may receive: ``data``, and ``image_shape`` for images."""
+    context: dict[str, Any] = {"data": data}
+    if data.kind == "images":
+        context["image_shape"] = tuple(data.shape)
+    return context
+
+
+def absolute_root(options: Mapping[str, Any]) -> dict[str, Any]:
+    """Dataset options with ``root`` made absolute, so ``dltk eval`` finds the data from anywhere."""
+    if isinstance(options.get("root"), str):
+        return {**options, "root": str(Path(options["root"]).resolve())}
+    return dict(options)
 
 
 def cache_dir() -> Path:

@@ -1,4 +1,4 @@
-"""Drawing images from a trained generator: fixed noise, eval mode, batches."""
+"""Drawing images from a trained model that maps noise to images: fixed noise, eval mode, batches."""
 
 from __future__ import annotations
 
@@ -9,32 +9,33 @@ from torch import Tensor, nn
 
 
 class ImageSampler:
-    """How recipes, callbacks, metrics and ``dltk generate`` draw images from a generator.
+    """How recipes, callbacks, metrics and ``dltk generate`` draw images from a trained model.
 
-    ``generator`` maps noise ``(N, latent_dim)`` to images in [-1, 1]. Sampling runs in eval
-    mode without gradients and restores the module's mode afterwards; noise comes from its own
-    seeded ``torch.Generator`` so drawing samples never disturbs the training RNG.
+    ``decode`` maps noise ``(N, noise_dim)`` drawn from N(0, I) to images in [-1, 1] (a GAN's
+    generator, a VAE's decoder). Sampling runs in eval mode without gradients and restores the
+    module's mode afterwards; noise comes from its own seeded ``torch.Generator`` so drawing
+    samples never disturbs the training RNG.
     """
 
-    def __init__(self, generator: nn.Module, latent_dim: int, device: torch.device | str):
-        self.generator = generator
-        self.latent_dim = latent_dim
+    def __init__(self, decode: nn.Module, noise_dim: int, device: torch.device | str):
+        self.module = decode
+        self.noise_dim = noise_dim
         self.device = torch.device(device)
 
     def noise(self, n: int, seed: int) -> Tensor:
-        """``n`` latent vectors, the same for the same seed on every device."""
+        """``n`` noise vectors, the same for the same seed on every device."""
         rng = torch.Generator().manual_seed(seed)
-        return torch.randn(n, self.latent_dim, generator=rng).to(self.device)
+        return torch.randn(n, self.noise_dim, generator=rng).to(self.device)
 
     @torch.no_grad()
     def generate(self, z: Tensor) -> Tensor:
-        """Images in [-1, 1] (float32) for the latent batch ``z``."""
-        was_training = self.generator.training
-        self.generator.eval()
+        """Images in [-1, 1] (float32) for the noise batch ``z``."""
+        was_training = self.module.training
+        self.module.eval()
         try:
-            return self.generator(z.to(self.device)).float()
+            return self.module(z.to(self.device)).float()
         finally:
-            self.generator.train(was_training)
+            self.module.train(was_training)
 
     def batches(self, n: int, *, seed: int, batch_size: int = 256) -> Iterator[Tensor]:
         """``n`` images in batches of at most ``batch_size``; the same ``seed`` gives the same images."""

@@ -4,28 +4,18 @@ from __future__ import annotations
 
 import argparse
 import sys
+
+import attrs
 from collections.abc import Sequence
 from pathlib import Path
 
-from dltoolkit._component import KINDS
-from dltoolkit._config import RecipeFile, parse_override
+from dltoolkit._compat import serves
+from dltoolkit._component import KINDS, is_resumable
+from dltoolkit._config import CheckpointSection, RecipeFile, RunSection, parse_override, read_toml
 from dltoolkit._errors import DltkError, ExitCode
 from dltoolkit._manager import PluginHost, make_plugin_host
 from dltoolkit._registry import Registry
 from dltoolkit._run import RECIPE_NAME, Run, execute
-
-RESUME_OVERRIDABLE = (
-    "recipe.epochs",
-    "recipe.lr_g",
-    "recipe.lr_d",
-    "recipe.betas_g",
-    "recipe.betas_d",
-    "recipe.log_every",
-    "recipe.num_workers",
-    "run.device",
-    "checkpoint.every",
-    "checkpoint.keep",
-)
 
 
 def _plugin_args(parser: argparse.ArgumentParser) -> None:
@@ -94,10 +84,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     gen = sub.add_parser(
         "generate",
-        help="write images from a trained generator",
+        help="write samples drawn from a trained model",
         description=(
-            "Write images from a trained generator. SOURCE is a run directory (its best checkpoint, "
-            "else the last), a checkpoint file, or an exported .safetensors generator."
+            "Write images drawn from a trained model whose recipe draws samples. SOURCE is a run "
+            "directory (its best checkpoint, else the last), a checkpoint file, or an export."
         ),
     )
     gen.add_argument("source", type=Path, metavar="SOURCE")
@@ -111,25 +101,30 @@ def build_parser() -> argparse.ArgumentParser:
 
     exp = sub.add_parser(
         "export",
-        help="export a run's generator to safetensors",
+        help="export a trained model to safetensors",
         description=(
-            "Write the generator of RUN_DIR (best checkpoint, else last) with the metadata needed to rebuild it."
+            "Write the inference weights of SOURCE (a run directory: its best checkpoint, else the last; "
+            "or a checkpoint file) with the metadata that rebuilds the model without data or "
+            "training-only parts."
         ),
     )
-    exp.add_argument("run_dir", type=Path, metavar="RUN_DIR")
+    exp.add_argument("run_dir", type=Path, metavar="SOURCE")
     exp.add_argument("--out", type=Path, required=True, metavar="FILE.safetensors")
     _plugin_args(exp)
 
     ev = sub.add_parser(
         "eval",
-        help="score a generator or two image folders",
+        help="score a trained model or two image folders",
         description=(
-            "Score a trained generator (run directory, checkpoint or exported file) against its "
-            "recipe's dataset, or two image folders with --real and --fake."
+            "Score a trained model (run directory, checkpoint or export) against its recipe's "
+            "dataset, or two image folders with --real and --fake."
         ),
     )
     ev.add_argument("source", type=Path, nargs="?", metavar="SOURCE")
-    ev.add_argument("--metrics", default="fid,isc", help="comma-separated: fid, isc, kid, prc")
+    ev.add_argument(
+        "--metrics",
+        help="comma-separated metric names (dltk list metrics); default: the [[metrics]] of SOURCE's recipe",
+    )
     ev.add_argument("--num-samples", type=int, default=10000, help="generated images to score")
     ev.add_argument("--reference", choices=("train", "test"), default="train", help="dataset split to compare with")
     ev.add_argument("--real", type=Path, help="folder of real images")
@@ -149,7 +144,47 @@ def _setup(args: argparse.Namespace) -> tuple[PluginHost, Registry]:
     return host, Registry(host)
 
 
-def _check_resume_overrides(overrides: Sequence[str], run_dir: Path) -> None:
+SECTIONS = {"run": RunSection, "checkpoint": CheckpointSection}
+
+
+def _override_config(registry: Registry, data: dict, parts: list) -> type | None:
+    """The Config class that holds the option an override path names (None if unknown)."""
+    head = str(parts[0])
+    if head in SECTIONS and len(parts) == 2:
+        return SECTIONS[head]
+    if head in ("recipe", "model", "dataset") and len(parts) == 2:
+        table = data.get(head)
+    elif head in ("metrics", "callbacks") and len(parts) == 3 and isinstance(parts[1], int):
+        tables = data.get(head)
+        table = tables[parts[1]] if isinstance(tables, list) and parts[1] < len(tables) else None
+    else:
+        return None
+    name = table.get("name") if isinstance(table, dict) else None
+    kind = {"metrics": "metric", "callbacks": "callback"}.get(head, head)
+    component = registry.find(kind, name) if isinstance(name, str) else None
+    return component.config if component is not None else None
+
+
+def _resumable_keys(registry: Registry, data: dict) -> list[str]:
+    """Every option of this recipe file that its component declared resumable, as a key path."""
+    heads: list[list] = [["run"], ["checkpoint"], ["recipe"], ["model"], ["dataset"]]
+    for array in ("metrics", "callbacks"):
+        if isinstance(data.get(array), list):
+            heads += [[array, i] for i in range(len(data[array]))]
+    keys = []
+    for head in heads:
+        config = _override_config(registry, data, [*head, "_"])
+        if config is not None:
+            keys += [
+                ".".join(str(p) for p in [*head, f.name]) for f in attrs.fields(config) if is_resumable(config, f.name)
+            ]
+    return keys
+
+
+def _check_resume_overrides(registry: Registry, overrides: Sequence[str], run_dir: Path) -> None:
+    """Only options their component declared ``resumable`` may change on ``--resume``."""
+    recipe_path = run_dir / RECIPE_NAME
+    data = read_toml(recipe_path)
     problems = []
     for text in overrides:
         try:
@@ -158,10 +193,11 @@ def _check_resume_overrides(overrides: Sequence[str], run_dir: Path) -> None:
             problems.append(str(exc))
             continue
         key = ".".join(str(p) for p in parts)
-        if key not in RESUME_OVERRIDABLE:
+        config = _override_config(registry, data, parts)
+        if config is None or not is_resumable(config, str(parts[-1])):
+            allowed = ", ".join(_resumable_keys(registry, data)) or "none"
             problems.append(
-                f"{run_dir / RECIPE_NAME}: {key}: cannot be changed when resuming "
-                f"(only {', '.join(RESUME_OVERRIDABLE)} can); start a new run instead"
+                f"{recipe_path}: {key}: cannot be changed when resuming (only {allowed} can); start a new run instead"
             )
     if problems:
         raise DltkError(problems)
@@ -176,7 +212,7 @@ def cmd_run(args: argparse.Namespace) -> int:
             raise DltkError(f"{run_dir}: not a run directory (no {RECIPE_NAME})")
         if args.run_dir is not None:
             raise DltkError("--run-dir: not used with --resume (the run directory is RUN_DIR)")
-        _check_resume_overrides(args.args, run_dir)
+        _check_resume_overrides(registry, args.args, run_dir)
         recipe_file = RecipeFile.from_toml(recipe_path, registry, args.args)
         run = Run(recipe_file, host, registry, run_dir=run_dir, resuming=True)
         run.resume_rewrites_recipe = bool(args.args)  # written once the checkpoint is loaded
@@ -234,7 +270,8 @@ def cmd_list(args: argparse.Namespace) -> int:
             component = registry.components[kind][name]
             info = host.info(component.plugin)
             origin = info.distribution or info.name if info else component.plugin
-            print(f"  {name:<{width}}  {component.summary}  [{origin}]")
+            fits = f"  (for: {', '.join(serves(registry, component))})" if kind in ("model", "dataset") else ""
+            print(f"  {name:<{width}}  {component.summary}{fits}  [{origin}]")
             if args.verbose:
                 for option, type_name, default, doc in component.options():
                     print(f"      {option} ({type_name}, default {default!r}): {doc}")
@@ -273,11 +310,11 @@ def cmd_generate(args: argparse.Namespace) -> int:
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    from dltoolkit._generate import export_generator
+    from dltoolkit._generate import export_trained
 
     _host, registry = _setup(args)
-    source = export_generator(registry, args.run_dir, args.out)
-    print(f"dltk: exported the generator of {source} to {args.out}")
+    source = export_trained(registry, args.run_dir, args.out)
+    print(f"dltk: exported {source} to {args.out}")
     return ExitCode.OK
 
 

@@ -36,13 +36,27 @@ hookimpl = pluggy.HookimplMarker(PROJECT_NAME)
 
 @hookspec
 def dltk_register_recipes() -> list[Component]:
-    """Return the recipes this plugin provides.
+    """Return the recipes this plugin provides: one per model family (``gan``, ``vae``, ...).
 
     Called: once, when the registry is built, before any recipe file is read.
     Returns: a list of :class:`~dltoolkit.Component`. A recipe factory is called as
     ``factory(config, run=run)`` with the validated ``[recipe]`` table and the
-    :class:`~dltoolkit.Run`; it builds the other components through ``run``, builds Ignite
-    engines, announces each with ``run.engine_created(engine, role)`` and runs them.
+    :class:`~dltoolkit.Run`. It builds its parts with ``run.build_dataset()`` and
+    ``run.build_model()``, writes an Ignite trainer whose step returns the scalars it reports,
+    and hands everything to ``run.fit(trainer, loader, epochs=, state=, trained=)``, which runs
+    the life cycle (logging, evaluation, callbacks, checkpoints, progress, resume, clean stops).
+    The component declares, as data:
+
+    * ``requires``: the tables a recipe file must have (``("model", "dataset")``);
+    * ``needs``: what the model and the data must provide (``{"model": "vae", "dataset": "images"}``),
+      checked by ``dltk check`` before anything is built;
+    * ``provides``: what its finished runs can do (``"sample"``, ``"evaluate"``, ``"predict"``,
+      ``"export"``), which metrics and callbacks may need;
+    * ``reports``: the :class:`~dltoolkit.Scalar` values its step returns (name, meaning, lower
+      or higher is better), used by the progress line, the loss plot, TensorBoard and ``best_by``;
+    * ``offers``: ``offers(model, device) -> Trained``, which ``dltk generate``, ``export`` and
+      ``eval`` call to rebuild a finished run's model from its checkpoint or export.
+
     Result mode: collect all (every plugin's list is merged).
     """
 
@@ -53,8 +67,12 @@ def dltk_register_models() -> list[Component]:
 
     Called: once, when the registry is built.
     Returns: a list of :class:`~dltoolkit.Component`. A model factory is called as
-    ``factory(config, image_shape=(C, H, W))`` by generative recipes; it returns the model
-    object the recipe documents (the ``gan`` recipe expects ``dltoolkit_gan.GanModel``).
+    ``factory(config, data=DataSpec, image_shape=(C, H, W))`` (``image_shape`` for image data
+    only; a factory names the arguments it takes, the others are not passed). It returns the
+    model object its recipe documents (for the ``gan`` recipe: ``generator``, ``discriminator``,
+    ``latent_dim``). Declare ``provides`` (the tag the recipe's ``needs["model"]`` names, e.g.
+    ``"gan"``) and ``needs`` (``{"dataset": "images"}``) so that ``dltk check`` refuses a model
+    with the wrong recipe or data, and ``dltk list`` shows which recipes it serves.
     Result mode: collect all.
     """
 
@@ -64,12 +82,16 @@ def dltk_register_datasets() -> list[Component]:
     """Return the dataset components this plugin provides.
 
     Called: once, when the registry is built.
-    Returns: a list of :class:`~dltoolkit.Component`. A dataset factory is called as
-    ``factory(config)`` by training recipes and ``factory(config, split="train"|"test")`` by
-    evaluations (so accept ``split: str | None = None``), and returns a :class:`torch.utils.data.Dataset` of
-    ``(image, label)`` with images as float tensors in [-1, 1] and an ``image_shape`` attribute
-    ``(C, H, W)``. :class:`~dltoolkit.InMemoryImages` is the fast choice for data that fits in
-    memory. Missing files are reported by raising :class:`~dltoolkit.DltkError`.
+    Returns: a list of :class:`~dltoolkit.Component` with ``provides`` saying what the samples are
+    (``"images"``, ``"sequences"``, ``"text"``, ``"series"``, plus ``"labels"`` when each has a
+    class). A dataset factory is called as ``factory(config)`` for the training data and
+    ``factory(config, split="train"|"test")`` by evaluations (so accept
+    ``split: str | None = None``); the ``train`` and ``test`` splits never share a sample. It
+    returns a :class:`torch.utils.data.Dataset` of ``(input, target)`` pairs with a ``spec``
+    attribute, a :class:`~dltoolkit.DataSpec` (kind, shape, classes, vocabulary) from which
+    models are built. Images are float tensors in [-1, 1]; :class:`~dltoolkit.InMemoryImages` is
+    the fast choice for images that fit in memory. Missing or bad files are reported by raising
+    :class:`~dltoolkit.DltkError`.
     Result mode: collect all.
     """
 
@@ -79,12 +101,22 @@ def dltk_register_metrics() -> list[Component]:
     """Return the metric components this plugin provides.
 
     Called: once, when the registry is built.
-    Returns: a list of :class:`~dltoolkit.Component` whose ``Config`` has at least ``every``
-    (epochs between evaluations) and ``num_samples``. A metric factory is called as
-    ``factory(config, run=run)`` and returns an object with ``name``, ``every``,
-    ``higher_is_better`` and a static ``evaluate_together(run, metrics)`` returning
-    ``{name: {"value": float, ...protocol}}``; metrics of one class due in the same epoch are
-    evaluated together (see ``Run.attach_evaluation``).
+    Returns: a list of :class:`~dltoolkit.Component` declaring ``reports`` (the
+    :class:`~dltoolkit.Scalar` it scores, with its direction) and ``needs`` (``{"recipe":
+    "sample"}`` or ``{"recipe": "evaluate"}``). Its ``Config`` has ``every`` (epochs between
+    evaluations during training). A metric factory is called as ``factory(config, run=run)``
+    (``run`` is a :class:`~dltoolkit.Run`, or what ``dltk eval`` gives in its place) and returns
+    an object with ``name``, ``every`` and ``needs``, one of:
+
+    * ``needs = "samples"`` (the default): a static ``evaluate_together(run, metrics)`` scoring
+      images from ``run.sampler`` against ``run.reference(split)``; metrics of one class due
+      together share one call. It returns ``{name: {"value": float, ...protocol}}``.
+    * ``needs = "predictions"``: ``ignite_metric()`` returning an Ignite ``Metric`` that the core
+      attaches to an evaluator engine running ``run.trained.eval_step`` over the held-out
+      ``split`` (attribute, default ``"test"``) in batches of ``batch_size``.
+
+    Either way a recipe gets evaluation by asking ``run.fit`` for it, and ``dltk eval`` scores a
+    finished run the same way. An optional ``summary(result) -> str`` formats the protocol.
     Result mode: collect all.
     """
 
@@ -94,10 +126,11 @@ def dltk_register_callbacks() -> list[Component]:
     """Return the callback components this plugin provides.
 
     Called: once, when the registry is built.
-    Returns: a list of :class:`~dltoolkit.Component`. A callback factory is called as
+    Returns: a list of :class:`~dltoolkit.Component` (with ``needs``, e.g. ``{"recipe":
+    "sample"}``, when it works only with some recipes). A callback factory is called as
     ``factory(config)`` and returns an object with ``attach(engine, run)``, which adds Ignite
-    event handlers to the trainer engine (``Events.EPOCH_COMPLETED`` and so on). Recipes attach
-    every ``[[callbacks]]`` table of the recipe file to their trainer.
+    event handlers to the trainer engine (``Events.EPOCH_COMPLETED`` and so on). ``run.fit``
+    attaches every ``[[callbacks]]`` table of the recipe file to the trainer.
     Result mode: collect all.
     """
 

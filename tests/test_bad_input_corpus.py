@@ -174,7 +174,7 @@ RECIPE_CASES = [
         "best-by-unknown",
         GOOD + "[checkpoint]\nbest_by = 'fid'\n",
         [],
-        ["{f}: checkpoint.best_by: 'fid' is not a metric of this recipe file"],
+        ["{f}: checkpoint.best_by: 'fid' is not a score of this recipe file"],
     ),
     ("keep-zero", GOOD + "[checkpoint]\nkeep = 0\n", [], ["{f}: checkpoint.keep: must be >= 1, got 0"]),
     (
@@ -187,7 +187,7 @@ RECIPE_CASES = [
         "batch-too-large",
         GOOD,
         ["recipe.batch_size=5000"],
-        ["{f}: recipe.batch_size: 5000 is more than the 1797 training images"],
+        ["{f}: recipe.batch_size: 5000 is more than the 1437 training images"],
     ),
     (
         "missing-mnist",

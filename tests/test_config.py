@@ -155,7 +155,7 @@ def test_missing_file(registry, tmp_path):
 def test_best_by_must_name_a_score(tiny_gan, registry):
     path = tiny_gan()
     assert problems(path, registry, ["checkpoint.best_by=fd"]) == [
-        f"{path}: checkpoint.best_by: 'fd' is not a metric of this recipe file; choose 'loss_d' or 'loss_g'"
+        f"{path}: checkpoint.best_by: 'fd' is not a score of this recipe file; choose 'loss_d' or 'loss_g'"
     ]
 
 

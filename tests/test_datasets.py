@@ -5,8 +5,17 @@ from __future__ import annotations
 import pytest
 import torch
 
-from dltoolkit import DltkError, EpochBatchSampler, InMemoryImages, make_loader
-from dltoolkit.builtin.datasets import ImageDatasetConfig, cifar10, digits, fashion_mnist, image_folder, mnist
+from dltoolkit import DataSpec, DltkError, EpochBatchSampler, InMemoryImages, make_loader
+from dltoolkit.builtin.datasets import (
+    ImageDatasetConfig,
+    ImageFolderConfig,
+    cifar10,
+    digits,
+    digits_split_indices,
+    fashion_mnist,
+    image_folder,
+    mnist,
+)
 from dltoolkit.testing import use_cifar10_checksums, write_cifar10, write_image_folder, write_mnist
 
 
@@ -69,18 +78,69 @@ def test_failed_download_names_dataset_and_root(tmp_path, monkeypatch):
 
 def test_digits_are_real_and_offline():
     ds = digits(ImageDatasetConfig())
-    assert len(ds) == 1797 and ds.image_shape == (1, 8, 8)
+    assert len(ds) == 1437 and ds.image_shape == (1, 8, 8)
     assert set(ds.labels.tolist()) == set(range(10))
     assert ds.images.max() == 255 and ds.images.min() == 0
+    assert ds.spec == DataSpec.images((1, 8, 8), class_names=[str(d) for d in range(10)])
+
+
+def test_digits_test_split_is_held_out_stratified_and_fixed():
+    train, test = digits(ImageDatasetConfig()), digits(ImageDatasetConfig(), split="test")
+    assert len(test) == 360 and len(train) + len(test) == 1797
+    assert torch.bincount(test.labels).tolist() == [36] * 10
+    train_set = {
+        bytes(img.numpy().tobytes()) + bytes([int(y)]) for img, y in zip(train.images, train.labels, strict=True)
+    }
+    shared = [
+        i
+        for i, (img, y) in enumerate(zip(test.images, test.labels, strict=True))
+        if img.numpy().tobytes() + bytes([int(y)]) in train_set
+    ]
+    # sklearn's digits hold a few exact duplicate images; none is the same *sample* index in both splits
+    assert len(shared) <= 3
+    assert not set(digits_split_indices("train").tolist()) & set(digits_split_indices("test").tolist())
+    assert torch.equal(digits(ImageDatasetConfig(), split="test").images, test.images)
+
+
+def test_every_builtin_dataset_has_disjoint_splits(tmp_path):
+    write_mnist(tmp_path, n_train=20, n_test=7)
+    write_mnist(tmp_path, n_train=20, n_test=7, folder="FashionMNIST")
+    for factory in (mnist, fashion_mnist):
+        train, test = (
+            factory(ImageDatasetConfig(root=str(tmp_path))),
+            factory(ImageDatasetConfig(root=str(tmp_path)), "test"),
+        )
+        assert (len(train), len(test)) == (20, 7)
+    sums = write_cifar10(tmp_path, per_batch=4, n_test=5)
+    with use_cifar10_checksums(sums):
+        assert (
+            len(cifar10(ImageDatasetConfig(root=str(tmp_path)))),
+            len(cifar10(ImageDatasetConfig(root=str(tmp_path)), "test")),
+        ) == (20, 5)
+    # image-folder without train/ and test/: a fixed tenth of the files is held out
+    files = write_image_folder(tmp_path / "mine", n=20)
+    config = ImageFolderConfig(root=str(tmp_path / "mine"), image_size=8)
+    train, test, every = (image_folder(config, s) for s in ("train", "test", "all"))
+    assert (len(train), len(test), len(every)) == (18, 2, 20)
+    assert not set(train.files) & set(test.files) and set(train.files) | set(test.files) == set(files)
+    assert image_folder(config, "test").files == test.files
+    # with train/ and test/ folders those are the splits, and class sub-folders give labels
+    for split, n in (("train", 4), ("test", 2)):
+        for label in ("cat", "dog"):
+            write_image_folder(tmp_path / "pets" / split / label, n=n, seed=n)
+    pets = ImageFolderConfig(root=str(tmp_path / "pets"), image_size=8)
+    train, test = image_folder(pets, "train"), image_folder(pets, "test")
+    assert (len(train), len(test)) == (8, 4) and not set(train.files) & set(test.files)
+    assert train.spec.class_names == ("cat", "dog") and sorted(int(train[i][1]) for i in range(8)) == [0] * 4 + [1] * 4
 
 
 def test_image_folder_png_jpeg_gray_and_rgb(tmp_path):
     write_image_folder(tmp_path / "imgs", n=6)
-    ds = image_folder(ImageDatasetConfig(root=str(tmp_path / "imgs"), image_size=16))
+    ds = image_folder(ImageFolderConfig(root=str(tmp_path / "imgs"), image_size=16, split="all"))
     assert len(ds) == 6 and ds.image_shape == (3, 16, 16)
     image, _ = ds[3]  # a grayscale file converted to RGB
     assert image.shape == (3, 16, 16) and image.min() >= -1 and image.max() <= 1
-    gray = image_folder(ImageDatasetConfig(root=str(tmp_path / "imgs"), image_size=8, channels=1))
+    gray = image_folder(ImageFolderConfig(root=str(tmp_path / "imgs"), image_size=8, channels=1, split="all"))
     assert gray[0][0].shape == (1, 8, 8)
 
 

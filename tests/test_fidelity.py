@@ -137,7 +137,7 @@ def test_training_with_inception_architecture_scores_and_keeps_best(dltk, tiny_g
         "weights_sha256": sha,
     }
     recipe = tiny_gan(metric_tables("fid", "isc", extractor="inception-v3-compat", **options))
-    result = dltk("run", recipe, "recipe.epochs=2", "--run-dir", tmp_path / "run")
+    result = dltk("run", recipe, "recipe.epochs=2", "checkpoint.best_by=fid", "--run-dir", tmp_path / "run")
     assert result.exit_code == 0, result.err
     evals = records(tmp_path / "run")
     assert [r["epoch"] for r in evals] == [1, 2]
@@ -239,7 +239,7 @@ def test_eval_on_a_run_and_its_export(dltk, tiny_gan, tmp_path, tiny_extractor):
     assert result.exit_code == 0, result.err
     rows = {line.split()[0]: line for line in result.out.splitlines()[1:]}
     assert set(rows) == {"fid", "isc"}
-    assert "32 generated vs 1797 digits/train" in rows["fid"]
+    assert "32 generated vs 1437 digits/train" in rows["fid"]
     assert dltk("export", tmp_path / "run", "--out", tmp_path / "g.safetensors").exit_code == 0
     result = dltk("eval", tmp_path / "g.safetensors", *args, "--json", tmp_path / "b.json")
     assert result.exit_code == 0, result.err
@@ -251,11 +251,10 @@ def test_eval_argument_errors(dltk, tmp_path):
     result = dltk("eval", "--metrics", "fdi")
     assert result.exit_code == 2
     assert result.err_lines[0].startswith("--metrics: unknown metric 'fdi' (did you mean 'fid'?)")
-    assert result.err_lines[1] == (
-        "dltk eval: give SOURCE (a run directory, checkpoint or exported generator) or --real/--fake"
-    )
-    result = dltk("eval", "--real", tmp_path)
-    assert result.err_lines == ["dltk eval: give SOURCE, or both --real DIR and --fake DIR"]
+    assert result.err_lines[1] == ("dltk eval: give SOURCE (a run directory, checkpoint or export) or --real/--fake")
+    result = dltk("eval", "--real", tmp_path)  # every problem at once: no metric named, no --fake
+    assert result.err_lines[0].startswith("--metrics: name at least one metric (")
+    assert result.err_lines[1:] == ["dltk eval: give SOURCE, or both --real DIR and --fake DIR"]
 
 
 REAL_WEIGHTS = Path(torch.hub.get_dir()) / "checkpoints" / INCEPTION_FILE

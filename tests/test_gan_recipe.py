@@ -32,12 +32,12 @@ def test_run_writes_the_run_directory(dltk, tiny_gan, tmp_path):
     steps = [r for r in records if r["kind"] == "step"]
     assert steps and all(r["iteration"] % 5 == 0 for r in steps)
     assert list((run / "tb").glob("events.out.tfevents.*"))
-    # samples every epoch from the fixed noise; 1797 digits // 32 = 56 iterations an epoch
-    assert sorted(p.name for p in (run / "samples").glob("grid_*.png")) == ["grid_00000056.png", "grid_00000112.png"]
-    assert [p.name for p in checkpoints_in(run / "checkpoints")] == ["checkpoint_112.pt", "checkpoint_56.pt"]
-    data = load_checkpoint(run / "checkpoints" / "checkpoint_112.pt")  # weights_only=True inside
+    # samples every epoch from the fixed noise; 1437 training digits // 32 = 44 iterations an epoch
+    assert sorted(p.name for p in (run / "samples").glob("grid_*.png")) == ["grid_00000044.png", "grid_00000088.png"]
+    assert [p.name for p in checkpoints_in(run / "checkpoints")] == ["checkpoint_88.pt", "checkpoint_44.pt"]
+    data = load_checkpoint(run / "checkpoints" / "checkpoint_88.pt")  # weights_only=True inside
     assert set(data) >= {"generator", "discriminator", "optimizer_g", "optimizer_d", "trainer", "rng", "meta"}
-    assert data["trainer"]["iteration"] == 112
+    assert data["trainer"]["iteration"] == 88
     assert data["meta"]["model"] == "mlp-gan" and data["meta"]["image_shape"] == [1, 16, 16]
     assert not list((run / "checkpoints").glob(".tmp-*"))
 
@@ -45,7 +45,7 @@ def test_run_writes_the_run_directory(dltk, tiny_gan, tmp_path):
 def test_checkpoint_rotation_keeps_the_last_n(dltk, tiny_gan, tmp_path):
     assert dltk("run", tiny_gan(), "recipe.epochs=4", "checkpoint.keep=2").exit_code == 0
     names = [p.name for p in checkpoints_in(only_run(tmp_path) / "checkpoints")]
-    assert names == ["checkpoint_224.pt", "checkpoint_168.pt"]
+    assert names == ["checkpoint_176.pt", "checkpoint_132.pt"]
 
 
 def _weights(run: Path) -> dict[str, torch.Tensor]:
@@ -139,7 +139,7 @@ def test_bad_input_writes_nothing(dltk, tiny_gan, tmp_path):
     result = dltk("run", tiny_gan(), "recipe.batch_size=4000")
     assert result.exit_code == 2
     assert result.err_lines[-1] == (
-        f"{tmp_path / 'tiny.toml'}: recipe.batch_size: 4000 is more than the 1797 training images "
+        f"{tmp_path / 'tiny.toml'}: recipe.batch_size: 4000 is more than the 1437 training images "
         "(the last partial batch is dropped); lower it"
     )
     assert not (tmp_path / "runs").exists() or not any((tmp_path / "runs").iterdir())

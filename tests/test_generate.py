@@ -10,6 +10,8 @@ import pytest
 import torch
 from PIL import Image
 
+from dltoolkit._checkpoint import checkpoints_in
+
 ARTEFACTS = """
 [[callbacks]]
 name = "progress-gif"
@@ -81,7 +83,7 @@ def test_generate_from_run_checkpoint_and_export_agree(trained, dltk, tmp_path):
         ).exit_code
         == 0
     )
-    checkpoint = sorted((trained / "checkpoints").glob("checkpoint_*.pt"))[-1]
+    checkpoint = checkpoints_in(trained / "checkpoints")[0]  # the newest, which the run directory stands for
     assert (
         dltk(
             "generate", checkpoint, "--num", "10", "--out", tmp_path / "from-ckpt", "--seed", "3", "--batch-size", "3"
@@ -104,10 +106,38 @@ def test_export_holds_weights_and_rebuild_metadata(trained, dltk, tmp_path):
     with safe_open(str(tmp_path / "g.safetensors"), framework="pt") as handle:
         meta = handle.metadata()
         keys = list(handle.keys())
-    assert meta["format"] == "dltoolkit-generator/1" and meta["model"] == "mlp-gan"
+    assert meta["format"] == "dltoolkit-export/1" and meta["recipe"] == "gan" and meta["model"] == "mlp-gan"
     assert json.loads(meta["model_options"])["latent_dim"] == 8
-    assert json.loads(meta["image_shape"]) == [1, 8, 8]
-    assert all(k.startswith("net.") for k in keys)  # the generator only, no discriminator
+    assert json.loads(meta["data"])["shape"] == [1, 8, 8] and json.loads(meta["modules"]) == ["generator"]
+    assert keys and all(k.startswith("generator.net.") for k in keys)  # the generator only, no discriminator
+
+
+def test_exports_of_dltoolkit_0_1_still_load(trained, dltk, tmp_path):
+    """The old format held the generator's state dict alone, with model, options and image shape."""
+    from safetensors import safe_open
+    from safetensors.torch import load_file, save_file
+
+    assert dltk("export", trained, "--out", tmp_path / "new.safetensors").exit_code == 0
+    with safe_open(str(tmp_path / "new.safetensors"), framework="pt") as handle:
+        meta = dict(handle.metadata())
+    state = {k.removeprefix("generator."): v for k, v in load_file(str(tmp_path / "new.safetensors")).items()}
+    old_meta = {
+        "format": "dltoolkit-generator/1",
+        "model": meta["model"],
+        "model_options": meta["model_options"],
+        "image_shape": "[1, 8, 8]",
+        "latent_dim": "8",
+        "dataset": meta["dataset"],
+        "seed": meta["seed"],
+    }
+    save_file(state, str(tmp_path / "old.safetensors"), metadata=old_meta)
+    for name in ("new", "old"):
+        result = dltk(
+            "generate", tmp_path / f"{name}.safetensors", "--num", "4", "--out", tmp_path / name, "--seed", "2"
+        )
+        assert result.exit_code == 0, result.err
+    for i in range(4):
+        assert np.array_equal(pixels(tmp_path / "old" / f"{i:04d}.png"), pixels(tmp_path / "new" / f"{i:04d}.png"))
 
 
 def test_export_with_unknown_model_is_refused_by_name(trained, dltk, tmp_path):

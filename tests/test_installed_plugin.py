@@ -66,7 +66,7 @@ def test_installed_plugin_shows_in_list_and_runs(installed, tmp_path):
     )
     result = dltk(installed, "run", str(recipe), "--run-dir", str(tmp_path / "run"), cwd=tmp_path)
     assert result.returncode == 0, result.stderr
-    assert (tmp_path / "run" / "checkpoints" / "checkpoint_28.pt").is_file()
+    assert (tmp_path / "run" / "checkpoints" / "checkpoint_22.pt").is_file()
     # without the plugin on the path the same recipe names the missing model clearly
     missing = subprocess.run(
         [str(Path(sys.executable).parent / "dltk"), "check", str(recipe)], capture_output=True, text=True, cwd=tmp_path

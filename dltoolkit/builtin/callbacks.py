@@ -1,13 +1,14 @@
-"""Built-in callbacks for generative recipes: sample grids, a GIF of them, loss plots, real images.
+"""Built-in callbacks: sample grids, a GIF of them, a plot of the reported scalars, real images.
 
-Each attaches itself to the trainer engine with Ignite events. They read images through
-``run.sampler`` (an :class:`~dltoolkit.ImageSampler` set by the recipe) and the run's
-``metrics.jsonl``, so they work for any recipe that provides those.
+Each attaches itself to the trainer engine with Ignite events. Sample grids draw through
+``run.sampler`` (the sampler of the recipe's :class:`~dltoolkit.Trained`), so they fit any recipe
+that provides ``sample``; the plot draws whatever scalars the recipe declares.
 """
 
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +17,7 @@ import torch
 from ignite.engine import Engine, Events
 from torch import Tensor
 
-from dltoolkit import Component, DltkError, Run, hookimpl, option, to_uint8
+from dltoolkit import Component, DltkError, Run, Scalar, hookimpl, option, to_uint8
 
 GRID_PREFIX = "grid_"
 # COMPLETED also follows a terminate(); a failed run calls run.add_finalizer() functions instead
@@ -43,7 +44,7 @@ def save_png(grid: Tensor, path: Path) -> None:
 
 def _need_sampler(run: Run, name: str) -> Any:
     if run.sampler is None:
-        raise DltkError(f"callbacks: '{name}' needs a recipe that generates images")
+        raise DltkError(f"callbacks: '{name}' needs a recipe that draws samples")
     return run.sampler
 
 
@@ -139,7 +140,8 @@ class LossPlotConfig:
     )
 
 
-def read_steps(metrics_file: Path) -> list[dict[str, Any]]:
+def read_records(metrics_file: Path, kind: str) -> list[dict[str, Any]]:
+    """The records of ``kind`` (``step``, ``epoch``, ``eval``) in a ``metrics.jsonl``."""
     if not metrics_file.exists():
         return []
     records = []
@@ -148,37 +150,47 @@ def read_steps(metrics_file: Path) -> list[dict[str, Any]]:
             record = json.loads(line)
         except ValueError:
             continue
-        if record.get("kind") == "step":
+        if isinstance(record, dict) and record.get("kind") == kind:
             records.append(record)
     return records
 
 
-def plot_losses(metrics_file: Path, out: Path) -> Path | None:
-    """Draw D and G losses, and D(x) and D(G(z)), over iterations into ``out`` (PNG)."""
+def plot_scalars(metrics_file: Path, out: Path, scalars: Sequence[Scalar]) -> Path | None:
+    """Draw the declared ``scalars`` over iterations into ``out`` (PNG), one panel per group.
+
+    Uses the per-step records, or the per-epoch ones when a run logged no step (shorter than
+    ``log_every``). Returns None, writing nothing, when no declared scalar was logged.
+    """
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    steps = read_steps(metrics_file)
-    if not steps:
+    records = read_records(metrics_file, "step") or read_records(metrics_file, "epoch")
+    drawn = [s for s in scalars if any(isinstance(r.get(s.name), (int, float)) for r in records)]
+    if not drawn:
         return None
-    its = [r["iteration"] for r in steps]
-    fig, (top, bottom) = plt.subplots(2, 1, figsize=(9, 6), sharex=True)
-    for key, label in (("loss_d", "D loss"), ("loss_g", "G loss")):
-        if key in steps[0]:
-            top.plot(its, [r.get(key) for r in steps], label=label, linewidth=1)
-    top.set_ylabel("loss")
-    if top.lines:
-        top.legend()
-    for key, label in (("d_x", "D(x)"), ("d_g_z", "D(G(z))")):
-        if key in steps[0]:
-            bottom.plot(its, [r.get(key) for r in steps], label=label, linewidth=1)
-    bottom.set_ylabel("discriminator output")
-    bottom.set_xlabel("iteration")
-    bottom.set_ylim(-0.02, 1.02)
-    if bottom.lines:
-        bottom.legend()
+    groups: dict[str, list[Scalar]] = {}
+    for scalar in drawn:
+        groups.setdefault(scalar.group or scalar.name, []).append(scalar)
+    fig, axes = plt.subplots(len(groups), 1, figsize=(9, 3 * len(groups)), sharex=True, squeeze=False)
+    for ax, (group, members) in zip(axes[:, 0], groups.items(), strict=True):
+        for scalar in members:
+            points = [(r["iteration"], r[scalar.name]) for r in records if isinstance(r.get(scalar.name), (int, float))]
+            ax.plot(
+                [p[0] for p in points],
+                [p[1] for p in points],
+                label=scalar.name,
+                linewidth=1,
+                marker="." if len(points) < 20 else None,
+            )
+        ax.set_ylabel(group)
+        bounds = next((s.bounds for s in members if s.bounds is not None), None)
+        if bounds is not None:
+            margin = 0.02 * (bounds[1] - bounds[0])
+            ax.set_ylim(bounds[0] - margin, bounds[1] + margin)
+        ax.legend()
+    axes[-1, 0].set_xlabel("iteration")
     fig.tight_layout()
     tmp = out.with_name(f".tmp-{out.name}")
     fig.savefig(tmp, format="png", dpi=100)
@@ -188,7 +200,7 @@ def plot_losses(metrics_file: Path, out: Path) -> Path | None:
 
 
 class LossPlot:
-    """``samples/losses.png``: losses and discriminator outputs over iterations (from metrics.jsonl)."""
+    """``samples/losses.png``: the recipe's declared scalars over iterations (from metrics.jsonl)."""
 
     def __init__(self, config: LossPlotConfig):
         self.config = config
@@ -196,8 +208,10 @@ class LossPlot:
     def attach(self, engine: Engine, run: Run) -> None:
         folder = run.ensure_dir()
 
+        scalars = run.recipe_file.recipe.component.reports
+
         def draw(_: Engine) -> None:
-            plot_losses(folder / "metrics.jsonl", folder / "samples" / "losses.png")
+            plot_scalars(folder / "metrics.jsonl", folder / "samples" / "losses.png", scalars)
 
         engine.add_event_handler(END_EVENT, draw)
         run.add_finalizer(draw)
@@ -206,7 +220,7 @@ class LossPlot:
 
 
 def loss_plot(config: LossPlotConfig) -> LossPlot:
-    """A plot of the losses and D(x), D(G(z)) over training (matplotlib, headless)."""
+    """A plot of the scalars the recipe reports (losses and more) over training (matplotlib, headless)."""
     return LossPlot(config)
 
 
@@ -251,8 +265,8 @@ def real_samples(config: RealSamplesConfig) -> RealSamples:
 @hookimpl
 def dltk_register_callbacks() -> list[Component]:
     return [
-        Component("samples", samples, SamplesConfig),
-        Component("progress-gif", progress_gif, GifConfig),
+        Component("samples", samples, SamplesConfig, needs={"recipe": "sample"}),
+        Component("progress-gif", progress_gif, GifConfig, needs={"recipe": "sample"}),
         Component("loss-plot", loss_plot, LossPlotConfig),
-        Component("real-samples", real_samples, RealSamplesConfig),
+        Component("real-samples", real_samples, RealSamplesConfig, needs={"dataset": "images"}),
     ]

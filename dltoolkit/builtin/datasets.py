@@ -12,10 +12,15 @@ import torch
 from torch import Tensor
 from torch.utils.data import Dataset
 
-from dltoolkit import Component, DltkError, InMemoryImages, hookimpl, option
+from dltoolkit import Component, DataSpec, DltkError, InMemoryImages, hookimpl, option
 from dltoolkit._data import convert_channels, resize_uint8, to_signed_unit
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp")
+DIGIT_NAMES = tuple(str(d) for d in range(10))
+FASHION_NAMES = (
+    "T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot"
+)  # fmt: skip
+IMAGES = ("images", "labels")
 
 
 def _optional_range(low: int, high: int) -> Any:
@@ -41,12 +46,14 @@ class ImageDatasetConfig:
     split: str = option("train", doc="'train' or 'test'.", validator=attrs.validators.in_(("train", "test")))
 
 
-def _finish(images: Tensor, labels: Tensor | None, config: ImageDatasetConfig) -> InMemoryImages:
+def _finish(
+    images: Tensor, labels: Tensor | None, config: ImageDatasetConfig, class_names: tuple[str, ...] = ()
+) -> InMemoryImages:
     if config.channels is not None:
         images = convert_channels(images, config.channels)
     if config.image_size is not None:
         images = resize_uint8(images, config.image_size)
-    return InMemoryImages(images, labels)
+    return InMemoryImages(images, labels, class_names=class_names)
 
 
 def _torchvision(cls_name: str, display: str, expected: str, config: ImageDatasetConfig, split: str | None) -> Any:
@@ -77,7 +84,7 @@ def _torchvision(cls_name: str, display: str, expected: str, config: ImageDatase
 def mnist(config: ImageDatasetConfig, split: str | None = None) -> InMemoryImages:
     """MNIST handwritten digits, 28x28 grayscale (torchvision), held in memory."""
     ds = _torchvision("MNIST", "MNIST", "MNIST/raw/{train,t10k}-{images-idx3,labels-idx1}-ubyte", config, split)
-    return _finish(ds.data.unsqueeze(1), ds.targets, config)
+    return _finish(ds.data.unsqueeze(1), ds.targets, config, DIGIT_NAMES)
 
 
 def fashion_mnist(config: ImageDatasetConfig, split: str | None = None) -> InMemoryImages:
@@ -89,35 +96,61 @@ def fashion_mnist(config: ImageDatasetConfig, split: str | None = None) -> InMem
         config,
         split,
     )
-    return _finish(ds.data.unsqueeze(1), ds.targets, config)
+    return _finish(ds.data.unsqueeze(1), ds.targets, config, FASHION_NAMES)
 
 
 def cifar10(config: ImageDatasetConfig, split: str | None = None) -> InMemoryImages:
     """CIFAR-10 natural images, 32x32 RGB (torchvision), held in memory."""
     ds = _torchvision("CIFAR10", "CIFAR-10", "cifar-10-batches-py/ (the python version)", config, split)
     images = torch.from_numpy(np.ascontiguousarray(ds.data)).permute(0, 3, 1, 2)
-    return _finish(images, torch.as_tensor(ds.targets), config)
+    return _finish(images, torch.as_tensor(ds.targets), config, tuple(ds.classes))
+
+
+DIGITS_TEST_SIZE = 360
+"""Images in the digits test split (36 of each class); the other 1,437 are the training split."""
+
+
+def digits_split_indices(split: str) -> np.ndarray:
+    """Indices of scikit-learn's digits in ``split``: a fixed, seeded split stratified by class.
+
+    36 images of each digit (360 in all) form ``test``; the other 1,437 form ``train``. The two
+    never share an image, and the split is the same on every machine (seed 0).
+    """
+    from sklearn.datasets import load_digits
+
+    target = load_digits().target
+    rng = np.random.default_rng(0)
+    per_class = DIGITS_TEST_SIZE // 10
+    test = np.sort(np.concatenate([rng.permutation(np.flatnonzero(target == c))[:per_class] for c in range(10)]))
+    if split == "test":
+        return test
+    return np.setdiff1d(np.arange(len(target)), test)
 
 
 def digits(config: ImageDatasetConfig, split: str | None = None) -> InMemoryImages:
-    """scikit-learn's bundled 8x8 handwritten digits (1,797 images, no download needed)."""
+    """scikit-learn's bundled 8x8 handwritten digits (1,437 train / 360 test images, no download)."""
     from sklearn.datasets import load_digits
 
     bunch = load_digits()
-    images = torch.from_numpy(np.rint(bunch.images * (255.0 / 16.0)).astype(np.uint8)).unsqueeze(1)
-    labels = torch.from_numpy(bunch.target)
-    if (split or config.split) == "test":  # a fixed held-out fifth, for evaluation protocols
-        images, labels = images[::5], labels[::5]
-    return _finish(images, labels, config)
+    index = digits_split_indices(split or config.split)
+    images = torch.from_numpy(np.rint(bunch.images[index] * (255.0 / 16.0)).astype(np.uint8)).unsqueeze(1)
+    labels = torch.from_numpy(bunch.target[index])
+    return _finish(images, labels, config, DIGIT_NAMES)
 
 
 class ImageFolder(Dataset):
-    """Every image under a folder (recursive), decoded per item, resized and centre-cropped."""
+    """Image files, decoded per item, resized and centre-cropped; labels from class folders."""
 
-    def __init__(self, files: list[Path], image_size: int, channels: int):
+    def __init__(
+        self, files: list[Path], image_size: int, channels: int, labels: list[int] | None = None, classes: tuple = ()
+    ):
         self.files = files
         self.size = image_size
         self.channels = channels
+        self.labels = labels
+        self.spec = (
+            DataSpec.images(self.image_shape, class_names=classes) if classes else DataSpec.images(self.image_shape)
+        )
 
     @property
     def image_shape(self) -> tuple[int, int, int]:
@@ -146,17 +179,63 @@ class ImageFolder(Dataset):
             raise DltkError(f"dataset.root: cannot read image '{path}': {exc}") from None
         tensor = torch.from_numpy(array.copy())
         tensor = tensor.unsqueeze(0) if tensor.dim() == 2 else tensor.permute(2, 0, 1)
-        return to_signed_unit(tensor), torch.tensor(-1)
+        label = self.labels[index] if self.labels is not None else -1
+        return to_signed_unit(tensor), torch.tensor(label)
 
 
-def image_folder(config: ImageDatasetConfig, split: str | None = None) -> ImageFolder:
+@attrs.frozen
+class ImageFolderConfig(ImageDatasetConfig):
+    """Options of ``image-folder``: those of every image dataset, plus how the split is made."""
+
+    split: str = option(
+        "train",
+        doc="'train', 'test' or 'all'. With train/ and test/ sub-folders under `root` those are the "
+        "splits; otherwise a fixed, seeded `test_fraction` of the files is the test split.",
+        validator=attrs.validators.in_(("train", "test", "all")),
+    )
+    test_fraction: float = option(
+        0.1,
+        doc="Share of the images held out as the test split when `root` has no train/ and test/ folders.",
+        validator=[attrs.validators.ge(0.0), attrs.validators.lt(1.0)],
+    )
+
+
+def _image_files(root: Path) -> list[Path]:
+    return sorted(p for p in root.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+
+
+def folder_split(files: list[Path], split: str, test_fraction: float) -> list[Path]:
+    """The files of ``split`` when the folder has no split of its own: a seeded, fixed choice."""
+    if split == "all":
+        return files
+    n_test = int(np.ceil(len(files) * test_fraction)) if len(files) > 1 else 0
+    order = np.random.default_rng(0).permutation(len(files))
+    chosen = set(order[:n_test].tolist()) if split == "test" else set(order[n_test:].tolist())
+    return [f for i, f in enumerate(files) if i in chosen]
+
+
+def _class_folders(root: Path, files: list[Path]) -> tuple[str, ...]:
+    """Class names when every image sits in a first-level folder of ``root`` (two or more)."""
+    parents = {f.relative_to(root).parts[0] for f in files if len(f.relative_to(root).parts) > 1}
+    if len(parents) < 2 or any(len(f.relative_to(root).parts) < 2 for f in files):
+        return ()
+    return tuple(sorted(parents))
+
+
+def image_folder(config: ImageFolderConfig, split: str | None = None) -> ImageFolder:
     """Your own images: every PNG/JPEG/WebP/BMP under `root` (recursive), resized + centre-cropped."""
     from PIL import Image, UnidentifiedImageError
 
     root = Path(config.root)
     if not root.is_dir():
         raise DltkError(f"dataset.root: '{root}' is not a folder of images")
-    files = sorted(p for p in root.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+    split = split or config.split
+    own_split = (root / "train").is_dir() and (root / "test").is_dir()
+    if own_split and split != "all":
+        root = root / split
+        files = _image_files(root)
+    else:
+        files = _image_files(root)
     if not files:
         raise DltkError(f"dataset.root: no images ({', '.join(IMAGE_SUFFIXES)}) under '{root}'")
     problems = []
@@ -168,15 +247,24 @@ def image_folder(config: ImageDatasetConfig, split: str | None = None) -> ImageF
             problems.append(f"dataset.root: cannot read image '{path}': {exc}")
     if problems:
         raise DltkError(problems)
-    return ImageFolder(files, config.image_size or 64, config.channels or 3)
+    classes = _class_folders(root, files)
+    if not own_split:
+        files = folder_split(files, split, config.test_fraction)
+        if not files:
+            raise DltkError(
+                f"dataset.test_fraction: the {split} split of '{root}' is empty; "
+                "add images or change dataset.test_fraction"
+            )
+    labels = [classes.index(f.relative_to(root).parts[0]) for f in files] if classes else None
+    return ImageFolder(files, config.image_size or 64, config.channels or 3, labels, classes)
 
 
 @hookimpl
 def dltk_register_datasets() -> list[Component]:
     return [
-        Component("mnist", mnist, ImageDatasetConfig),
-        Component("fashion-mnist", fashion_mnist, ImageDatasetConfig),
-        Component("cifar10", cifar10, ImageDatasetConfig),
-        Component("digits", digits, ImageDatasetConfig),
-        Component("image-folder", image_folder, ImageDatasetConfig),
+        Component("mnist", mnist, ImageDatasetConfig, provides=IMAGES),
+        Component("fashion-mnist", fashion_mnist, ImageDatasetConfig, provides=IMAGES),
+        Component("cifar10", cifar10, ImageDatasetConfig, provides=IMAGES),
+        Component("digits", digits, ImageDatasetConfig, provides=IMAGES),
+        Component("image-folder", image_folder, ImageFolderConfig, provides="images"),
     ]

@@ -82,7 +82,7 @@ def dltk_engine_created(run, engine, role) -> None:
     if nan_at is not None:
 
         def poison(_engine) -> None:
-            first = next(run.sampler.generator.parameters())
+            first = next(run.sampler.module.parameters())
             first.data.fill_(float("nan"))
 
         engine.add_event_handler(Events.ITERATION_STARTED(once=nan_at), poison)

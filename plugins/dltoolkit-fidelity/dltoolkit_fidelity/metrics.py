@@ -107,6 +107,18 @@ class FidelityMetric(ABC):
         """Scores from features: ``{self.name: value, ...extras}``."""
 
     @staticmethod
+    def summary(result: dict[str, Any]) -> str:
+        """The protocol of one score in a line, as ``dltk eval`` prints it."""
+        compared = f"{result.get('num_samples')} generated"
+        if result.get("reference_dataset"):
+            compared += f" vs {result['reference_count']} {result['reference_dataset']}/{result['reference_split']}"
+        parts = [compared, f"{result.get('feature_extractor')}[{result.get('feature_layer')}]"]
+        if result.get("weights_sha256"):
+            parts.append(f"weights {str(result['weights_sha256'])[:12]}")
+        parts.append(f"torch-fidelity {result.get('torch_fidelity')}")
+        return ", ".join(parts)
+
+    @staticmethod
     def evaluate_together(run: Any, metrics: list[FidelityMetric]) -> dict[str, dict[str, Any]]:
         """Score ``metrics`` with one pass over generated images per extractor and weights."""
         results: dict[str, dict[str, Any]] = {}

@@ -16,7 +16,11 @@ from dltoolkit import DltkError, option
 class GanModel:
     """What a model component gives the ``gan`` recipe: a generator mapping noise
     ``(N, latent_dim)`` to images in [-1, 1] (tanh output) and a discriminator returning one
-    logit per image (no sigmoid: the losses are computed on logits)."""
+    logit per image (no sigmoid: the losses are computed on logits).
+
+    The recipe reads only these three attributes, so a model plugin may return any object that
+    has them (a ``types.SimpleNamespace`` will do) without importing this package; it registers
+    its component with ``provides="gan"``."""
 
     generator: nn.Module
     discriminator: nn.Module

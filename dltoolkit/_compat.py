@@ -1,0 +1,65 @@
+"""Do the components of a recipe file fit together? Checked from declarations, before anything is built.
+
+A recipe (and a model) declares ``needs``: for a table kind, the tags the component named there
+must ``provide``. A mismatch is one problem naming both components and what each expects.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from dltoolkit._component import Component
+
+
+def describe_tags(tags: Iterable[str]) -> str:
+    tags = list(tags)
+    return " + ".join(f"'{t}'" for t in tags) if tags else "nothing declared"
+
+
+def fitting(registry: Any, kind: str, tags: Iterable[str]) -> list[str]:
+    """Names of the ``kind`` components that provide every tag in ``tags``."""
+    wanted = set(tags)
+    return [n for n in registry.names(kind) if wanted <= set(registry.components[kind][n].provides)]
+
+
+def serves(registry: Any, component: Component) -> list[str]:
+    """The recipes a model or dataset fits (every tag the recipe needs of its kind is provided)."""
+    found = []
+    for name in registry.names("recipe"):
+        needed = registry.components["recipe"][name].needs.get(component.kind)
+        if needed and set(needed) <= set(component.provides):
+            found.append(name)
+    return found
+
+
+def mismatches(registry: Any, tables: Mapping[str, Any], extra_owners: Iterable[Any] = ()) -> list[tuple[str, str]]:
+    """``(key, problem)`` for every declared need that the component named by a table does not meet.
+
+    ``tables`` maps a kind (``"recipe"``, ``"model"``, ``"dataset"``) to a table with ``name``,
+    ``component`` and ``path``; the recipe's and the model's needs are checked against them, and
+    so are those of ``extra_owners`` (the ``[[metrics]]`` and ``[[callbacks]]`` tables). A need
+    of the recipe or model is reported at the table that falls short (``model.name``); a need of
+    a metric or callback at that metric or callback (``metrics.0.name``).
+    """
+    problems: list[tuple[str, str]] = []
+    owners = [tables[k] for k in ("recipe", "model") if tables.get(k) is not None] + list(extra_owners)
+    for owner in owners:
+        for kind, tags in owner.component.needs.items():
+            table = tables.get(kind)
+            if table is None:
+                continue
+            missing = [t for t in tags if t not in table.component.provides]
+            if not missing:
+                continue
+            others = fitting(registry, kind, tags)
+            where = f"{kind}.name" if owner.component.kind in ("recipe", "model") else f"{owner.path}.name"
+            problems.append(
+                (
+                    where,
+                    f"{kind} '{table.name}' provides {describe_tags(table.component.provides)}, but the "
+                    f"{owner.component.kind} '{owner.name}' needs a {kind} that provides {describe_tags(tags)}"
+                    f" ({kind}s that do: {', '.join(others) if others else 'none installed'})",
+                )
+            )
+    return problems

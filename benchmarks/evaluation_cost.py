@@ -18,7 +18,7 @@ from pathlib import Path
 import torch
 
 from dltoolkit import ImageSampler, sha256_file, to_uint8
-from dltoolkit.builtin.callbacks import save_png
+from dltoolkit import save_png
 from dltoolkit.builtin.datasets import ImageDatasetConfig, cifar10
 from dltoolkit.testing import use_cifar10_checksums, write_cifar10
 from dltoolkit_fidelity.metrics import Fid, FidelityConfig, Isc, IscConfig

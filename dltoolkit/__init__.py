@@ -19,6 +19,7 @@ from dltoolkit._data import (
 )
 from dltoolkit._dataspec import DataSpec, spec_of
 from dltoolkit._errors import DltkError, ExitCode, RunFailed
+from dltoolkit._images import image_grid, save_png
 from dltoolkit._run import Run
 from dltoolkit._sampling import ImageSampler
 from dltoolkit._scalars import ScalarMeans
@@ -48,8 +49,10 @@ __all__ = [
     "Trained",
     "__version__",
     "hookimpl",
+    "image_grid",
     "make_loader",
     "option",
+    "save_png",
     "sha256_file",
     "spec_of",
     "to_signed_unit",

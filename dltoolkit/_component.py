@@ -57,7 +57,7 @@ class Scalar:
     """A number a recipe or a metric reports, declared once with its meaning and direction.
 
     ``better`` is ``"lower"`` (a loss, FID), ``"higher"`` (accuracy, IS) or ``"none"`` (a
-    diagnostic such as a mean discriminator output, never a ``best_by``). The loss plot draws
+    diagnostic such as a mean probability, never a ``best_by``). The loss plot draws
     scalars of one ``group`` on one panel (``bounds`` fixes its y-range); the progress line,
     TensorBoard (``<kind>/<name>``) and ``checkpoint.best_by`` use the same declarations.
     """

@@ -216,7 +216,7 @@ def generate_images(
     device: str = "auto",
 ) -> int:
     """Write ``num`` PNG files (and ``grid.png``) drawn from SOURCE's sampler; return how many."""
-    from dltoolkit.builtin.callbacks import image_grid, save_png
+    from dltoolkit._images import image_grid, save_png
 
     if num < 1:
         raise DltkError(f"--num: must be at least 1, got {num}")

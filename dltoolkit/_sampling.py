@@ -11,8 +11,8 @@ from torch import Tensor, nn
 class ImageSampler:
     """How recipes, callbacks, metrics and ``dltk generate`` draw images from a trained model.
 
-    ``decode`` maps noise ``(N, noise_dim)`` drawn from N(0, I) to images in [-1, 1] (a GAN's
-    generator, a VAE's decoder). Sampling runs in eval mode without gradients and restores the
+    ``decode`` maps noise ``(N, noise_dim)`` drawn from N(0, I) to images in [-1, 1] (the
+    decoding half of a generative model). Sampling runs in eval mode without gradients and restores the
     module's mode afterwards; noise comes from its own seeded ``torch.Generator`` so drawing
     samples never disturbs the training RNG.
     """

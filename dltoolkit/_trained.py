@@ -12,9 +12,9 @@ import attrs
 class Trained:
     """What a recipe's trained model can do, returned by its component's ``offers(model, device)``.
 
-    * ``modules``: the inference parts by name (``{"generator": G}``, ``{"model": net}``). They
+    * ``modules``: the inference parts by name (``{"decoder": net}``, ``{"model": net}``). They
       are what ``dltk export`` writes and what is loaded from a checkpoint, whose entries of the
-      same names hold their state dicts; training-only parts (a discriminator, optimisers) are
+      same names hold their state dicts; training-only parts (a critic, optimisers) are
       left out.
     * ``sampler``: draws images from noise (an :class:`~dltoolkit.ImageSampler`, or anything
       with ``noise(n, seed)``, ``generate(z)`` and ``batches(n, seed=, batch_size=)``):

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import argparse
 import sys
-
-import attrs
 from collections.abc import Sequence
 from pathlib import Path
+
+import attrs
 
 from dltoolkit._compat import serves
 from dltoolkit._component import KINDS, is_resumable
@@ -131,7 +131,7 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--fake", type=Path, help="folder of generated images")
     ev.add_argument("--json", type=Path, help="also write the scores and their protocol here")
     ev.add_argument("--batch-size", type=int, default=64)
-    ev.add_argument("--feature-extractor", help="a torch-fidelity feature extractor (default: inception-v3-compat)")
+    ev.add_argument("--feature-extractor", help="feature extractor, for metrics with a feature_extractor option")
     ev.add_argument("--weights-path", help="local weights file of the feature extractor")
     ev.add_argument("--weights-sha256", help="sha256 of weights other than the official file")
     ev.add_argument("--device", default="auto")

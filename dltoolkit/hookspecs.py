@@ -69,10 +69,10 @@ def dltk_register_models() -> list[Component]:
     Returns: a list of :class:`~dltoolkit.Component`. A model factory is called as
     ``factory(config, data=DataSpec, image_shape=(C, H, W))`` (``image_shape`` for image data
     only; a factory names the arguments it takes, the others are not passed). It returns the
-    model object its recipe documents (for the ``gan`` recipe: ``generator``, ``discriminator``,
-    ``latent_dim``). Declare ``provides`` (the tag the recipe's ``needs["model"]`` names, e.g.
-    ``"gan"``) and ``needs`` (``{"dataset": "images"}``) so that ``dltk check`` refuses a model
-    with the wrong recipe or data, and ``dltk list`` shows which recipes it serves.
+    model object its recipe documents (each recipe says which attributes it reads). Declare
+    ``provides`` (the tag the recipe's ``needs["model"]`` names, e.g. ``"vae"``) and ``needs``
+    (``{"dataset": "images"}``) so that ``dltk check`` refuses a model with the wrong recipe or
+    data, and ``dltk list`` shows which recipes it serves.
     Result mode: collect all.
     """
 

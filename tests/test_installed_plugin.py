@@ -37,7 +37,7 @@ def installed(tmp_path_factory) -> Path:
         text=True,
     )
     assert (target / "dltoolkit_example").is_dir()
-    assert list(target.glob("dltoolkit_example-0.3.0.dist-info"))
+    assert list(target.glob("dltoolkit_example-0.4.0.dist-info"))
     return target
 
 
@@ -52,10 +52,12 @@ def test_installed_plugin_shows_in_list_and_runs(installed, tmp_path):
     listing = dltk(installed, "list", "models", cwd=tmp_path)
     assert listing.returncode == 0, listing.stderr
     (row,) = [line for line in listing.stdout.splitlines() if line.split()[:1] == ["tiny-gan"]]
-    assert row.endswith("[dltoolkit-example]")
+    assert row.endswith("(for: gan)  [dltoolkit-example]")
+    recipes = dltk(installed, "list", "recipes", cwd=tmp_path)
+    assert any(line.split()[:1] == ["autoencode"] for line in recipes.stdout.splitlines()), recipes.stdout
     plugins = dltk(installed, "plugins", cwd=tmp_path)
     assert any(
-        line.startswith("example") and "dltoolkit-example 0.3.0" in line and line.endswith("ok")
+        line.startswith("example") and "dltoolkit-example 0.4.0" in line and line.endswith("ok")
         for line in plugins.stdout.splitlines()
     )
 
@@ -67,6 +69,15 @@ def test_installed_plugin_shows_in_list_and_runs(installed, tmp_path):
     result = dltk(installed, "run", str(recipe), "--run-dir", str(tmp_path / "run"), cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     assert (tmp_path / "run" / "checkpoints" / "checkpoint_22.pt").is_file()
+    # the plugin's own family: a recipe and a model that dltoolkit has never heard of
+    family = tmp_path / "family.toml"
+    family.write_text(
+        '[run]\ndevice = "cpu"\n[recipe]\nname = "autoencode"\nepochs = 1\n'
+        '[model]\nname = "tiny-ae"\n[dataset]\nname = "digits"\n[[metrics]]\nname = "mse"\n'
+    )
+    result = dltk(installed, "run", str(family), "--run-dir", str(tmp_path / "ae"), cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert '"mse":' in (tmp_path / "ae" / "metrics.jsonl").read_text()
     # without the plugin on the path the same recipe names the missing model clearly
     missing = subprocess.run(
         [str(Path(sys.executable).parent / "dltk"), "check", str(recipe)], capture_output=True, text=True, cwd=tmp_path

@@ -15,31 +15,13 @@ from typing import Any
 import attrs
 import torch
 from ignite.engine import Engine, Events
-from torch import Tensor
 
-from dltoolkit import Component, DltkError, Run, Scalar, hookimpl, option, to_uint8
+from dltoolkit import Component, DltkError, Run, Scalar, hookimpl, image_grid, option, save_png
 
 GRID_PREFIX = "grid_"
 # COMPLETED also follows a terminate(); a failed run calls run.add_finalizer() functions instead
 # (an Ignite EXCEPTION_RAISED handler would swallow the exception).
 END_EVENT = Events.COMPLETED
-
-
-def image_grid(images: Tensor, nrow: int) -> Tensor:
-    """A uint8 ``(C, H, W)`` grid of images given in [-1, 1]."""
-    from torchvision.utils import make_grid
-
-    return make_grid(to_uint8(images.cpu()), nrow=nrow, padding=2, pad_value=0)
-
-
-def save_png(grid: Tensor, path: Path) -> None:
-    from PIL import Image
-
-    array = grid.permute(1, 2, 0).numpy()
-    image = Image.fromarray(array[:, :, 0] if array.shape[2] == 1 else array)
-    tmp = path.with_name(f".tmp-{path.name}")
-    image.save(tmp, format="PNG")
-    tmp.replace(path)
 
 
 def _need_sampler(run: Run, name: str) -> Any:

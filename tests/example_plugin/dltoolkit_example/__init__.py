@@ -1,14 +1,21 @@
-"""A third-party plugin: one GAN model, registered through the ``dltoolkit`` entry point."""
+"""A third-party plugin, written from docs/writing_plugins.md, registered through one entry point.
+
+It adds a new model family to dltoolkit without touching it: the ``autoencode`` recipe, its
+model ``tiny-ae`` and a held-out metric ``mse`` computed by Ignite's own ``MeanSquaredError``;
+and one model, ``tiny-gan``, for the ``gan`` recipe of dltoolkit-gan (without importing it).
+"""
 
 from __future__ import annotations
 
 import math
+import types
+from typing import Any
 
 import attrs
-from torch import nn
 
 import dltoolkit
-from dltoolkit_gan import GanModel
+
+# --- a model for an existing recipe ------------------------------------------------------------
 
 
 @attrs.frozen
@@ -17,8 +24,10 @@ class TinyGanConfig:
     width: int = dltoolkit.option(32, doc="Hidden width of both networks.", validator=attrs.validators.ge(1))
 
 
-def tiny_gan(config: TinyGanConfig, *, image_shape: tuple[int, int, int]) -> GanModel:
+def tiny_gan(config: TinyGanConfig, *, image_shape: tuple[int, int, int]) -> Any:
     """A one-hidden-layer GAN, the smallest model the gan recipe can train."""
+    from torch import nn
+
     pixels = math.prod(image_shape)
     generator = nn.Sequential(
         nn.Linear(config.latent_dim, config.width),
@@ -34,9 +43,147 @@ def tiny_gan(config: TinyGanConfig, *, image_shape: tuple[int, int, int]) -> Gan
         nn.Linear(config.width, 1),
         nn.Flatten(0),
     )
-    return GanModel(generator=generator, discriminator=discriminator, latent_dim=config.latent_dim)
+    # the gan recipe reads these three attributes, whatever the object is
+    return types.SimpleNamespace(generator=generator, discriminator=discriminator, latent_dim=config.latent_dim)
+
+
+# --- a new family: autoencoders ------------------------------------------------------------------
+
+
+@attrs.frozen
+class AutoencodeConfig:
+    epochs: int = dltoolkit.option(5, doc="Passes over the data.", validator=attrs.validators.ge(1), resumable=True)
+    batch_size: int = dltoolkit.option(64, doc="Images per step.", validator=attrs.validators.ge(1))
+    lr: float = dltoolkit.option(1e-3, doc="Adam learning rate.", validator=attrs.validators.gt(0), resumable=True)
+    log_every: int = dltoolkit.option(20, doc="Iterations between logged means.", validator=attrs.validators.ge(1))
+
+
+REPORTS = (dltoolkit.Scalar("loss", "Mean squared reconstruction error of a batch.", "lower", group="loss"),)
+
+
+def autoencode_offers(model: Any, device: Any) -> dltoolkit.Trained:
+    """What a trained autoencoder can do: be exported, and be scored on held-out images."""
+
+    def eval_step(batch: Any) -> tuple[Any, Any]:
+        images = batch[0].to(device)
+        return model(images), images  # (y_pred, y): what Ignite's MeanSquaredError reads
+
+    return dltoolkit.Trained(modules={"autoencoder": model}, eval_step=eval_step)
+
+
+def train_autoencoder(config: AutoencodeConfig, *, run: dltoolkit.Run) -> None:
+    """Train an autoencoder to reconstruct its input images (MSE, Adam)."""
+    import torch
+    from ignite.engine import Engine
+    from ignite.utils import manual_seed
+
+    manual_seed(run.seed)
+    dataset = run.build_dataset()
+    model = run.build_model().to(run.device)
+    optimizer = torch.optim.Adam(model.parameters(), lr=config.lr)
+
+    def step(_engine: Engine, batch: Any) -> dict[str, Any]:
+        images = batch[0].to(run.device)
+        loss = torch.nn.functional.mse_loss(model(images), images)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        return {"loss": loss.detach()}
+
+    trainer = Engine(step)
+    loader = dltoolkit.make_loader(dataset, config.batch_size, seed=run.seed, engine=trainer)
+
+    def on_resume() -> None:
+        for group in optimizer.param_groups:
+            group["lr"] = config.lr
+
+    run.fit(
+        trainer,
+        loader,
+        epochs=config.epochs,
+        state={"autoencoder": model, "optimizer": optimizer},
+        trained=autoencode_offers(model, run.device),
+        log_every=config.log_every,
+        on_resume=on_resume,
+    )
+
+
+@attrs.frozen
+class TinyAeConfig:
+    code: int = dltoolkit.option(
+        8, doc="Size of the code between encoder and decoder.", validator=attrs.validators.ge(1)
+    )
+
+
+def tiny_ae(config: TinyAeConfig, *, data: dltoolkit.DataSpec) -> Any:
+    """A fully connected autoencoder for small images."""
+    from torch import nn
+
+    pixels = math.prod(data.shape)
+    return nn.Sequential(
+        nn.Flatten(),
+        nn.Linear(pixels, config.code),
+        nn.ReLU(),
+        nn.Linear(config.code, pixels),
+        nn.Tanh(),
+        nn.Unflatten(1, data.shape),
+    )
+
+
+@attrs.frozen
+class MseConfig:
+    every: int = dltoolkit.option(1, doc="Epochs between evaluations.", validator=attrs.validators.ge(1))
+    split: str = dltoolkit.option(
+        "test", doc="Held-out split scored.", validator=attrs.validators.in_(("train", "test"))
+    )
+    batch_size: int = dltoolkit.option(256, doc="Images per evaluation batch.", validator=attrs.validators.ge(1))
+
+
+class HeldOutMse:
+    """Mean squared error of reconstructions on the held-out split (Ignite's MeanSquaredError)."""
+
+    name = "mse"
+    needs = "predictions"
+
+    def __init__(self, config: MseConfig):
+        self.every, self.split, self.batch_size = config.every, config.split, config.batch_size
+
+    def ignite_metric(self) -> Any:
+        from ignite.metrics import MeanSquaredError
+
+        return MeanSquaredError()
+
+
+def mse(config: MseConfig, *, run: Any) -> HeldOutMse:
+    """Held-out reconstruction MSE (Ignite's MeanSquaredError; lower is better)."""
+    return HeldOutMse(config)
+
+
+@dltoolkit.hookimpl
+def dltk_register_recipes() -> list[dltoolkit.Component]:
+    return [
+        dltoolkit.Component(
+            "autoencode",
+            train_autoencoder,
+            AutoencodeConfig,
+            requires=("model", "dataset"),
+            needs={"model": "autoencoder", "dataset": "images"},
+            provides=("evaluate", "export"),
+            reports=REPORTS,
+            offers=autoencode_offers,
+        )
+    ]
 
 
 @dltoolkit.hookimpl
 def dltk_register_models() -> list[dltoolkit.Component]:
-    return [dltoolkit.Component("tiny-gan", tiny_gan, TinyGanConfig)]
+    return [
+        dltoolkit.Component("tiny-gan", tiny_gan, TinyGanConfig, provides="gan", needs={"dataset": "images"}),
+        dltoolkit.Component("tiny-ae", tiny_ae, TinyAeConfig, provides="autoencoder", needs={"dataset": "images"}),
+    ]
+
+
+@dltoolkit.hookimpl
+def dltk_register_metrics() -> list[dltoolkit.Component]:
+    scalar = dltoolkit.Scalar("mse", "Held-out mean squared reconstruction error.", "lower")
+    return [dltoolkit.Component("mse", mse, MseConfig, needs={"recipe": "evaluate"}, reports=[scalar])]

@@ -1,0 +1,188 @@
+"""The family-free contract: the core knows no family, and a new family is only a plugin.
+
+The third-party plugin in tests/example_plugin (written from docs/writing_plugins.md) adds the
+``autoencode`` family; here it is loaded with ``-p`` (tests/test_installed_plugin.py installs it).
+"""
+
+from __future__ import annotations
+
+import ast
+import json
+import re
+from pathlib import Path
+
+import pytest
+from PIL import Image
+
+ROOT = Path(__file__).resolve().parent.parent
+EXAMPLE = ROOT / "tests" / "example_plugin"
+FAMILY_WORDS = re.compile(r"generator|discriminator|latent|loss_g|fidelity|inception", re.IGNORECASE)
+# torch names its random-number generators Generator (torch.Generator, generator=...): not a family word
+RNG_USES = re.compile(r"torch\.Generator|generator=(rng|torch\.Generator)")
+
+AE_RECIPE = """
+[run]
+device = "cpu"
+[recipe]
+name = "autoencode"
+epochs = 2
+batch_size = 64
+log_every = 1000
+[model]
+name = "tiny-ae"
+[dataset]
+name = "digits"
+[[metrics]]
+name = "mse"
+[[callbacks]]
+name = "loss-plot"
+[checkpoint]
+best_by = "mse"
+"""
+
+
+@pytest.fixture
+def example(monkeypatch):
+    monkeypatch.syspath_prepend(str(EXAMPLE))
+    return ("-p", "dltoolkit_example")
+
+
+def python_files(folder: Path) -> list[Path]:
+    return sorted(p for p in folder.rglob("*.py") if ".venv" not in p.parts)
+
+
+def imports(path: Path) -> set[str]:
+    tree = ast.parse(path.read_text(encoding="utf-8"))
+    found = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            found |= {alias.name for alias in node.names}
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            found.add(node.module)
+    return found
+
+
+def test_the_core_names_no_model_family():
+    hits = []
+    for path in python_files(ROOT / "dltoolkit"):
+        for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+            if FAMILY_WORDS.search(RNG_USES.sub("", line)):
+                hits.append(f"{path.relative_to(ROOT)}:{number}: {line.strip()}")
+    assert not hits, "\n".join(hits)
+
+
+def test_the_core_imports_no_plugin_and_plugins_only_the_public_api():
+    core = [(p, m) for p in python_files(ROOT / "dltoolkit") for m in imports(p) if m.startswith("dltoolkit_")]
+    assert not core, core
+    plugin_files = python_files(ROOT / "plugins") + python_files(EXAMPLE)
+    assert len(plugin_files) > 8
+    private = []
+    for path in plugin_files:
+        own = path.relative_to(ROOT).parts[1].replace("-", "_") if path.is_relative_to(ROOT / "plugins") else ""
+        for module in imports(path):
+            inside_core = module.startswith("dltoolkit.") and module not in ("dltoolkit.testing",)
+            other_plugin = module.startswith("dltoolkit_") and module.split(".")[0] != own
+            if inside_core or other_plugin:
+                private.append(f"{path.relative_to(ROOT)}: {module}")
+    assert not private, private
+
+
+def test_check_refuses_a_model_or_data_of_another_family_with_one_line(dltk, recipe_file, example):
+    path = recipe_file(AE_RECIPE)
+    assert dltk("check", path, *example).exit_code == 0
+    result = dltk("check", path, "model.name=mlp-gan", *example)
+    assert (result.exit_code, result.err_lines) == (
+        2,
+        [
+            f"{path}: model.name: model 'mlp-gan' provides 'gan', but the recipe 'autoencode' needs a model that "
+            "provides 'autoencoder' (models that do: tiny-ae)"
+        ],
+    )
+    gan = recipe_file(AE_RECIPE.replace('"autoencode"', '"gan"').replace('"mse"', '"fid"'), name="gan.toml")
+    result = dltk("check", gan, "recipe.log_every=10", "checkpoint.best_by=loss_d", *example)
+    assert result.exit_code == 2
+    assert result.err_lines == [
+        f"{gan}: model.name: model 'tiny-ae' provides 'autoencoder', but the recipe 'gan' needs a model that "
+        "provides 'gan' (models that do: dcgan, mlp-gan, tiny-gan)"
+    ]
+    # a metric that scores samples, on a recipe that draws none; the same at dltk run, nothing written
+    result = dltk("run", path, "metrics.0.name=fid", "checkpoint.best_by=fid", *example)
+    assert (result.exit_code, result.err_lines) == (
+        2,
+        [
+            f"{path}: metrics.0.name: recipe 'autoencode' provides 'evaluate' + 'export', but the metric 'fid' "
+            "needs a recipe that provides 'sample' (recipes that do: gan, vae)"
+        ],
+    )
+    assert not Path("runs").exists()
+
+
+def test_list_shows_which_recipe_each_model_and_dataset_serves(dltk, example):
+    result = dltk("list", *example)
+    rows = {line.split()[0]: line for line in result.out.splitlines() if line.startswith("  ")}
+    assert "(for: autoencode)" in rows["tiny-ae"] and "(for: gan)" in rows["mlp-gan"]
+    assert "(for: gan)" in rows["tiny-gan"]
+    assert "autoencode" in rows["digits"] and "gan" in rows["digits"]
+    verbose = dltk("list", "recipe", "-v").out
+    assert "epochs (int, default 25): Passes over the training data. May change on --resume." in verbose
+
+
+def test_a_new_family_runs_end_to_end_through_the_core(dltk, recipe_file, example, tmp_path):
+    """Recipe, model and an Ignite metric from a plugin: logs, evaluation, best checkpoint, plot, export, eval."""
+    path = recipe_file(AE_RECIPE)
+    result = dltk("run", path, "--run-dir", tmp_path / "ae", *example)
+    assert result.exit_code == 0, result.err
+    records = [json.loads(line) for line in (tmp_path / "ae" / "metrics.jsonl").read_text().splitlines()]
+    assert [r["kind"] for r in records] == ["epoch", "eval", "epoch", "eval"]
+    evals = [r for r in records if r["kind"] == "eval"]
+    assert evals[1]["protocol"]["mse"]["split"] == "test" and evals[1]["protocol"]["mse"]["count"] == 360
+    assert evals[1]["mse"] < evals[0]["mse"]
+    assert "mse=" in result.err and "loss=" in result.err  # the progress line shows declared scalars
+    best = list((tmp_path / "ae" / "checkpoints").glob("best_checkpoint_*_mse=*.pt"))
+    assert len(best) == 1 and best[0].name.startswith("best_checkpoint_44_")  # lower is better, as declared
+    # the run is shorter than log_every: the plot draws the per-epoch records of the declared `loss`
+    with Image.open(tmp_path / "ae" / "samples" / "losses.png") as plot:
+        assert len(set(plot.convert("L").getdata())) > 10
+
+    assert dltk("export", tmp_path / "ae", "--out", tmp_path / "ae.safetensors", *example).exit_code == 0
+    for source in (tmp_path / "ae", tmp_path / "ae.safetensors"):
+        scored = dltk("eval", source, "--metrics", "mse", "--json", tmp_path / "s.json", *example)
+        assert scored.exit_code == 0, scored.err
+        assert json.loads((tmp_path / "s.json").read_text())["mse"]["value"] == pytest.approx(evals[1]["mse"])
+    result = dltk("generate", tmp_path / "ae", "--num", "2", "--out", tmp_path / "g", *example)
+    assert result.exit_code == 2
+    assert result.err_lines == [
+        f"{best[0]}: the 'autoencode' recipe does not draw samples (its runs offer: evaluate, export); "
+        "dltk generate needs one that does"
+    ]
+
+
+def test_resume_accepts_only_options_declared_resumable(dltk, recipe_file, example, tmp_path):
+    path = recipe_file(AE_RECIPE)
+    assert dltk("run", path, "recipe.epochs=1", "--run-dir", tmp_path / "r", *example).exit_code == 0
+    result = dltk("run", "--resume", tmp_path / "r", "recipe.batch_size=32", "model.code=3", *example)
+    assert result.exit_code == 2
+    assert [line.split(": cannot")[0] for line in result.err_lines] == [
+        f"{tmp_path / 'r' / 'recipe.toml'}: recipe.batch_size",
+        f"{tmp_path / 'r' / 'recipe.toml'}: model.code",
+    ]
+    assert (
+        "(only run.device, checkpoint.every, checkpoint.keep, recipe.epochs, recipe.lr can)"
+        in (result.err_lines[0])
+    )
+    result = dltk("run", "--resume", tmp_path / "r", "recipe.epochs=2", "recipe.lr=0.0005", *example)
+    assert result.exit_code == 0, result.err
+    assert "lr = 0.0005" in (tmp_path / "r" / "recipe.toml").read_text()
+
+
+def test_registration_hooks_are_traced(dltk, monkeypatch):
+    monkeypatch.setenv("DLTK_TRACE_PLUGINS", "1")
+    import contextlib
+    import io
+
+    err = io.StringIO()
+    with contextlib.redirect_stderr(err):
+        result = dltk("list", "models")
+    assert result.exit_code == 0
+    for hook in ("dltk_register_recipes", "dltk_register_models", "dltk_register_metrics"):
+        assert hook in result.err + err.getvalue()

@@ -17,8 +17,7 @@ from pathlib import Path
 
 import torch
 
-from dltoolkit import ImageSampler, sha256_file, to_uint8
-from dltoolkit import save_png
+from dltoolkit import ImageSampler, save_png, sha256_file, to_uint8
 from dltoolkit.builtin.datasets import ImageDatasetConfig, cifar10
 from dltoolkit.testing import use_cifar10_checksums, write_cifar10
 from dltoolkit_fidelity.metrics import Fid, FidelityConfig, Isc, IscConfig

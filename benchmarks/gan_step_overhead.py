@@ -151,8 +151,8 @@ def engine_block_overhead(blocks: int = 16, block: int = 50) -> list[float]:
     """
     from ignite.engine import Engine, Events
 
-    from dltoolkit import InMemoryImages, make_loader
-    from dltoolkit_gan.recipe import EpochStats, make_gan_step
+    from dltoolkit import InMemoryImages, ScalarMeans, make_loader
+    from dltoolkit_gan.recipe import STAT_NAMES, make_gan_step
 
     torch.manual_seed(0)
     images = torch.randint(0, 256, (block * 64, 1, 28, 28), dtype=torch.uint8)
@@ -172,7 +172,7 @@ def engine_block_overhead(blocks: int = 16, block: int = 50) -> list[float]:
         channels_last=False,
         scaler=torch.amp.GradScaler("cpu", enabled=False),
     )
-    stats = EpochStats(device)
+    stats = ScalarMeans(STAT_NAMES, device)
 
     def process(engine, batch):
         values = step(batch[0])

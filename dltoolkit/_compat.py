@@ -40,15 +40,16 @@ def mismatches(registry: Any, tables: Mapping[str, Any], extra_owners: Iterable[
     ``component`` and ``path``; the recipe's and the model's needs are checked against them, and
     so are those of ``extra_owners`` (the ``[[metrics]]`` and ``[[callbacks]]`` tables). A need
     of the recipe or model is reported at the table that falls short (``model.name``); a need of
-    a metric or callback at that metric or callback (``metrics.0.name``).
+    a metric or callback at that metric or callback (``metrics.0.name``). A component that
+    provides nothing is not checked here (its data is checked once built, see :func:`data_problem`).
     """
     problems: list[tuple[str, str]] = []
     owners = [tables[k] for k in ("recipe", "model") if tables.get(k) is not None] + list(extra_owners)
     for owner in owners:
         for kind, tags in owner.component.needs.items():
             table = tables.get(kind)
-            if table is None:
-                continue
+            if table is None or not table.component.provides:
+                continue  # declares nothing (written before declarations): checked when built
             missing = [t for t in tags if t not in table.component.provides]
             if not missing:
                 continue
@@ -63,3 +64,15 @@ def mismatches(registry: Any, tables: Mapping[str, Any], extra_owners: Iterable[
                 )
             )
     return problems
+
+
+def data_problem(needed: Iterable[str], spec: Any, dataset: str, owner: str) -> str | None:
+    """Why data described by ``spec`` (a DataSpec) does not meet the sample tags ``needed``, or None."""
+    from dltoolkit._dataspec import SAMPLE_KINDS
+
+    for tag in needed:
+        if tag in SAMPLE_KINDS and spec.kind != tag:
+            return f"dataset '{dataset}' gives {spec.describe()}, but {owner} needs '{tag}'"
+        if tag == "labels" and not spec.labelled:
+            return f"dataset '{dataset}' gives {spec.describe()} without labels, but {owner} needs 'labels'"
+    return None

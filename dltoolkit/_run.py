@@ -208,7 +208,23 @@ class Run:
             except TypeError as exc:
                 raise TypeError(f"dataset '{self.table('dataset').name}': {exc}") from None
             self.train_dataset = dataset
+            self._check_data(self.data)
         return dataset
+
+    def _check_data(self, spec: DataSpec) -> None:
+        """The built data against what the recipe and model need (for datasets that declared nothing)."""
+        from dltoolkit._compat import data_problem
+
+        dataset = self.table("dataset")
+        problems = []
+        for owner in (self.recipe_file.recipe, self.recipe_file.model):
+            if owner is not None and "dataset" in owner.component.needs:
+                what = f"the {owner.component.kind} '{owner.name}'"
+                problem = data_problem(owner.component.needs["dataset"], spec, dataset.name, what)
+                if problem is not None:
+                    problems.append(f"{self.recipe_file.path}: dataset.name: {problem}")
+        if problems:
+            raise DltkError(problems)
 
     def build_model(self, data: DataSpec | None = None) -> Any:
         """Build the ``[model]`` table's model for ``data`` (default: the training data's description).

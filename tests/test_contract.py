@@ -117,6 +117,73 @@ def test_check_refuses_a_model_or_data_of_another_family_with_one_line(dltk, rec
     assert not Path("runs").exists()
 
 
+def test_data_of_another_kind_is_refused_before_anything_is_built(dltk, recipe_file, monkeypatch):
+    """A sequence dataset (the kind an RNN plugin brings) with the gan recipe and its image models."""
+    import types
+
+    import attrs
+
+    from dltoolkit import Component, hookimpl
+
+    @attrs.frozen
+    class Rows:
+        pass
+
+    plugin = types.ModuleType("sequence_data_plugin")
+    plugin.dltk_register_datasets = hookimpl(
+        lambda: [Component("rows", lambda config: None, Rows, provides=("sequences", "labels"))]
+    )
+    monkeypatch.setitem(__import__("sys").modules, plugin.__name__, plugin)
+    path = recipe_file(AE_RECIPE.replace('"autoencode"', '"gan"').replace('"tiny-ae"', '"mlp-gan"'))
+    result = dltk("check", path, "dataset.name=rows", "metrics=[]", "checkpoint.best_by=loss_d", "-p", plugin.__name__)
+    assert result.exit_code == 2
+    assert result.err_lines == [
+        f"{path}: dataset.name: dataset 'rows' provides 'sequences' + 'labels', but the recipe 'gan' needs a "
+        "dataset that provides 'images' (datasets that do: cifar10, digits, fashion-mnist, image-folder, mnist)",
+        f"{path}: dataset.name: dataset 'rows' provides 'sequences' + 'labels', but the model 'mlp-gan' needs a "
+        "dataset that provides 'images' (datasets that do: cifar10, digits, fashion-mnist, image-folder, mnist)",
+    ]
+
+
+def test_data_that_declared_nothing_is_checked_once_built(dltk, recipe_file, monkeypatch, tmp_path):
+    """A dataset registered without `provides` passes dltk check; dltk run refuses its data by its spec."""
+    import types
+
+    import attrs
+    import torch
+
+    from dltoolkit import Component, DataSpec, hookimpl
+
+    @attrs.frozen
+    class Rows:
+        pass
+
+    class Sequences(torch.utils.data.Dataset):
+        spec = DataSpec("sequences", (8, 8), num_classes=10)
+
+        def __len__(self) -> int:
+            return 64
+
+        def __getitem__(self, index: int):
+            return torch.zeros(8, 8), torch.tensor(index % 10)
+
+    plugin = types.ModuleType("undeclared_data_plugin")
+    plugin.dltk_register_datasets = hookimpl(lambda: [Component("rows", lambda config: Sequences(), Rows)])
+    monkeypatch.setitem(__import__("sys").modules, plugin.__name__, plugin)
+    path = recipe_file(AE_RECIPE.replace('"autoencode"', '"gan"').replace('"tiny-ae"', '"mlp-gan"'))
+    args = ("dataset.name=rows", "metrics=[]", "checkpoint.best_by=loss_d", "-p", plugin.__name__)
+    assert dltk("check", path, *args).exit_code == 0
+    result = dltk("run", path, *args, "--run-dir", tmp_path / "r")
+    assert (result.exit_code, result.err_lines) == (
+        2,
+        [
+            f"{path}: dataset.name: dataset 'rows' gives sequences 8x8, 10 classes, but the {owner} needs 'images'"
+            for owner in ("recipe 'gan'", "model 'mlp-gan'")
+        ],
+    )
+    assert not (tmp_path / "r").exists()
+
+
 def test_list_shows_which_recipe_each_model_and_dataset_serves(dltk, example):
     result = dltk("list", *example)
     rows = {line.split()[0]: line for line in result.out.splitlines() if line.startswith("  ")}
@@ -127,10 +194,18 @@ def test_list_shows_which_recipe_each_model_and_dataset_serves(dltk, example):
     assert "epochs (int, default 25): Passes over the training data. May change on --resume." in verbose
 
 
-def test_a_new_family_runs_end_to_end_through_the_core(dltk, recipe_file, example, tmp_path):
+def test_a_new_family_runs_end_to_end_through_the_core(dltk, recipe_file, example, tmp_path, monkeypatch):
     """Recipe, model and an Ignite metric from a plugin: logs, evaluation, best checkpoint, plot, export, eval."""
+    import types
+
+    from dltoolkit import hookimpl
+
+    roles: list[str] = []
+    recorder = types.ModuleType("role_recorder")
+    recorder.dltk_engine_created = hookimpl(lambda engine, role: roles.append(role))
+    monkeypatch.setitem(__import__("sys").modules, recorder.__name__, recorder)
     path = recipe_file(AE_RECIPE)
-    result = dltk("run", path, "--run-dir", tmp_path / "ae", *example)
+    result = dltk("run", path, "--run-dir", tmp_path / "ae", *example, "-p", recorder.__name__)
     assert result.exit_code == 0, result.err
     records = [json.loads(line) for line in (tmp_path / "ae" / "metrics.jsonl").read_text().splitlines()]
     assert [r["kind"] for r in records] == ["epoch", "eval", "epoch", "eval"]
@@ -149,6 +224,7 @@ def test_a_new_family_runs_end_to_end_through_the_core(dltk, recipe_file, exampl
         scored = dltk("eval", source, "--metrics", "mse", "--json", tmp_path / "s.json", *example)
         assert scored.exit_code == 0, scored.err
         assert json.loads((tmp_path / "s.json").read_text())["mse"]["value"] == pytest.approx(evals[1]["mse"])
+    assert roles == ["trainer", "evaluator", "evaluator"]  # the held-out metric ran on an evaluator engine
     result = dltk("generate", tmp_path / "ae", "--num", "2", "--out", tmp_path / "g", *example)
     assert result.exit_code == 2
     assert result.err_lines == [
@@ -166,10 +242,7 @@ def test_resume_accepts_only_options_declared_resumable(dltk, recipe_file, examp
         f"{tmp_path / 'r' / 'recipe.toml'}: recipe.batch_size",
         f"{tmp_path / 'r' / 'recipe.toml'}: model.code",
     ]
-    assert (
-        "(only run.device, checkpoint.every, checkpoint.keep, recipe.epochs, recipe.lr can)"
-        in (result.err_lines[0])
-    )
+    assert "(only run.device, checkpoint.every, checkpoint.keep, recipe.epochs, recipe.lr can)" in (result.err_lines[0])
     result = dltk("run", "--resume", tmp_path / "r", "recipe.epochs=2", "recipe.lr=0.0005", *example)
     assert result.exit_code == 0, result.err
     assert "lr = 0.0005" in (tmp_path / "r" / "recipe.toml").read_text()

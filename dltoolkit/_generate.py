@@ -247,3 +247,55 @@ def generate_images(
         all_images = torch.cat(kept)[:256]
         save_png(image_grid(all_images, nrow=max(1, int(len(all_images) ** 0.5))), out / "grid.png")
     return index
+
+
+def recorded_dataset(registry: Registry, meta: dict[str, Any], source: Path, split: str) -> Any:
+    """The ``split`` of the dataset a run trained on, as recorded in its metadata."""
+    try:
+        table = json.loads(meta.get("dataset") or "")
+        name = table.pop("name")
+    except (ValueError, KeyError, AttributeError, TypeError):
+        raise DltkError(f"{source}: no dataset recorded with this model; give --input a file or folder") from None
+    component = registry.get("dataset", name)
+    config = validate_options(component, {k: v for k, v in table.items() if k != "split"}, str(source))
+    return component.build(config, split=split)
+
+
+def predict_rows(registry: Registry, source: Path, *, input: str, out: Path | None, device: str = "auto") -> int:
+    """Write what SOURCE's model predicts for ``input`` as CSV (to ``out``, else stdout); return the row count."""
+    import csv
+    import io
+    import sys
+
+    torch_device = device_option(device)
+    trained, meta, path = load_trained(registry, source, torch_device)
+    if trained.predict is None:
+        raise DltkError(
+            f"{path}: the '{meta.get('recipe')}' recipe does not predict "
+            f"(its runs offer: {', '.join(trained.capabilities()) or 'nothing'}); dltk predict needs one that does"
+        )
+    given = Path(input)
+    if input in ("train", "test") and not given.exists():
+        rows = trained.predict(None, recorded_dataset(registry, meta, path, input))
+    elif given.exists():
+        rows = trained.predict(given, None)
+    else:
+        raise DltkError(f"--input: '{input}' is not a file, a folder, or a split name (train, test)")
+    if out is not None and Path(out).is_dir():
+        raise DltkError(f"--out: '{out}' is a folder; give a file name such as predictions.csv")
+    buffer = io.StringIO()
+    writer: Any = None
+    count = 0
+    for row in rows:
+        if writer is None:
+            writer = csv.DictWriter(buffer, fieldnames=list(row), lineterminator="\n")
+            writer.writeheader()
+        writer.writerow(row)
+        count += 1
+    text = buffer.getvalue()
+    if out is None:
+        sys.stdout.write(text)
+    else:
+        Path(out).parent.mkdir(parents=True, exist_ok=True)
+        _checkpoint.atomic_write(Path(out), lambda handle: handle.write(text.encode()))
+    return count

@@ -22,7 +22,11 @@ class Trained:
     * ``eval_step``: ``eval_step(batch) -> output`` on a held-out batch, run by an Ignite
       evaluator engine whose metrics read ``output`` (for classifiers ``(logits, labels)``, the
       form Ignite's ``Accuracy`` and ``Loss`` take). Metrics that score predictions use it.
-    * ``predict``: ``predict(inputs) -> outputs`` for ``dltk predict`` (classifiers, forecasters).
+    * ``predict``: ``predict(path, dataset) -> rows`` for ``dltk predict`` (classifiers,
+      forecasters). It is given either ``path`` (the ``--input`` file or folder; ``dataset`` is
+      None) or ``dataset`` (``--input train|test``: that split of the run's recorded dataset;
+      ``path`` is None), and yields one mapping per prediction (``{"input": ..., "label": ...,
+      "probability": ...}``), which the core writes as CSV rows. Bad input is a ``DltkError``.
 
     A recipe builds one for its running model (so callbacks and metrics see the weights being
     trained) and passes it to :meth:`Run.fit`; ``dltk generate``, ``export`` and ``eval`` get
@@ -32,7 +36,7 @@ class Trained:
     modules: Mapping[str, Any]
     sampler: Any = None
     eval_step: Callable[[Any], Any] | None = None
-    predict: Callable[[Any], Any] | None = None
+    predict: Callable[[Any, Any], Any] | None = None
 
     def capabilities(self) -> list[str]:
         """What it can do, by name: ``sample``, ``evaluate``, ``predict``, ``export``."""

@@ -112,6 +112,20 @@ def build_parser() -> argparse.ArgumentParser:
     exp.add_argument("--out", type=Path, required=True, metavar="FILE.safetensors")
     _plugin_args(exp)
 
+    pred = sub.add_parser(
+        "predict",
+        help="write a trained model's predictions as CSV",
+        description=(
+            "Predict with the model of SOURCE (a run directory, a checkpoint or an export) for INPUT: a "
+            "file, a folder, or 'test'/'train' for that split of the run's dataset. One CSV row each."
+        ),
+    )
+    pred.add_argument("source", type=Path, metavar="SOURCE")
+    pred.add_argument("--input", required=True, metavar="PATH", help="a file, a folder, or a split name (test, train)")
+    pred.add_argument("--out", type=Path, metavar="FILE.csv", help="write the CSV here (default: standard output)")
+    pred.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N")
+    _plugin_args(pred)
+
     ev = sub.add_parser(
         "eval",
         help="score a trained model or two image folders",
@@ -318,6 +332,16 @@ def cmd_export(args: argparse.Namespace) -> int:
     return ExitCode.OK
 
 
+def cmd_predict(args: argparse.Namespace) -> int:
+    from dltoolkit._generate import predict_rows
+
+    _host, registry = _setup(args)
+    count = predict_rows(registry, args.source, input=args.input, out=args.out, device=args.device)
+    if args.out is not None:
+        print(f"dltk: wrote {count} predictions to {args.out}")
+    return ExitCode.OK
+
+
 def cmd_eval(args: argparse.Namespace) -> int:
     from dltoolkit._evaluate import evaluate_command
 
@@ -332,6 +356,7 @@ COMMANDS = {
     "plugins": cmd_plugins,
     "generate": cmd_generate,
     "export": cmd_export,
+    "predict": cmd_predict,
     "eval": cmd_eval,
 }
 

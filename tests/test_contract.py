@@ -110,7 +110,7 @@ def test_check_refuses_a_model_or_data_of_another_family_with_one_line(dltk, rec
     assert (result.exit_code, result.err_lines) == (
         2,
         [
-            f"{path}: metrics.0.name: recipe 'autoencode' provides 'evaluate' + 'export', but the metric 'fid' "
+            f"{path}: metrics.0.name: recipe 'autoencode' provides 'evaluate' + 'predict' + 'export', but the metric 'fid' "
             "needs a recipe that provides 'sample' (recipes that do: gan, vae)"
         ],
     )
@@ -225,10 +225,18 @@ def test_a_new_family_runs_end_to_end_through_the_core(dltk, recipe_file, exampl
         assert scored.exit_code == 0, scored.err
         assert json.loads((tmp_path / "s.json").read_text())["mse"]["value"] == pytest.approx(evals[1]["mse"])
     assert roles == ["trainer", "evaluator", "evaluator"]  # the held-out metric ran on an evaluator engine
+    result = dltk("predict", tmp_path / "ae.safetensors", "--input", "test", "--out", tmp_path / "p.csv", *example)
+    assert result.exit_code == 0, result.err
+    rows = (tmp_path / "p.csv").read_text().splitlines()
+    assert rows[0] == "index,reconstruction_mse" and len(rows) == 361 and rows[1].startswith("0,")
+    result = dltk("predict", tmp_path / "ae", "--input", tmp_path / "nowhere", *example)
+    assert result.err_lines == [
+        f"--input: '{tmp_path / 'nowhere'}' is not a file, a folder, or a split name (train, test)"
+    ]
     result = dltk("generate", tmp_path / "ae", "--num", "2", "--out", tmp_path / "g", *example)
     assert result.exit_code == 2
     assert result.err_lines == [
-        f"{best[0]}: the 'autoencode' recipe does not draw samples (its runs offer: evaluate, export); "
+        f"{best[0]}: the 'autoencode' recipe does not draw samples (its runs offer: evaluate, predict, export); "
         "dltk generate needs one that does"
     ]
 

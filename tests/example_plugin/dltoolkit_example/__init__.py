@@ -62,13 +62,24 @@ REPORTS = (dltoolkit.Scalar("loss", "Mean squared reconstruction error of a batc
 
 
 def autoencode_offers(model: Any, device: Any) -> dltoolkit.Trained:
-    """What a trained autoencoder can do: be exported, and be scored on held-out images."""
+    """What a trained autoencoder can do: be exported, scored on held-out images, and score images."""
+    import torch
 
     def eval_step(batch: Any) -> tuple[Any, Any]:
         images = batch[0].to(device)
         return model(images), images  # (y_pred, y): what Ignite's MeanSquaredError reads
 
-    return dltoolkit.Trained(modules={"autoencoder": model}, eval_step=eval_step)
+    def predict(path: Any, dataset: Any) -> Any:
+        """Reconstruction error of each image of a dataset split (high: unlike the training data)."""
+        if dataset is None:
+            raise dltoolkit.DltkError(f"--input: '{path}': the autoencode recipe predicts on a split (test, train)")
+        with torch.no_grad():
+            for index in range(len(dataset)):
+                image = dataset[index][0].unsqueeze(0).to(device)
+                error = torch.mean((model(image) - image) ** 2).item()
+                yield {"index": index, "reconstruction_mse": round(error, 6)}
+
+    return dltoolkit.Trained(modules={"autoencoder": model}, eval_step=eval_step, predict=predict)
 
 
 def train_autoencoder(config: AutoencodeConfig, *, run: dltoolkit.Run) -> None:
@@ -168,7 +179,7 @@ def dltk_register_recipes() -> list[dltoolkit.Component]:
             AutoencodeConfig,
             requires=("model", "dataset"),
             needs={"model": "autoencoder", "dataset": "images"},
-            provides=("evaluate", "export"),
+            provides=("evaluate", "predict", "export"),
             reports=REPORTS,
             offers=autoencode_offers,
         )

@@ -110,8 +110,8 @@ def test_check_refuses_a_model_or_data_of_another_family_with_one_line(dltk, rec
     assert (result.exit_code, result.err_lines) == (
         2,
         [
-            f"{path}: metrics.0.name: recipe 'autoencode' provides 'evaluate' + 'predict' + 'export', but the metric 'fid' "
-            "needs a recipe that provides 'sample' (recipes that do: gan, vae)"
+            f"{path}: metrics.0.name: recipe 'autoencode' provides 'evaluate' + 'predict' + 'export', "
+            "but the metric 'fid' needs a recipe that provides 'sample' (recipes that do: gan, vae)"
         ],
     )
     assert not Path("runs").exists()

@@ -9,12 +9,15 @@ Environment switches:
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import importlib.metadata
 import os
+import signal
 import sys
+import threading
 import traceback
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from types import ModuleType
 from typing import Any
 
@@ -88,12 +91,46 @@ class PluginHost:
         self.plugins.append(info)
 
     def load_module(self, module_name: str, info: PluginInfo) -> None:
-        try:
-            module = importlib.import_module(module_name)
-        except Exception as exc:
-            self.plugins.append(attrs.evolve(info, error=_import_error(exc)))
-            return
+        with _plugin_code() as real_interrupt:
+            try:
+                module = importlib.import_module(module_name)
+            except (Exception, SystemExit, KeyboardInterrupt) as exc:
+                if isinstance(exc, KeyboardInterrupt) and real_interrupt:
+                    raise
+                self.plugins.append(attrs.evolve(info, error=_import_error(exc)))
+                return
         self.add(module, info)
+
+
+class _RealInterrupt:
+    """Truthy once a real SIGINT arrived while plugin code ran."""
+
+    def __init__(self) -> None:
+        self.seen = False
+
+    def __bool__(self) -> bool:
+        return self.seen
+
+
+@contextlib.contextmanager
+def _plugin_code() -> Iterator[_RealInterrupt]:
+    """Run plugin code (an import, a registration hook) telling a real Ctrl-C from a plugin that
+    raises ``KeyboardInterrupt`` itself: the first is the user's and propagates, the second is the
+    plugin's failure and is reported by name like any other."""
+    real = _RealInterrupt()
+    if threading.current_thread() is not threading.main_thread():
+        yield real
+        return
+
+    def on_sigint(_signum: int, _frame: Any) -> None:
+        real.seen = True
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGINT, on_sigint)
+    try:
+        yield real
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 def _one_line(exc: BaseException) -> str:
@@ -150,11 +187,14 @@ def make_plugin_host(
             taken = first.describe() if first else f"plugin '{ep.name}'"
             host.plugins.append(attrs.evolve(info, error=f"entry-point name '{ep.name}' is already taken by {taken}"))
             continue
-        try:
-            plugin = ep.load()
-        except Exception as exc:
-            host.plugins.append(attrs.evolve(info, error=_import_error(exc)))
-            continue
+        with _plugin_code() as real_interrupt:
+            try:
+                plugin = ep.load()
+            except (Exception, SystemExit, KeyboardInterrupt) as exc:
+                if isinstance(exc, KeyboardInterrupt) and real_interrupt:
+                    raise
+                host.plugins.append(attrs.evolve(info, error=_import_error(exc)))
+                continue
         host.add(plugin, info)
 
     for extra in extra_modules:

@@ -6,7 +6,7 @@ import attrs
 
 from dltoolkit._component import KINDS, Component
 from dltoolkit._errors import DltkError
-from dltoolkit._manager import PluginHost, _one_line
+from dltoolkit._manager import PluginHost, _one_line, _plugin_code
 from dltoolkit._suggest import did_you_mean, one_of
 from dltoolkit.hookspecs import REGISTER_HOOKS
 
@@ -39,17 +39,20 @@ class Registry:
             # each plugin on its own (one that raises spoils nothing else), through pluggy's hook
             # caller so that DLTK_TRACE_PLUGINS traces registration hooks like every other hook
             others = [p for p in pm.get_plugins() if p is not impl.plugin]
-            try:
-                results = pm.subset_hook_caller(hook_name, remove_plugins=others)()
-                result = results[0] if results else None
-            except Exception as exc:
-                self.problems.append(f"{self._describe(plugin)}: {hook_name} failed: {_one_line(exc)}")
-                continue
-            if result is not None and not isinstance(result, (list, tuple)):
-                self.problems.append(
-                    f"{self._describe(plugin)}: {hook_name} returned {result!r}, not a list of dltoolkit.Component"
-                )
-                continue
+            with _plugin_code() as real_interrupt:
+                try:
+                    results = pm.subset_hook_caller(hook_name, remove_plugins=others)()
+                    result = results[0] if results else None
+                    if isinstance(result, (str, bytes)) or not hasattr(result, "__iter__"):
+                        if result is not None:
+                            raise TypeError(f"returned {result!r}, not a list of dltoolkit.Component")
+                    elif result is not None:
+                        result = list(result)  # a generator's errors are the hook's errors
+                except (Exception, SystemExit, KeyboardInterrupt) as exc:
+                    if isinstance(exc, KeyboardInterrupt) and real_interrupt:
+                        raise
+                    self.problems.append(f"{self._describe(plugin)}: {hook_name} failed: {_one_line(exc)}")
+                    continue
             for component in result or ():
                 if not isinstance(component, Component):
                     self.problems.append(

@@ -172,3 +172,31 @@ def test_two_distributions_with_one_entry_point_name(fake_plugins):
         ("dist-b", "entry-point name 'same' is already taken by plugin 'same' (dist-a 1.0)")
     ]
     assert Registry(host).names("model") == ["model-a"]
+
+
+def test_a_plugin_that_exits_or_interrupts_takes_nothing_down(dltk, tmp_path, monkeypatch):
+    """sys.exit or KeyboardInterrupt at import, or in a registration hook, and bad return values:
+    each is the plugin's failure, shown by name; the other plugins and the command keep working."""
+    (tmp_path / "p_exit.py").write_text("import sys\nsys.exit(3)\n")
+    (tmp_path / "p_kbd.py").write_text("raise KeyboardInterrupt\n")
+    (tmp_path / "p_hooks.py").write_text(
+        "import sys\nfrom dltoolkit import hookimpl\n"
+        "@hookimpl\ndef dltk_register_models():\n    return 5\n"
+        "@hookimpl\ndef dltk_register_datasets():\n    yield 1 / 0\n"
+        "@hookimpl\ndef dltk_register_metrics():\n    sys.exit(4)\n"
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    result = dltk("plugins", "-p", "p_exit", "-p", "p_kbd", "-p", "p_hooks")
+    assert result.exit_code == 0, result.err
+    rows = {line.split()[0]: line for line in result.out.splitlines()}
+    assert rows["p_exit"].endswith(f"FAILED: SystemExit: 3 ({tmp_path / 'p_exit.py'}:2)")
+    assert rows["p_kbd"].endswith(f"FAILED: KeyboardInterrupt ({tmp_path / 'p_kbd.py'}:1)")
+    assert rows["gan"].endswith("ok") and rows["p_hooks"].endswith("ok")
+    assert [line for line in result.out.splitlines() if line.startswith("problem:")] == [
+        "problem: plugin 'p_hooks': dltk_register_models failed: TypeError: returned 5, not a list of "
+        "dltoolkit.Component",
+        "problem: plugin 'p_hooks': dltk_register_datasets failed: ZeroDivisionError: division by zero",
+        "problem: plugin 'p_hooks': dltk_register_metrics failed: SystemExit: 4",
+    ]
+    listed = dltk("list", "models", "-p", "p_exit", "-p", "p_kbd", "-p", "p_hooks")
+    assert listed.exit_code == 0 and "mlp-gan" in listed.out

@@ -6,25 +6,49 @@ The public API for plugins and recipes. Plugins import from here, never from ``d
 from __future__ import annotations
 
 from importlib.metadata import PackageNotFoundError, version
+from typing import TYPE_CHECKING, Any
 
-from dltoolkit._checkpoint import sha256_file
 from dltoolkit._component import KINDS, Component, Scalar, option
 from dltoolkit._config import ComponentTable, RecipeFile
-from dltoolkit._data import (
-    EpochBatchSampler,
-    InMemoryImages,
-    make_loader,
-    to_signed_unit,
-    to_uint8,
-)
 from dltoolkit._dataspec import DataSpec, spec_of
 from dltoolkit._errors import DltkError, ExitCode, RunFailed
-from dltoolkit._images import image_grid, save_png
-from dltoolkit._run import Run
-from dltoolkit._sampling import ImageSampler
-from dltoolkit._scalars import ScalarMeans
 from dltoolkit._trained import Trained
 from dltoolkit.hookspecs import hookimpl
+
+if TYPE_CHECKING:
+    from dltoolkit._checkpoint import sha256_file
+    from dltoolkit._data import EpochBatchSampler, InMemoryImages, make_loader, to_signed_unit, to_uint8
+    from dltoolkit._images import image_grid, save_png
+    from dltoolkit._run import Run
+    from dltoolkit._sampling import ImageSampler
+    from dltoolkit._scalars import ScalarMeans
+
+# What needs torch is imported on first use, so that `dltk --help`, `list` and `check` (and a
+# plugin's registration module) never import it.
+_LAZY = {
+    "sha256_file": "dltoolkit._checkpoint",
+    "EpochBatchSampler": "dltoolkit._data",
+    "InMemoryImages": "dltoolkit._data",
+    "make_loader": "dltoolkit._data",
+    "to_signed_unit": "dltoolkit._data",
+    "to_uint8": "dltoolkit._data",
+    "image_grid": "dltoolkit._images",
+    "save_png": "dltoolkit._images",
+    "Run": "dltoolkit._run",
+    "ImageSampler": "dltoolkit._sampling",
+    "ScalarMeans": "dltoolkit._scalars",
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        import importlib
+
+        value = getattr(importlib.import_module(_LAZY[name]), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'dltoolkit' has no attribute {name!r}")
+
 
 try:
     __version__ = version("dltoolkit")

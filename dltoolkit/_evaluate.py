@@ -12,10 +12,10 @@ import attrs
 import torch
 from torch import Tensor
 
-from dltoolkit._config import read_toml, validate_options
+from dltoolkit._config import RECIPE_NAME, read_toml, validate_options
 from dltoolkit._errors import DltkError, ExitCode
 from dltoolkit._registry import Registry
-from dltoolkit._run import RECIPE_NAME, cache_dir, dataset_identity, evaluate_metrics
+from dltoolkit._run import cache_dir, dataset_identity, evaluate_metrics
 
 
 class DatasetSampler:

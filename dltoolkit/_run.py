@@ -20,7 +20,7 @@ import torch
 from ignite.engine import Engine, Events
 
 from dltoolkit import _checkpoint
-from dltoolkit._config import ComponentTable, RecipeFile, scores_of
+from dltoolkit._config import RECIPE_NAME, ComponentTable, RecipeFile, scores_of
 from dltoolkit._dataspec import DataSpec, spec_of
 from dltoolkit._errors import DltkError, ExitCode, Interrupted, RunFailed
 from dltoolkit._manager import PluginHost
@@ -28,7 +28,6 @@ from dltoolkit._registry import Registry
 from dltoolkit._scalars import ScalarMeans, as_vector
 from dltoolkit._trained import Trained
 
-RECIPE_NAME = "recipe.toml"
 METRICS_NAME = "metrics.jsonl"
 SUBDIRS = ("checkpoints", "samples", "tb")
 
@@ -39,6 +38,10 @@ def resolve_device(name: str) -> torch.device:
     device = torch.device(name)
     if device.type == "cuda" and not torch.cuda.is_available():
         raise DltkError(f"run.device: '{name}' requested but CUDA is not available here")
+    if device.type == "cuda" and (device.index or 0) >= torch.cuda.device_count():
+        raise DltkError(f"run.device: '{name}' requested but this machine has {torch.cuda.device_count()} CUDA devices")
+    if device.type == "mps" and not (hasattr(torch.backends, "mps") and torch.backends.mps.is_available()):
+        raise DltkError(f"run.device: '{name}' requested but MPS is not available here")
     return device
 
 

@@ -11,11 +11,10 @@ import attrs
 
 from dltoolkit._compat import serves
 from dltoolkit._component import KINDS, is_resumable
-from dltoolkit._config import CheckpointSection, RecipeFile, RunSection, parse_override, read_toml
+from dltoolkit._config import RECIPE_NAME, CheckpointSection, RecipeFile, RunSection, parse_override, read_toml
 from dltoolkit._errors import DltkError, ExitCode
 from dltoolkit._manager import PluginHost, make_plugin_host
 from dltoolkit._registry import Registry
-from dltoolkit._run import RECIPE_NAME, Run, execute
 
 
 def _plugin_args(parser: argparse.ArgumentParser) -> None:
@@ -218,6 +217,8 @@ def _check_resume_overrides(registry: Registry, overrides: Sequence[str], run_di
 
 
 def cmd_run(args: argparse.Namespace) -> int:
+    from dltoolkit._run import Run, execute
+
     host, registry = _setup(args)
     if args.resume is not None:
         run_dir = args.resume

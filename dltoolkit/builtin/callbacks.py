@@ -10,18 +10,21 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import attrs
-import torch
-from ignite.engine import Engine, Events
 
-from dltoolkit import Component, DltkError, Run, Scalar, hookimpl, image_grid, option, save_png
+from dltoolkit import Component, DltkError, Scalar, hookimpl, option
+
+if TYPE_CHECKING:
+    from ignite.engine import Engine
+
+    from dltoolkit import Run
 
 GRID_PREFIX = "grid_"
-# COMPLETED also follows a terminate(); a failed run calls run.add_finalizer() functions instead
-# (an Ignite EXCEPTION_RAISED handler would swallow the exception).
-END_EVENT = Events.COMPLETED
+# Ignite's Events.COMPLETED ends the run (it also follows a terminate()); a failed run calls
+# run.add_finalizer() functions instead (an Ignite EXCEPTION_RAISED handler would swallow the
+# exception). Ignite and torch are imported in attach(), when a run starts, not at registration.
 
 
 def _need_sampler(run: Run, name: str) -> Any:
@@ -46,12 +49,16 @@ class Samples:
         self.config = config
 
     def attach(self, engine: Engine, run: Run) -> None:
+        from ignite.engine import Events
+
         sampler = _need_sampler(run, "samples")
         seed = self.config.seed if self.config.seed is not None else run.recipe_file.seed
         noise = sampler.noise(self.config.num, seed)
         folder = run.ensure_dir() / "samples"
 
         def write(engine: Engine) -> None:
+            from dltoolkit import image_grid, save_png
+
             grid = image_grid(sampler.generate(noise), self.config.nrow)
             save_png(grid, folder / f"{GRID_PREFIX}{engine.state.iteration:08d}.png")
             run.add_images("samples", grid, engine.state.iteration)
@@ -101,12 +108,14 @@ class ProgressGif:
         self.config = config
 
     def attach(self, engine: Engine, run: Run) -> None:
+        from ignite.engine import Events
+
         folder = run.ensure_dir() / "samples"
 
         def write(_: Engine) -> None:
             write_gif(folder, self.config.frame_ms, self.config.loop)
 
-        engine.add_event_handler(END_EVENT, write)
+        engine.add_event_handler(Events.COMPLETED, write)
         run.add_finalizer(write)
 
 
@@ -188,6 +197,8 @@ class LossPlot:
         self.config = config
 
     def attach(self, engine: Engine, run: Run) -> None:
+        from ignite.engine import Events
+
         folder = run.ensure_dir()
 
         scalars = run.recipe_file.recipe.component.reports
@@ -195,7 +206,7 @@ class LossPlot:
         def draw(_: Engine) -> None:
             plot_scalars(folder / "metrics.jsonl", folder / "samples" / "losses.png", scalars)
 
-        engine.add_event_handler(END_EVENT, draw)
+        engine.add_event_handler(Events.COMPLETED, draw)
         run.add_finalizer(draw)
         if self.config.every:
             engine.add_event_handler(Events.EPOCH_COMPLETED(every=self.config.every), draw)
@@ -219,6 +230,11 @@ class RealSamples:
         self.config = config
 
     def attach(self, engine: Engine, run: Run) -> None:
+        import torch
+        from ignite.engine import Events
+
+        from dltoolkit import image_grid, save_png
+
         if run.train_dataset is None:
             raise DltkError("callbacks: 'real-samples' needs a recipe that trains on a dataset")
         out = run.ensure_dir() / "samples" / "real.png"

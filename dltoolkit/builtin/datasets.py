@@ -4,16 +4,19 @@ scikit-learn's bundled 8x8 digits (real data that needs no download)."""
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import attrs
 import numpy as np
-import torch
-from torch import Tensor
-from torch.utils.data import Dataset
 
-from dltoolkit import Component, DataSpec, DltkError, InMemoryImages, hookimpl, option
-from dltoolkit._data import convert_channels, resize_uint8, to_signed_unit
+from dltoolkit import Component, DataSpec, DltkError, hookimpl, option
+
+if TYPE_CHECKING:
+    from torch import Tensor
+
+    from dltoolkit import InMemoryImages
+
+# torch is imported inside the factories: registering these datasets (dltk list, check) must not load it
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp")
 DIGIT_NAMES = tuple(str(d) for d in range(10))
@@ -49,6 +52,9 @@ class ImageDatasetConfig:
 def _finish(
     images: Tensor, labels: Tensor | None, config: ImageDatasetConfig, class_names: tuple[str, ...] = ()
 ) -> InMemoryImages:
+    from dltoolkit import InMemoryImages
+    from dltoolkit._data import convert_channels, resize_uint8
+
     if config.channels is not None:
         images = convert_channels(images, config.channels)
     if config.image_size is not None:
@@ -101,6 +107,8 @@ def fashion_mnist(config: ImageDatasetConfig, split: str | None = None) -> InMem
 
 def cifar10(config: ImageDatasetConfig, split: str | None = None) -> InMemoryImages:
     """CIFAR-10 natural images, 32x32 RGB (torchvision), held in memory."""
+    import torch
+
     ds = _torchvision("CIFAR10", "CIFAR-10", "cifar-10-batches-py/ (the python version)", config, split)
     images = torch.from_numpy(np.ascontiguousarray(ds.data)).permute(0, 3, 1, 2)
     return _finish(images, torch.as_tensor(ds.targets), config, tuple(ds.classes))
@@ -129,6 +137,7 @@ def digits_split_indices(split: str) -> np.ndarray:
 
 def digits(config: ImageDatasetConfig, split: str | None = None) -> InMemoryImages:
     """scikit-learn's bundled 8x8 handwritten digits (1,437 train / 360 test images, no download)."""
+    import torch
     from sklearn.datasets import load_digits
 
     bunch = load_digits()
@@ -138,7 +147,7 @@ def digits(config: ImageDatasetConfig, split: str | None = None) -> InMemoryImag
     return _finish(images, labels, config, DIGIT_NAMES)
 
 
-class ImageFolder(Dataset):
+class ImageFolder:
     """Image files, decoded per item, resized and centre-cropped; labels from class folders."""
 
     def __init__(
@@ -160,7 +169,10 @@ class ImageFolder(Dataset):
         return len(self.files)
 
     def __getitem__(self, index: int) -> tuple[Tensor, Tensor]:
+        import torch
         from PIL import Image
+
+        from dltoolkit import to_signed_unit
 
         path = self.files[index]
         try:

@@ -10,8 +10,8 @@ from typing import Any
 import torch
 
 from dltoolkit import DltkError, sha256_file
+from dltoolkit_fidelity.options import INCEPTION
 
-INCEPTION = "inception-v3-compat"
 INCEPTION_FILE = "weights-inception-2015-12-05-6726825d.pth"
 INCEPTION_SHA256_PREFIX = "6726825d"  # torch.hub convention: the file name carries its sha256 prefix
 _EXTRACTORS: dict[tuple[str, str, str, tuple[str, ...]], Any] = {}

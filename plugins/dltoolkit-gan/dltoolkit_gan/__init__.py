@@ -1,18 +1,32 @@
-"""dltoolkit-gan: GAN recipes and models for dltoolkit."""
+"""dltoolkit-gan: GAN recipes and models for dltoolkit.
 
-from dltoolkit_gan.models import DcganConfig, GanModel, MlpGanConfig, dcgan, dcgan_init, mlp_gan
-from dltoolkit_gan.recipe import REPORTS, GanRecipeConfig, gan_offers, make_gan_step, train_gan
+Names are imported on first use (PEP 562), so that loading the plugin to register it does not
+import torch.
+"""
 
-__all__ = [
-    "REPORTS",
-    "DcganConfig",
-    "GanModel",
-    "GanRecipeConfig",
-    "MlpGanConfig",
-    "dcgan",
-    "dcgan_init",
-    "gan_offers",
-    "make_gan_step",
-    "mlp_gan",
-    "train_gan",
-]
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+_WHERE = {
+    "DcganConfig": "dltoolkit_gan.options",
+    "GanRecipeConfig": "dltoolkit_gan.options",
+    "MlpGanConfig": "dltoolkit_gan.options",
+    "REPORTS": "dltoolkit_gan.options",
+    "GanModel": "dltoolkit_gan.models",
+    "dcgan": "dltoolkit_gan.models",
+    "dcgan_init": "dltoolkit_gan.models",
+    "mlp_gan": "dltoolkit_gan.models",
+    "gan_offers": "dltoolkit_gan.recipe",
+    "make_gan_step": "dltoolkit_gan.recipe",
+    "train_gan": "dltoolkit_gan.recipe",
+}
+
+__all__ = sorted(_WHERE)
+
+
+def __getattr__(name: str) -> Any:
+    if name in _WHERE:
+        return getattr(importlib.import_module(_WHERE[name]), name)
+    raise AttributeError(f"module 'dltoolkit_gan' has no attribute {name!r}")

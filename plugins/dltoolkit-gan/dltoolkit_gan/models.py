@@ -9,7 +9,8 @@ from collections.abc import Sequence
 import attrs
 from torch import Tensor, nn
 
-from dltoolkit import DltkError, option
+from dltoolkit import DltkError
+from dltoolkit_gan.options import DCGAN_SIZES, DcganConfig, MlpGanConfig
 
 
 @attrs.define
@@ -28,24 +29,6 @@ class GanModel:
 
 
 # --- MLP GAN ------------------------------------------------------------------------------
-
-
-@attrs.frozen
-class MlpGanConfig:
-    latent_dim: int = option(64, doc="Size of the noise vector z.", validator=attrs.validators.ge(1))
-    hidden_dim: int = option(
-        256,
-        doc="Width of the first hidden layer (G widens, D narrows by 2x a layer).",
-        validator=attrs.validators.ge(1),
-    )
-    depth: int = option(
-        2, doc="Hidden layers in each network.", validator=[attrs.validators.ge(1), attrs.validators.le(6)]
-    )
-    dropout: float = option(
-        0.0,
-        doc="Dropout after each hidden layer of the discriminator (helps sample diversity).",
-        validator=[attrs.validators.ge(0.0), attrs.validators.lt(1.0)],
-    )
 
 
 class MlpGenerator(nn.Module):
@@ -92,26 +75,6 @@ def mlp_gan(config: MlpGanConfig, *, image_shape: tuple[int, int, int]) -> GanMo
 
 
 # --- DCGAN --------------------------------------------------------------------------------
-
-DCGAN_SIZES = (16, 32, 64, 128)
-
-
-@attrs.frozen
-class DcganConfig:
-    latent_dim: int = option(100, doc="Size of the noise vector z.", validator=attrs.validators.ge(1))
-    base_channels: int = option(
-        64, doc="Feature maps of the widest-resolution layer (the classic ngf/ndf).", validator=attrs.validators.ge(1)
-    )
-    image_size: int | None = option(
-        None,
-        doc="16, 32, 64 or 128; the depth follows it. Default: the dataset's image size.",
-        validator=attrs.validators.optional(attrs.validators.in_(DCGAN_SIZES)),
-    )
-    channels: int | None = option(
-        None,
-        doc="1 or 3. Default: the dataset's channels.",
-        validator=attrs.validators.optional(attrs.validators.in_((1, 3))),
-    )
 
 
 class DcganGenerator(nn.Module):

@@ -193,6 +193,13 @@ class RunSection:
         validator=_device,
         resumable=True,
     )
+    threads: int | None = option(
+        None,
+        doc="CPU threads torch uses inside an operation (torch.set_num_threads). Default: torch's own "
+        "choice (one per core). Small models train faster with 1: their operations are too small to split.",
+        validator=attrs.validators.optional([attrs.validators.ge(1), attrs.validators.le(1024)]),
+        resumable=True,
+    )
 
 
 @attrs.frozen

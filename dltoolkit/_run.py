@@ -87,6 +87,9 @@ class Run:
         self.hook = host.hook
         self.resuming = resuming
         self.device = resolve_device(recipe_file.run.device)
+        self._threads_before = torch.get_num_threads()
+        if recipe_file.run.threads is not None:
+            torch.set_num_threads(recipe_file.run.threads)
         self.path = run_dir if run_dir is not None else self._new_path()
         self.trained: Trained | None = None
         self.data: DataSpec | None = None
@@ -172,6 +175,9 @@ class Run:
         return self._tb
 
     def close(self) -> None:
+        """Close the logs and give torch back the thread count it had before the run."""
+        if torch.get_num_threads() != self._threads_before:
+            torch.set_num_threads(self._threads_before)
         if self._metrics_file is not None:
             self._metrics_file.close()
             self._metrics_file = None

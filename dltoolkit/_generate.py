@@ -14,6 +14,7 @@ from typing import Any
 import torch
 
 from dltoolkit import _checkpoint
+from dltoolkit._component import accepted
 from dltoolkit._config import validate_options
 from dltoolkit._data import to_uint8
 from dltoolkit._dataspec import DataSpec
@@ -90,7 +91,14 @@ def rebuild(registry: Registry, meta: dict[str, Any], source: Path, device: torc
         raise DltkError(f"{source}: unreadable model options in its metadata: {exc}") from None
     config = validate_options(component, options, str(source))
     model = component.build(config, **model_context(_data_of(meta, source)))
-    trained = recipe.offers(model, torch.device(device))
+    context: dict[str, Any] = {}
+    if meta.get("recipe_options"):  # the recipe's own options, for offers(model, device, config=...)
+        try:
+            recipe_options = json.loads(meta["recipe_options"])
+        except (ValueError, TypeError) as exc:
+            raise DltkError(f"{source}: unreadable recipe options in its metadata: {exc}") from None
+        context["config"] = validate_options(recipe, recipe_options, str(source))
+    trained = recipe.offers(model, torch.device(device), **accepted(recipe.offers, context))
     if not isinstance(trained, Trained):
         raise TypeError(f"recipe '{recipe.name}': offers() must return a dltoolkit.Trained, got {trained!r}")
     return trained
@@ -192,6 +200,7 @@ def export_trained(registry: Registry, source: Path, out: Path) -> Path:
         "model_options": str(meta.get("model_options", "{}")),
         "data": str(meta.get("data") or _data_of(meta, path).to_json()),
         "modules": json.dumps(list(trained.modules)),
+        "recipe_options": str(meta.get("recipe_options", "")),
         "dataset": str(meta.get("dataset", "")),
         "seed": str(meta.get("seed", 0)),
         "dltoolkit_version": __version__,

@@ -47,7 +47,7 @@ class Registry:
                         if result is not None:
                             raise TypeError(f"returned {result!r}, not a list of dltoolkit.Component")
                     elif result is not None:
-                        result = list(result)  # a generator's errors are the hook's errors
+                        result = list(result)  # errors raised while iterating are the hook's errors
                 except (Exception, SystemExit, KeyboardInterrupt) as exc:
                     if isinstance(exc, KeyboardInterrupt) and real_interrupt:
                         raise

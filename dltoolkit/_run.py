@@ -379,6 +379,10 @@ class Run:
         4. checkpoints (``[checkpoint]``), shows progress, and on ``--resume`` loads the newest
            checkpoint, then calls ``on_resume()`` (to re-apply options the user may change);
         5. runs ``epochs`` epochs of ``data``, stopping cleanly on SIGINT/SIGTERM.
+
+        Handlers the recipe attaches to ``trainer`` before calling ``fit`` run before all of
+        these on the same event (Ignite calls handlers in the order they were added): attach
+        there what a checkpoint should include, such as artefacts written at each epoch's end.
         """
         missing = [name for name in trained.modules if name not in state]
         if missing:
@@ -406,6 +410,7 @@ class Run:
             "recipe": recipe_file.recipe.name,
             "seed": recipe_file.seed,
             "modules": json.dumps(list(trained.modules)),
+            "recipe_options": json.dumps(recipe_file.recipe.options()),
         }
         model, dataset = recipe_file.table("model"), recipe_file.table("dataset")
         if model is not None:

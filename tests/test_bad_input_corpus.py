@@ -119,9 +119,9 @@ RECIPE_CASES = [
     ),
     (
         "unknown-recipe",
-        GOOD.replace('name = "gan"', 'name = "vae"'),
+        GOOD.replace('name = "gan"', 'name = "wgan"'),
         [],
-        ["{f}: recipe.name: unknown recipe 'vae'; available: 'gan'"],
+        ["{f}: recipe.name: unknown recipe 'wgan' (did you mean 'gan'?); available: 'gan'"],
     ),
     ("unknown-model", GOOD, ["model.name=stylegan"], ["{f}: model.name: unknown model 'stylegan'"]),
     ("unknown-dataset", GOOD, ["dataset.name=celeba"], ["{f}: dataset.name: unknown dataset 'celeba'"]),
@@ -205,7 +205,8 @@ RECIPE_CASES = [
 
 
 @pytest.mark.parametrize(("text", "args", "expected"), [c[1:] for c in RECIPE_CASES], ids=[c[0] for c in RECIPE_CASES])
-def test_bad_recipe_file(dltk, tmp_path, text, args, expected):
+def test_bad_recipe_file(dltk, tmp_path, text, args, expected, monkeypatch):
+    monkeypatch.setenv("DLTK_LOAD_PLUGINS", "gan,fidelity")  # messages list what is available: pin it
     recipe = tmp_path / "bad.toml"
     recipe.write_text(text if text is not None else GOOD)
     before = sorted(p.name for p in tmp_path.iterdir())

@@ -14,7 +14,8 @@ from dltoolkit._registry import Registry
 
 @pytest.fixture(scope="module")
 def registry() -> Registry:
-    return Registry(make_plugin_host(env={}))
+    # the first plugins only, so that messages listing what is available do not depend on what else is installed
+    return Registry(make_plugin_host(env={"DLTK_LOAD_PLUGINS": "gan,fidelity"}))
 
 
 def problems(path: Path, registry: Registry, overrides=()) -> list[str]:

@@ -250,7 +250,8 @@ def test_resume_accepts_only_options_declared_resumable(dltk, recipe_file, examp
         f"{tmp_path / 'r' / 'recipe.toml'}: recipe.batch_size",
         f"{tmp_path / 'r' / 'recipe.toml'}: model.code",
     ]
-    assert "(only run.device, checkpoint.every, checkpoint.keep, recipe.epochs, recipe.lr can)" in (result.err_lines[0])
+    allowed = "run.device, run.threads, checkpoint.every, checkpoint.keep, recipe.epochs, recipe.lr"
+    assert f"(only {allowed} can)" in result.err_lines[0]
     result = dltk("run", "--resume", tmp_path / "r", "recipe.epochs=2", "recipe.lr=0.0005", *example)
     assert result.exit_code == 0, result.err
     assert "lr = 0.0005" in (tmp_path / "r" / "recipe.toml").read_text()

@@ -86,31 +86,35 @@ def _source_for_run(registry: Registry, args: argparse.Namespace, device: torch.
     return EvalSource(trained.sampler, device, reference, seed=int(meta.get("seed", 0) or 0), trained=trained)
 
 
-def _metric_names(registry: Registry, args: argparse.Namespace) -> list[str]:
-    """``--metrics``, or the ``[[metrics]]`` of SOURCE's recipe when it is a run directory."""
+def _metric_tables(args: argparse.Namespace) -> list[tuple[str, dict[str, Any]]]:
+    """``(name, options)`` of each metric: ``--metrics`` (no options), or else the ``[[metrics]]``
+    tables of SOURCE's recipe when it is a run directory (with their options)."""
     if args.metrics is not None:
-        return [n.strip() for n in args.metrics.split(",") if n.strip()]
+        return [(n.strip(), {}) for n in args.metrics.split(",") if n.strip()]
     recipe = Path(args.source) / RECIPE_NAME if args.source is not None else None
     if recipe is not None and recipe.is_file():
         try:
             tables = read_toml(recipe).get("metrics", [])
-            names = [t["name"] for t in tables if isinstance(t, dict) and isinstance(t.get("name"), str)]
+            return [
+                (t["name"], {k: v for k, v in t.items() if k != "name"})
+                for t in tables
+                if isinstance(t, dict) and isinstance(t.get("name"), str)
+            ]
         except (DltkError, AttributeError, TypeError):
-            names = []
-        if names:
-            return names
+            return []
     return []
 
 
 def evaluate_command(registry: Registry, args: argparse.Namespace) -> int:
     """Score SOURCE (or --real/--fake folders) with the named metrics; print a table, maybe write JSON."""
-    names = _metric_names(registry, args)
+    tables = _metric_tables(args)
+    names = [name for name, _options in tables]
     problems = [registry.problem_with("metric", n) for n in names]
     problems = [f"--metrics: {p}" for p in problems if p]
     if not names:
         installed = ", ".join(registry.names("metric")) or "none installed"
         problems.append(f"--metrics: name at least one metric ({installed})")
-    if args.num_samples < 2:
+    if args.num_samples is not None and args.num_samples < 2:
         problems.append(f"--num-samples: must be at least 2, got {args.num_samples}")
     folders = args.real is not None or args.fake is not None
     if folders and (args.real is None or args.fake is None or args.source is not None):
@@ -128,18 +132,19 @@ def evaluate_command(registry: Registry, args: argparse.Namespace) -> int:
         fake, _ = _folder_dataset(registry, args.fake, size, "--fake")
         identity = {"dataset": "image-folder", "root": str(args.real.resolve()), "image_size": size}
         source = EvalSource(DatasetSampler(fake), device, lambda split: (real, {**identity, "split": "all"}))
-        num_samples = min(args.num_samples, len(fake))
+        num_samples = len(fake) if args.num_samples is None else min(args.num_samples, len(fake))
     else:
         source = _source_for_run(registry, args, device)
         num_samples = args.num_samples
 
     metrics = []
-    for name in names:
+    for name, table_options in tables:
         component = registry.get("metric", name)
-        options = {"num_samples": num_samples, "reference": args.reference, "batch_size": args.batch_size}
+        options = dict(table_options)  # the run's own metric options, then what the command line says
+        flags = {"num_samples": num_samples, "reference": args.reference, "batch_size": args.batch_size}
         for key in ("feature_extractor", "weights_path", "weights_sha256"):
-            if getattr(args, key, None) is not None:
-                options[key] = getattr(args, key)
+            flags[key] = getattr(args, key, None)
+        options.update({k: v for k, v in flags.items() if v is not None})
         known = {f.name for f in attrs.fields(component.config)}
         config = validate_options(component, {k: v for k, v in options.items() if k in known}, "dltk eval")
         metrics.append(component.build(config, run=source))

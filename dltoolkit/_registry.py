@@ -71,7 +71,8 @@ class Registry:
                 self.components[kind][component.name] = component
 
     def names(self, kind: str) -> list[str]:
-        return sorted(self.components[kind])
+        """The usable names of ``kind`` (a name two plugins registered is not usable)."""
+        return sorted(n for n in self.components[kind] if (kind, n) not in self._duplicates)
 
     def find(self, kind: str, name: str) -> Component | None:
         if (kind, name) in self._duplicates:

@@ -678,9 +678,11 @@ def run_evaluator(source: Any, metrics: list[Any], split: str) -> dict[str, dict
     """Run Ignite metrics over the held-out ``split`` on an evaluator engine (role ``evaluator``)."""
     from dltoolkit._data import make_loader
 
-    trained = source.trained
-    if trained is None or trained.eval_step is None:
-        names = ", ".join(m.name for m in metrics)
+    trained = getattr(source, "trained", None)
+    names = ", ".join(m.name for m in metrics)
+    if trained is None:
+        raise DltkError(f"metrics: {names} score a trained model's predictions; give a run, checkpoint or export")
+    if trained.eval_step is None:
         raise DltkError(f"metrics: {names} score predictions, and this recipe offers no eval_step")
     dataset, identity = source.reference(split)
     batch_size = max(int(getattr(m, "batch_size", 256)) for m in metrics)

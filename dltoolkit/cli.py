@@ -138,12 +138,14 @@ def build_parser() -> argparse.ArgumentParser:
         "--metrics",
         help="comma-separated metric names (dltk list metrics); default: the [[metrics]] of SOURCE's recipe",
     )
-    ev.add_argument("--num-samples", type=int, default=10000, help="generated images to score")
-    ev.add_argument("--reference", choices=("train", "test"), default="train", help="dataset split to compare with")
+    ev.add_argument("--num-samples", type=int, help="generated images to score (default: the metric's own)")
+    ev.add_argument(
+        "--reference", choices=("train", "test"), help="dataset split to compare with (default: the metric's own)"
+    )
     ev.add_argument("--real", type=Path, help="folder of real images")
     ev.add_argument("--fake", type=Path, help="folder of generated images")
     ev.add_argument("--json", type=Path, help="also write the scores and their protocol here")
-    ev.add_argument("--batch-size", type=int, default=64)
+    ev.add_argument("--batch-size", type=int, help="images per batch (default: the metric's own)")
     ev.add_argument("--feature-extractor", help="feature extractor, for metrics with a feature_extractor option")
     ev.add_argument("--weights-path", help="local weights file of the feature extractor")
     ev.add_argument("--weights-sha256", help="sha256 of weights other than the official file")
@@ -285,7 +287,8 @@ def cmd_list(args: argparse.Namespace) -> int:
             component = registry.components[kind][name]
             info = host.info(component.plugin)
             origin = info.distribution or info.name if info else component.plugin
-            fits = f"  (for: {', '.join(serves(registry, component))})" if kind in ("model", "dataset") else ""
+            recipes = serves(registry, component) if kind in ("model", "dataset") else []
+            fits = f"  (for: {', '.join(recipes)})" if recipes else ""
             print(f"  {name:<{width}}  {component.summary}{fits}  [{origin}]")
             if args.verbose:
                 for option, type_name, default, doc in component.options():

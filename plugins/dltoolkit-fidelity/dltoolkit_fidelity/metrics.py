@@ -18,6 +18,7 @@ from typing import Any
 
 import torch
 
+from dltoolkit import spec_of
 from dltoolkit_fidelity.features import (
     cached_reference_features,
     content_hash,
@@ -149,7 +150,7 @@ def _reference(run: Any, metric: FidelityMetric, extractor: Any, extractor_name:
         "reference": identity,
         "reference_count": len(indices),
         "reference_content_sha256": _REFERENCE_IDENTITY[memo_key],
-        "reference_resolution": list(dataset.image_shape[1:]),
+        "reference_resolution": list(spec_of(dataset).shape[1:]),
         "feature_extractor": extractor_name,
         "feature_layer": metric.layer,
         "weights_sha256": sha or None,

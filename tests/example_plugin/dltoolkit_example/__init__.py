@@ -196,5 +196,5 @@ def dltk_register_models() -> list[dltoolkit.Component]:
 
 @dltoolkit.hookimpl
 def dltk_register_metrics() -> list[dltoolkit.Component]:
-    scalar = dltoolkit.Scalar("mse", "Held-out mean squared reconstruction error.", "lower")
+    scalar = dltoolkit.Scalar("mse", "Held-out squared reconstruction error per image (summed over pixels).", "lower")
     return [dltoolkit.Component("mse", mse, MseConfig, needs={"recipe": "evaluate"}, reports=[scalar])]

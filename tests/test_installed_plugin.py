@@ -84,3 +84,18 @@ def test_installed_plugin_shows_in_list_and_runs(installed, tmp_path):
     )
     assert missing.returncode == 2
     assert f"{recipe}: model.name: unknown model 'tiny-gan'" in missing.stderr
+
+
+def test_the_example_plugins_own_tests_pass(tmp_path):
+    """The example plugin's tests, as docs/testing_plugins.md shows them, pass with dltoolkit.testing.
+
+    (Its slow installed-distribution test is the one above.)
+    """
+    env = {**os.environ, "PYTHONPATH": str(EXAMPLE)}
+    result = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-m", "not slow", "-c", os.devnull,
+         "--rootdir", str(EXAMPLE), str(EXAMPLE / "tests")],
+        capture_output=True, text=True, env=env, cwd=tmp_path, timeout=600,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-2000:]
+    assert " passed" in result.stdout and "failed" not in result.stdout

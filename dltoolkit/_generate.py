@@ -217,30 +217,47 @@ def generate_images(
     registry: Registry,
     source: Path,
     *,
-    num: int,
+    num: int | None,
     out: Path,
     seed: int = 0,
     grid: bool = False,
     batch_size: int = 256,
     device: str = "auto",
-) -> int:
-    """Write ``num`` PNG files (and ``grid.png``) drawn from SOURCE's sampler; return how many."""
+    options: dict[str, Any] | None = None,
+) -> str:
+    """Write samples of SOURCE's model into ``out``; return what was written, in words.
+
+    A recipe whose ``Trained`` has ``generate`` writes its own kind of sample (text, a forecast);
+    otherwise ``num`` PNG files (and ``grid.png``) are drawn from its image sampler.
+    """
     from dltoolkit._images import image_grid, save_png
 
-    if num < 1:
+    options = dict(options or {})
+    if num is not None and num < 1:
         raise DltkError(f"--num: must be at least 1, got {num}")
     if batch_size < 1:
         raise DltkError(f"--batch-size: must be at least 1, got {batch_size}")
     torch_device = device_option(device)
     trained, meta, path = load_trained(registry, source, torch_device)
+    out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise DltkError(f"--out: '{out}' is a file, not a folder")
+    if trained.generate is not None:
+        if grid:
+            options["grid"] = True
+        out.mkdir(parents=True, exist_ok=True)
+        written = trained.generate(out, num=num, seed=seed, **options)
+        return f"{len(written)} files" if isinstance(written, (list, tuple)) else str(written)
+    if options:
+        flags = ", ".join(f"--{k.replace('_', '-')}" for k in options)
+        raise DltkError(f"{flags}: the '{meta.get('recipe')}' recipe draws images; these options do not apply")
+    if num is None:
+        raise DltkError("--num: how many images to draw (for example --num 64)")
     if trained.sampler is None:
         raise DltkError(
             f"{path}: the '{meta.get('recipe')}' recipe does not draw samples "
             f"(its runs offer: {', '.join(trained.capabilities()) or 'nothing'}); dltk generate needs one that does"
         )
-    out = Path(out)
-    if out.exists() and not out.is_dir():
-        raise DltkError(f"--out: '{out}' is a file, not a folder")
     out.mkdir(parents=True, exist_ok=True)
     width = max(4, len(str(num - 1)))
     kept = []
@@ -255,7 +272,7 @@ def generate_images(
     if grid:
         all_images = torch.cat(kept)[:256]
         save_png(image_grid(all_images, nrow=max(1, int(len(all_images) ** 0.5))), out / "grid.png")
-    return index
+    return f"{index} images"
 
 
 def recorded_dataset(registry: Registry, meta: dict[str, Any], source: Path, split: str) -> Any:

@@ -22,6 +22,11 @@ class Trained:
     * ``eval_step``: ``eval_step(batch) -> output`` on a held-out batch, run by an Ignite
       evaluator engine whose metrics read ``output`` (for classifiers ``(logits, labels)``, the
       form Ignite's ``Accuracy`` and ``Loss`` take). Metrics that score predictions use it.
+    * ``generate``: ``generate(out, num=, seed=, **options) -> list of paths written`` for
+      ``dltk generate`` when a family's samples are not images drawn from noise (text from a
+      ``prompt``, a forecast). ``options`` holds the flags given (``prompt``, ``num_chars``,
+      ``temperature``, ``grid``); the same seed must give the same output. Without it,
+      ``dltk generate`` writes PNGs from ``sampler``.
     * ``predict``: ``predict(path, dataset) -> rows`` for ``dltk predict`` (classifiers,
       forecasters). It is given either ``path`` (the ``--input`` file or folder; ``dataset`` is
       None) or ``dataset`` (``--input train|test``: that split of the run's recorded dataset;
@@ -37,11 +42,12 @@ class Trained:
     sampler: Any = None
     eval_step: Callable[[Any], Any] | None = None
     predict: Callable[[Any, Any], Any] | None = None
+    generate: Callable[..., Any] | None = None
 
     def capabilities(self) -> list[str]:
         """What it can do, by name: ``sample``, ``evaluate``, ``predict``, ``export``."""
         found = []
-        if self.sampler is not None:
+        if self.sampler is not None or self.generate is not None:
             found.append("sample")
         if self.eval_step is not None:
             found.append("evaluate")

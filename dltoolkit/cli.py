@@ -90,12 +90,15 @@ def build_parser() -> argparse.ArgumentParser:
         ),
     )
     gen.add_argument("source", type=Path, metavar="SOURCE")
-    gen.add_argument("--num", type=int, required=True, help="number of images")
-    gen.add_argument("--out", type=Path, required=True, help="folder for the PNG files")
-    gen.add_argument("--seed", type=int, default=0, help="noise seed (same seed, same images)")
-    gen.add_argument("--grid", action="store_true", help="also write grid.png")
+    gen.add_argument("--num", type=int, help="how many samples (images: required)")
+    gen.add_argument("--out", type=Path, required=True, help="folder for what is written")
+    gen.add_argument("--seed", type=int, default=0, help="random seed (same seed, same samples)")
+    gen.add_argument("--grid", action="store_true", help="also write grid.png (images)")
     gen.add_argument("--batch-size", type=int, default=256)
     gen.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N")
+    gen.add_argument("--prompt", help="text to continue (recipes that generate text)")
+    gen.add_argument("--num-chars", type=int, help="characters to generate (recipes that generate text)")
+    gen.add_argument("--temperature", type=float, help="sampling temperature (recipes that sample tokens)")
     _plugin_args(gen)
 
     exp = sub.add_parser(
@@ -313,6 +316,7 @@ def cmd_generate(args: argparse.Namespace) -> int:
     from dltoolkit._generate import generate_images
 
     _host, registry = _setup(args)
+    extra = {k: getattr(args, k) for k in ("prompt", "num_chars", "temperature") if getattr(args, k) is not None}
     written = generate_images(
         registry,
         args.source,
@@ -322,8 +326,9 @@ def cmd_generate(args: argparse.Namespace) -> int:
         grid=args.grid,
         batch_size=args.batch_size,
         device=args.device,
+        options=extra,
     )
-    print(f"dltk: wrote {written} images to {args.out}/")
+    print(f"dltk: wrote {written} to {args.out}/")
     return ExitCode.OK
 
 

@@ -30,6 +30,7 @@ from dltoolkit._trained import Trained
 
 METRICS_NAME = "metrics.jsonl"
 SUBDIRS = ("checkpoints", "samples", "tb")
+LOCK_NAME = ".lock"
 
 
 def resolve_device(name: str) -> torch.device:
@@ -96,6 +97,7 @@ class Run:
         self.train_dataset: Any = None
         self._references: dict[str, tuple[Any, dict[str, Any]]] = {}
         self.metadata = _checkpoint.Metadata({})
+        self._lock_fd: int | None = None
         self.created = False
         self._metrics_file: Any = None
         self._tb: Any = None
@@ -108,7 +110,11 @@ class Run:
         self.resume_rewrites_recipe = False
         self._explicit_dir = run_dir is not None
         if not resuming:
-            if run_dir is not None and run_dir.exists() and (not run_dir.is_dir() or any(run_dir.iterdir())):
+            if (
+                run_dir is not None
+                and run_dir.exists()
+                and (not run_dir.is_dir() or any(p.name != LOCK_NAME for p in run_dir.iterdir()))
+            ):
                 raise DltkError(f"--run-dir: '{run_dir}' exists and is not empty; use --resume to continue it")
             if run_dir is None:
                 _check_writable(Path(recipe_file.run.dir), f"{recipe_file.path}: run.dir")
@@ -131,9 +137,13 @@ class Run:
             return self.path
         if not self.resuming:
             if self._explicit_dir:
-                if self.path.exists() and any(self.path.iterdir()):
+                if self.path.exists() and any(p.name != LOCK_NAME for p in self.path.iterdir()):
                     raise DltkError(f"--run-dir: '{self.path}' exists and is not empty; use --resume to continue it")
                 self.path.mkdir(parents=True, exist_ok=True)
+                self._lock()  # two runs given the same --run-dir: one gets it, the other stops here
+                if any(p.name != LOCK_NAME for p in self.path.iterdir()):
+                    self._unlock()
+                    raise DltkError(f"--run-dir: '{self.path}' exists and is not empty; use --resume to continue it")
             else:  # two runs started in the same second must not share a folder
                 self.path.parent.mkdir(parents=True, exist_ok=True)
                 base, n = self.path, 1
@@ -144,12 +154,40 @@ class Run:
                     except FileExistsError:
                         n += 1
                         self.path = base.with_name(f"{base.name}-{n}")
+                self._lock()
             print(f"dltk: writing run to {self.path}", file=sys.stderr)
             self.write_recipe()
+        else:
+            self._lock()  # two resumes of one run: the second stops before it writes anything
         for sub in SUBDIRS:
             (self.path / sub).mkdir(exist_ok=True)
         self.created = True
         return self.path
+
+    def _lock(self) -> None:
+        """Own the run directory: an exclusive ``flock`` on its ``.lock`` file, held until the run
+        ends. The OS releases it when the process dies, so a killed run leaves no stale lock."""
+        try:
+            import fcntl
+        except ImportError:  # pragma: no cover - not on POSIX: no locking
+            return
+        fd = os.open(self.path / LOCK_NAME, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            holder = os.read(fd, 32).decode(errors="replace").strip() or "unknown"
+            os.close(fd)
+            raise DltkError(
+                f"{self.path}: in use by another dltk run (pid {holder}); wait for it to end or stop it first"
+            ) from None
+        os.ftruncate(fd, 0)
+        os.write(fd, f"{os.getpid()}\n".encode())
+        self._lock_fd = fd
+
+    def _unlock(self) -> None:
+        if self._lock_fd is not None:
+            os.close(self._lock_fd)
+            self._lock_fd = None
 
     def write_recipe(self) -> None:
         """Write the resolved recipe file (overrides applied) as ``recipe.toml``, atomically."""
@@ -175,7 +213,8 @@ class Run:
         return self._tb
 
     def close(self) -> None:
-        """Close the logs and give torch back the thread count it had before the run."""
+        """Close the logs, release the run directory, give torch back its thread count."""
+        self._unlock()
         if torch.get_num_threads() != self._threads_before:
             torch.set_num_threads(self._threads_before)
         if self._metrics_file is not None:
@@ -773,7 +812,8 @@ def execute(run: Run) -> ExitCode:
     except DltkError as exc:
         exit_code = exc.exit_code
         trained = run.trainer is not None and run.trainer.state.iteration > 0
-        if exit_code == ExitCode.BAD_INPUT and not trained and not run.resuming and not pre_existing:
+        # only what this run created itself: a run that lost its directory to another removes nothing
+        if exit_code == ExitCode.BAD_INPUT and not trained and not run.resuming and not pre_existing and run.created:
             run.close()
             shutil.rmtree(run.path, ignore_errors=True)
         raise

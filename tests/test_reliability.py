@@ -254,3 +254,37 @@ def test_disk_full_outside_checkpoints_is_reported_not_a_traceback(straight, dlt
         f"Free some space, then continue with: dltk run --resume {run}"
     )
     assert "Traceback" not in result.err
+
+
+def test_a_run_directory_has_one_owner(dltk, tiny_gan, tmp_path):
+    """A second writer (run into the same --run-dir, or a second --resume) is refused by pid and removes nothing."""
+    import fcntl
+    import os
+
+    run = tmp_path / "owned"
+    assert dltk("run", tiny_gan(), "recipe.epochs=1", "--run-dir", run).exit_code == 0
+    before = sorted(p.relative_to(run) for p in run.rglob("*"))
+    with open(run / ".lock", "r+") as held:  # what a running dltk holds
+        fcntl.flock(held, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        held.write("4242\n")
+        held.flush()
+        result = dltk("run", "--resume", run, "recipe.epochs=2")
+        assert (result.exit_code, result.err_lines) == (
+            2,
+            [f"{run}: in use by another dltk run (pid 4242); wait for it to end or stop it first"],
+        )
+        fresh = tmp_path / "fresh"
+        fresh.mkdir()
+        with open(fresh / ".lock", "w") as other:
+            fcntl.flock(other, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            other.write(f"{os.getpid()}\n")
+            other.flush()
+            result = dltk("run", tiny_gan(), "--run-dir", fresh)
+            assert result.exit_code == 2
+            assert result.err_lines == [
+                f"{fresh}: in use by another dltk run (pid {os.getpid()}); wait for it to end or stop it first"
+            ]
+            assert sorted(p.name for p in fresh.iterdir()) == [".lock"]  # the loser removed nothing
+    assert sorted(p.relative_to(run) for p in run.rglob("*")) == before
+    # released when its holder ends (here: the file closed; a killed process releases it too)
+    assert dltk("run", "--resume", run, "recipe.epochs=2").exit_code == 0

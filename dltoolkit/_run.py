@@ -514,8 +514,16 @@ class Run:
             return None
         _checkpoint.remove_stray_temp_files(self.checkpoint_dir)
         candidates = _checkpoint.checkpoints_in(self.checkpoint_dir)
-        if not candidates:
-            raise DltkError(f"{self.path}: no checkpoint to resume from in {self.checkpoint_dir}")
+        if not candidates:  # stopped before its first checkpoint: not a dead end, start it again here
+            print(
+                f"dltk: {self.path} has no checkpoint yet (it stopped before the first one): "
+                "starting it again from the beginning in the same directory",
+                file=sys.stderr,
+            )
+            self._truncate_log(0)
+            if self.resume_rewrites_recipe:
+                self.write_recipe()
+            return None
         problems: list[str] = []
         unusable: list[Path] = []
         for path in candidates:

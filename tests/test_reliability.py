@@ -288,3 +288,32 @@ def test_a_run_directory_has_one_owner(dltk, tiny_gan, tmp_path):
     assert sorted(p.relative_to(run) for p in run.rglob("*")) == before
     # released when its holder ends (here: the file closed; a killed process releases it too)
     assert dltk("run", "--resume", run, "recipe.epochs=2").exit_code == 0
+
+
+def test_resume_before_the_first_checkpoint_starts_again_in_place(dltk, tiny_gan, tmp_path):
+    """Killed before its first checkpoint, a run is not a dead end: --resume starts it again and says so."""
+    import shutil
+
+    run = tmp_path / "early"
+    assert dltk("run", tiny_gan(), "recipe.epochs=1", "--run-dir", run).exit_code == 0
+    reference = load_checkpoint(checkpoints_in(run / "checkpoints")[0])
+    shutil.rmtree(run / "checkpoints")  # what a kill before the first save leaves: no checkpoint
+    result = dltk("run", "--resume", run)
+    assert result.exit_code == 0, result.err
+    assert (
+        f"dltk: {run} has no checkpoint yet (it stopped before the first one): "
+        "starting it again from the beginning in the same directory"
+    ) in result.err_lines
+    again = load_checkpoint(checkpoints_in(run / "checkpoints")[0])
+    assert all(torch.equal(again["generator"][k], v) for k, v in reference["generator"].items())
+    assert [r["epoch"] for r in log_lines(run) if r["kind"] == "epoch"] == [1]  # logged once, not twice
+
+
+def test_gif_timings_beyond_what_gif_stores_are_refused_at_check(dltk, tiny_gan):
+    path = tiny_gan('\n[[callbacks]]\nname = "progress-gif"\nframe_ms = 10000000\nloop = 70000\n')
+    result = dltk("check", path)
+    assert result.exit_code == 2
+    assert result.err_lines == [
+        f"{path}: callbacks.1.frame_ms: must be <= 655350, got 10000000",
+        f"{path}: callbacks.1.loop: must be <= 65535, got 70000",
+    ]

@@ -79,8 +79,17 @@ def samples(config: SamplesConfig) -> Samples:
 
 @attrs.frozen
 class GifConfig:
-    frame_ms: int = option(400, doc="How long each grid is shown, in milliseconds.", validator=attrs.validators.ge(10))
-    loop: int = option(0, doc="Times the GIF repeats (0: forever).", validator=attrs.validators.ge(0))
+    # GIF stores a frame's time in hundredths of a second and the loop count in 16 bits
+    frame_ms: int = option(
+        400,
+        doc="How long each grid is shown, in milliseconds (10 to 655350).",
+        validator=[attrs.validators.ge(10), attrs.validators.le(655_350)],
+    )
+    loop: int = option(
+        0,
+        doc="Times the GIF repeats (0: forever; at most 65535).",
+        validator=[attrs.validators.ge(0), attrs.validators.le(65_535)],
+    )
 
 
 def write_gif(folder: Path, frame_ms: int = 400, loop: int = 0) -> Path | None:

@@ -776,10 +776,13 @@ def model_context(data: DataSpec) -> dict[str, Any]:
 
 
 def absolute_root(options: Mapping[str, Any]) -> dict[str, Any]:
-    """Dataset options with ``root`` made absolute, so ``dltk eval`` finds the data from anywhere."""
-    if isinstance(options.get("root"), str):
-        return {**options, "root": str(Path(options["root"]).resolve())}
-    return dict(options)
+    """Dataset options with ``root`` (a folder) and ``path`` (a file) made absolute, so that
+    ``dltk eval`` and ``predict`` find the data from anywhere."""
+    resolved = dict(options)
+    for key in ("root", "path"):
+        if isinstance(resolved.get(key), str) and resolved[key]:
+            resolved[key] = str(Path(resolved[key]).resolve())
+    return resolved
 
 
 def cache_dir() -> Path:
@@ -787,10 +790,9 @@ def cache_dir() -> Path:
 
 
 def dataset_identity(name: str, options: Mapping[str, Any], split: str) -> dict[str, Any]:
-    """What identifies a dataset's images: its name, options (root made absolute) and split."""
-    identity = {"dataset": name, **{k: v for k, v in options.items() if k not in ("download", "split")}}
-    if isinstance(identity.get("root"), str):
-        identity["root"] = str(Path(identity["root"]).resolve())
+    """What identifies a dataset's samples: its name, options (root and path made absolute) and split."""
+    kept = {k: v for k, v in options.items() if k not in ("download", "split")}
+    identity = {"dataset": name, **absolute_root(kept)}
     identity["split"] = split
     return identity
 

@@ -7,6 +7,13 @@ import pytest
 
 pytest_plugins = ["dltoolkit.testing"]
 
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    # one torch thread per test worker: on a 2-core machine two workers of one thread each finish
+    # sooner than threads spinning against each other (tiny models gain nothing from more)
+    import torch
+
+    torch.set_num_threads(1)
+
 ROOT = Path(__file__).resolve().parent.parent
 
 

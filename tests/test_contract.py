@@ -79,6 +79,7 @@ def test_the_core_imports_no_plugin_and_plugins_only_the_public_api():
     private = []
     for path in plugin_files:
         own = path.relative_to(ROOT).parts[1].replace("-", "_") if path.is_relative_to(ROOT / "plugins") else ""
+        own = "dltoolkit_example" if path.is_relative_to(EXAMPLE) else own
         for module in imports(path):
             inside_core = module.startswith("dltoolkit.") and module not in ("dltoolkit.testing",)
             other_plugin = module.startswith("dltoolkit_") and module.split(".")[0] != own

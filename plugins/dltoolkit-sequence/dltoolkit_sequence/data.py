@@ -1,0 +1,190 @@
+"""Sequence datasets: scikit-learn's digits read row by row, and any UTF-8 text as character windows.
+
+Both hold their samples as tensors and cut batches by index (``__getitems__`` returns a tuple,
+which :func:`dltoolkit.make_loader` passes through), so an epoch is bound by the model.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from dltoolkit import DataSpec, DltkError
+from dltoolkit_sequence.options import SYNTHETIC_SERIES, DigitRowsConfig, TextFileConfig, TimeSeriesConfig
+
+DIGITS_TEST_SIZE = 360  # 36 of each digit, as the built-in `digits` dataset
+DIGIT_NAMES = tuple(str(d) for d in range(10))
+
+
+class TensorSequences(torch.utils.data.Dataset):
+    """``(inputs, targets)`` held as two tensors of equal length, with a :class:`DataSpec`."""
+
+    def __init__(self, inputs: Tensor, targets: Tensor, spec: DataSpec):
+        if len(inputs) != len(targets):
+            raise ValueError(f"{len(inputs)} inputs but {len(targets)} targets")
+        self.inputs = inputs
+        self.targets = targets
+        self.spec = spec
+
+    def __len__(self) -> int:
+        return len(self.inputs)
+
+    def __getitem__(self, index: int) -> tuple[Tensor, Tensor]:
+        return self.inputs[index], self.targets[index]
+
+    def __getitems__(self, indices: Sequence[int] | Tensor) -> tuple[Tensor, Tensor]:
+        index = torch.as_tensor(indices, dtype=torch.int64)
+        return self.inputs[index], self.targets[index]
+
+
+# --- digit rows -------------------------------------------------------------------------------
+
+
+def digits_split_indices(split: str) -> np.ndarray:
+    """Indices of scikit-learn's digits in ``split``: the built-in ``digits`` dataset's split.
+
+    36 images of each digit (360 in all) form ``test``, drawn with seed 0; the other 1,437 form
+    ``train``. The same images as ``digits``, so scores of image and sequence models compare.
+    """
+    from sklearn.datasets import load_digits
+
+    target = load_digits().target
+    rng = np.random.default_rng(0)
+    per_class = DIGITS_TEST_SIZE // 10
+    test = np.sort(np.concatenate([rng.permutation(np.flatnonzero(target == c))[:per_class] for c in range(10)]))
+    if split == "test":
+        return test
+    return np.setdiff1d(np.arange(len(target)), test)
+
+
+def digit_rows(config: DigitRowsConfig, split: str | None = None) -> TensorSequences:
+    """scikit-learn's 8x8 digits as sequences: 8 time steps (rows) of 8 features in [0, 1]."""
+    from sklearn.datasets import load_digits
+
+    bunch = load_digits()
+    index = digits_split_indices(split or "train")
+    rows = torch.from_numpy((bunch.images[index] / 16.0).astype(np.float32))
+    labels = torch.from_numpy(bunch.target[index].astype(np.int64))
+    spec = DataSpec("sequences", (8, 8), num_classes=10, class_names=DIGIT_NAMES)
+    return TensorSequences(rows, labels, spec)
+
+
+# --- text -----------------------------------------------------------------------------------
+
+
+def read_text(path: Path) -> str:
+    """The text of ``path``; a missing, empty or non-UTF-8 file is a :class:`DltkError`."""
+    if str(path) in ("", "."):
+        raise DltkError("dataset.path: no text file given; set dataset.path=FILE (any UTF-8 text)")
+    if not path.is_file():
+        raise DltkError(f"dataset.path: '{path}' does not exist (give a UTF-8 text file)")
+    data = path.read_bytes()
+    if not data:
+        raise DltkError(f"dataset.path: '{path}' is empty")
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise DltkError(f"dataset.path: '{path}' is not UTF-8 text (byte {exc.start} cannot be decoded)") from None
+
+
+def char_windows(ids: Tensor, seq_len: int) -> tuple[Tensor, Tensor]:
+    """Non-overlapping windows of ``seq_len`` ids and the ids that follow each: ``(W, seq_len)`` twice."""
+    count = (len(ids) - 1) // seq_len
+    inputs = ids[: count * seq_len].view(count, seq_len)
+    targets = ids[1 : count * seq_len + 1].view(count, seq_len)
+    return inputs, targets
+
+
+def text_file(config: TextFileConfig, split: str | None = None) -> TensorSequences:
+    """Any UTF-8 text file as windows of characters for next-character prediction (last 10% held out)."""
+    path = Path(config.path)
+    text = read_text(path)
+    vocab = sorted(set(text))
+    lookup = {ch: i for i, ch in enumerate(vocab)}
+    ids = torch.tensor([lookup[ch] for ch in text], dtype=torch.int64)
+    cut = len(ids) - int(len(ids) * config.test_fraction)
+    part = ids[cut:] if split == "test" else ids[:cut]
+    name = "test" if split == "test" else "train"
+    if len(part) < config.seq_len + 1:
+        raise DltkError(
+            f"dataset.path: '{path}' is too short: its {name} part has {len(part)} characters, and one window "
+            f"needs dataset.seq_len + 1 = {config.seq_len + 1}; give a longer text or a smaller dataset.seq_len"
+        )
+    inputs, targets = char_windows(part, config.seq_len)
+    spec = DataSpec("text", (config.seq_len,), vocab_size=len(vocab), vocab=vocab)
+    return TensorSequences(inputs, targets, spec)
+
+
+# --- time series ------------------------------------------------------------------------------
+
+
+def read_column(path: Path, column: str) -> tuple[str, np.ndarray]:
+    """``(column name, values)`` of one column of a CSV file with a header row (default: the last column)."""
+    import csv
+
+    if not path.is_file():
+        raise DltkError(f"dataset.path: '{path}' does not exist (give a CSV file with a header row)")
+    try:
+        with path.open(newline="", encoding="utf-8") as handle:
+            rows = list(csv.reader(handle))
+    except UnicodeDecodeError:
+        raise DltkError(f"dataset.path: '{path}' is not UTF-8 text") from None
+    if not rows:
+        raise DltkError(f"dataset.path: '{path}' is empty")
+    header = [name.strip() for name in rows[0]]
+    name = column or header[-1]
+    if name not in header:
+        raise DltkError(f"dataset.column: '{path}' has no column '{name}' (it has: {', '.join(header)})")
+    at = header.index(name)
+    values = []
+    for number, row in enumerate(rows[1:], 2):
+        try:
+            values.append(float(row[at]))
+        except (ValueError, IndexError):
+            cell = row[at] if at < len(row) else ""
+            raise DltkError(
+                f"dataset.path: '{path}' line {number}: '{cell}' in column '{name}' is not a number"
+            ) from None
+    values_array = np.asarray(values, dtype=np.float64)
+    if not np.isfinite(values_array).all():
+        raise DltkError(f"dataset.path: '{path}': column '{name}' holds NaN or infinite values")
+    return name, values_array
+
+
+def time_series(config: TimeSeriesConfig, split: str | None = None) -> TensorSequences:
+    """Windows of ``context`` past values of a series, each paired with the ``horizon`` values after it.
+
+    The first ``1 - test_fraction`` of the series (by time) trains: its windows lie wholly inside
+    it. Test windows forecast values of the rest (their context may reach back into the training
+    part). Values are normalised with the training part's mean and standard deviation, recorded in
+    ``spec.extra`` so that forecasts can be read in the series' units.
+    """
+    path = Path(config.path) if config.path else Path(__file__).with_name("series") / SYNTHETIC_SERIES
+    name, values = read_column(path, config.column)
+    cut = len(values) - int(len(values) * config.test_fraction)
+    span = config.context + config.horizon
+    train = values[:cut]
+    if cut < span or len(values) - cut < config.horizon:
+        raise DltkError(
+            f"dataset.path: '{path}' is too short: {len(values)} values, and windows need dataset.context + "
+            f"dataset.horizon = {span} in the training part and {config.horizon} in the test part"
+        )
+    mean, std = float(train.mean()), float(train.std())
+    std = std if std > 0 else 1.0
+    scaled = torch.from_numpy(((values - mean) / std).astype(np.float32))
+    first, last = (cut - config.context, len(values) - span) if split == "test" else (0, cut - span)
+    starts = range(first, last + 1)
+    index = torch.tensor(list(starts), dtype=torch.int64).unsqueeze(1)
+    inputs = scaled[index + torch.arange(config.context)].unsqueeze(-1)
+    targets = scaled[index + config.context + torch.arange(config.horizon)]
+    spec = DataSpec(
+        "series",
+        (config.context, 1),
+        horizon=config.horizon,
+        extra={"mean": mean, "std": std, "column": name},
+    )
+    return TensorSequences(inputs, targets, spec)

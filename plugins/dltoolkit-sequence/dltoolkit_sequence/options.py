@@ -1,0 +1,169 @@
+"""The sequence recipes', models', datasets' and metrics' options and declarations: plain data, no torch
+(registration stays light)."""
+
+from __future__ import annotations
+
+import attrs
+
+from dltoolkit import Scalar, option
+
+CLASSIFY_REPORTS = (
+    Scalar("loss", "Training cross-entropy per sequence, in nats.", "lower", group="loss"),
+    Scalar("accuracy", "Share of the training batch whose most likely class is right.", "higher", group="accuracy"),
+)
+LANGUAGE_REPORTS = (
+    Scalar("loss", "Training cross-entropy per character, in nats (divide by ln 2 for bits).", "lower", group="loss"),
+)
+FORECAST_REPORTS = (Scalar("loss", "Training mean squared error of the normalised forecast.", "lower", group="loss"),)
+FORECAST_MAE = Scalar(
+    "forecast-mae", "Held-out mean absolute error of the model's forecast, in the series' units.", "lower"
+)
+NAIVE_MAE = Scalar(
+    "naive-mae",
+    "Held-out mean absolute error of the naive forecast (the last value repeated), for comparison.",
+    "lower",
+)
+SEQ_ACCURACY = Scalar("seq-accuracy", "Held-out share of sequences whose most likely class is right.", "higher")
+BPC = Scalar("bpc", "Held-out cross-entropy of the next character, in bits per character.", "lower")
+PERPLEXITY = Scalar("perplexity", "Held-out perplexity per character (exp of the cross-entropy in nats).", "lower")
+
+# Tags: what a model provides and what each recipe's eval_step gives (metrics need them).
+MODEL_TAG = "sequence-model"
+CLASSES_TAG = "sequence-classes"
+NEXT_CHAR_TAG = "next-char"
+FORECAST_TAG = "forecast-values"
+SYNTHETIC_SERIES = "synthetic_load.csv"
+
+_positive = attrs.validators.ge(1)
+_unit_fraction = [attrs.validators.ge(0.0), attrs.validators.lt(1.0)]
+
+
+# --- recipes --------------------------------------------------------------------------------
+
+
+@attrs.frozen
+class SequenceClassifyConfig:
+    epochs: int = option(30, doc="Passes over the training data.", validator=_positive, resumable=True)
+    batch_size: int = option(32, doc="Sequences per step (the last partial batch is dropped).", validator=_positive)
+    lr: float = option(3e-3, doc="Adam learning rate.", validator=attrs.validators.gt(0), resumable=True)
+    weight_decay: float = option(0.0, doc="Adam L2 weight decay.", validator=attrs.validators.ge(0.0))
+    clip_grad_norm: float = option(
+        1.0,
+        doc="Clip the gradients' global L2 norm to this before each step (0: no clipping).",
+        validator=attrs.validators.ge(0.0),
+    )
+    log_every: int = option(
+        20, doc="Log mean scalars to metrics.jsonl every this many iterations.", validator=_positive, resumable=True
+    )
+
+
+@attrs.frozen
+class LanguageModelConfig:
+    epochs: int = option(20, doc="Passes over the training windows.", validator=_positive, resumable=True)
+    batch_size: int = option(32, doc="Windows per step (the last partial batch is dropped).", validator=_positive)
+    lr: float = option(2e-3, doc="Adam learning rate.", validator=attrs.validators.gt(0), resumable=True)
+    clip_grad_norm: float = option(
+        1.0,
+        doc="Clip the gradients' global L2 norm to this before each step (0: no clipping).",
+        validator=attrs.validators.ge(0.0),
+    )
+    log_every: int = option(
+        20, doc="Log mean scalars to metrics.jsonl every this many iterations.", validator=_positive, resumable=True
+    )
+
+
+@attrs.frozen
+class ForecastConfig:
+    epochs: int = option(20, doc="Passes over the training windows.", validator=_positive, resumable=True)
+    batch_size: int = option(64, doc="Windows per step (the last partial batch is dropped).", validator=_positive)
+    lr: float = option(2e-3, doc="Adam learning rate.", validator=attrs.validators.gt(0), resumable=True)
+    clip_grad_norm: float = option(
+        1.0,
+        doc="Clip the gradients' global L2 norm to this before each step (0: no clipping).",
+        validator=attrs.validators.ge(0.0),
+    )
+    log_every: int = option(
+        20, doc="Log mean scalars to metrics.jsonl every this many iterations.", validator=_positive, resumable=True
+    )
+
+
+# --- models ---------------------------------------------------------------------------------
+
+
+@attrs.frozen
+class RnnConfig:
+    hidden_size: int = option(128, doc="Units of each recurrent layer (per direction).", validator=_positive)
+    num_layers: int = option(
+        1, doc="Stacked recurrent layers.", validator=[attrs.validators.ge(1), attrs.validators.le(8)]
+    )
+    dropout: float = option(
+        0.0, doc="Dropout between stacked layers and before the head (0: none).", validator=_unit_fraction
+    )
+    bidirectional: bool = option(
+        False, doc="Also read each sequence backwards (classification only: a language model may not see ahead)."
+    )
+    embedding_dim: int = option(64, doc="Size of the character embedding (text data only).", validator=_positive)
+
+
+# --- datasets -------------------------------------------------------------------------------
+
+
+@attrs.frozen
+class DigitRowsConfig:
+    pass
+
+
+@attrs.frozen
+class TextFileConfig:
+    path: str = option(
+        doc="A UTF-8 text file (required; the shipped recipe leaves it empty for you to set). "
+        "Its characters are the vocabulary."
+    )
+    seq_len: int = option(
+        100,
+        doc="Characters per training window (truncated back-propagation through time).",
+        validator=[attrs.validators.ge(1), attrs.validators.le(100_000)],
+    )
+    test_fraction: float = option(
+        0.1,
+        doc="The last this share of the file (by position) is the held-out test split.",
+        validator=[attrs.validators.gt(0.0), attrs.validators.lt(1.0)],
+    )
+
+
+@attrs.frozen
+class TimeSeriesConfig:
+    path: str = option(
+        "",
+        doc="A CSV file with a header row. Default: the plugin's shipped synthetic hourly series "
+        "(daily and weekly cycles, a trend and noise; not real data).",
+    )
+    column: str = option("", doc="The CSV column to forecast. Default: the last column.")
+    context: int = option(
+        48,
+        doc="Past values the model reads per forecast.",
+        validator=[attrs.validators.ge(1), attrs.validators.le(10_000)],
+    )
+    horizon: int = option(
+        12, doc="Future values predicted per forecast.", validator=[attrs.validators.ge(1), attrs.validators.le(10_000)]
+    )
+    test_fraction: float = option(
+        0.2,
+        doc="The last this share of the series (by time) is forecast for the test split; mean and scale "
+        "are fitted on the rest only.",
+        validator=[attrs.validators.gt(0.0), attrs.validators.lt(1.0)],
+    )
+
+
+# --- held-out metrics -----------------------------------------------------------------------
+
+
+@attrs.frozen
+class HeldOutConfig:
+    every: int = option(1, doc="Evaluate every this many epochs (and after the last).", validator=_positive)
+    split: str = option(
+        "test",
+        doc="Split of the recipe's dataset to score: 'test' (held out) or 'train'.",
+        validator=attrs.validators.in_(("train", "test")),
+    )
+    batch_size: int = option(256, doc="Sequences per evaluation batch.", validator=_positive)

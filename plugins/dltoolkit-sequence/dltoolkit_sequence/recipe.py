@@ -1,0 +1,306 @@
+"""The ``sequence-classify`` and ``language-model`` recipes, their steps and what their runs offer."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import ignite.distributed as idist
+import torch
+import torch.nn.functional as F
+from ignite.engine import Engine
+from torch import Tensor, nn
+
+from dltoolkit import DltkError, Run, Trained, make_loader
+from dltoolkit_sequence.models import SequenceModel
+from dltoolkit_sequence.options import ForecastConfig, LanguageModelConfig, SequenceClassifyConfig
+
+DEFAULT_NUM_CHARS = 500
+SAMPLE_NAME = "sample.txt"
+
+
+# --- steps ----------------------------------------------------------------------------------
+
+
+def _clip_and_step(params: list[nn.Parameter], optimizer: torch.optim.Optimizer, clip: float) -> None:
+    if clip > 0:
+        torch.nn.utils.clip_grad_norm_(params, clip)
+    optimizer.step()
+
+
+def make_classify_step(
+    model: nn.Module, optimizer: torch.optim.Optimizer, *, device: torch.device, clip_grad_norm: float
+) -> Callable[[Engine, Any], dict[str, Tensor]]:
+    """One step of cross-entropy on a batch of labelled sequences; returns ``loss`` and ``accuracy``."""
+    params = [p for p in model.parameters() if p.requires_grad]
+
+    def step(_engine: Engine, batch: Any) -> dict[str, Tensor]:
+        model.train()
+        x, y = batch[0].to(device), batch[1].to(device)
+        logits = model(x)
+        loss = F.cross_entropy(logits, y)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        _clip_and_step(params, optimizer, clip_grad_norm)
+        accuracy = (logits.detach().argmax(1) == y).float().mean()
+        return {"loss": loss.detach(), "accuracy": accuracy}
+
+    return step
+
+
+def make_language_step(
+    model: nn.Module, optimizer: torch.optim.Optimizer, *, device: torch.device, clip_grad_norm: float
+) -> Callable[[Engine, Any], dict[str, Tensor]]:
+    """One step of next-character cross-entropy over windows (truncated BPTT: each window starts
+    from a zero state); returns ``loss`` (nats per character)."""
+    params = [p for p in model.parameters() if p.requires_grad]
+
+    def step(_engine: Engine, batch: Any) -> dict[str, Tensor]:
+        model.train()
+        x, y = batch[0].to(device), batch[1].to(device)
+        logits, _ = model(x)
+        loss = F.cross_entropy(logits.flatten(0, 1), y.flatten())
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        _clip_and_step(params, optimizer, clip_grad_norm)
+        return {"loss": loss.detach()}
+
+    return step
+
+
+def make_forecast_step(
+    model: nn.Module, optimizer: torch.optim.Optimizer, *, device: torch.device, clip_grad_norm: float
+) -> Callable[[Engine, Any], dict[str, Tensor]]:
+    """One step of mean squared error of the normalised forecast; returns ``loss``."""
+    params = [p for p in model.parameters() if p.requires_grad]
+
+    def step(_engine: Engine, batch: Any) -> dict[str, Tensor]:
+        model.train()
+        x, y = batch[0].to(device), batch[1].to(device)
+        loss = F.mse_loss(model(x), y)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        _clip_and_step(params, optimizer, clip_grad_norm)
+        return {"loss": loss.detach()}
+
+    return step
+
+
+# --- what a trained model offers --------------------------------------------------------------
+
+
+def classify_eval_step(model: nn.Module, device: torch.device) -> Callable[[Any], tuple[Tensor, Tensor]]:
+    """``eval_step(batch) -> (logits, labels)``, the form Ignite's ``Accuracy`` takes."""
+
+    def eval_step(batch: Any) -> tuple[Tensor, Tensor]:
+        return model(batch[0].to(device)), batch[1].to(device)
+
+    return eval_step
+
+
+def next_char_eval_step(model: nn.Module, device: torch.device) -> Callable[[Any], tuple[Tensor, Tensor]]:
+    """``eval_step(batch) -> (logits, targets)`` with one row per character: ``(N * T, V)``, ``(N * T,)``."""
+
+    def eval_step(batch: Any) -> tuple[Tensor, Tensor]:
+        logits, _ = model(batch[0].to(device))
+        return logits.flatten(0, 1), batch[1].to(device).flatten()
+
+    return eval_step
+
+
+def make_predict(model: SequenceModel, device: torch.device) -> Callable[[Any, Any], Iterator[dict[str, Any]]]:
+    """``predict(path, dataset)`` for ``dltk predict``: the most likely class of each sequence of a
+    split of the run's data (``--input train|test``), with its probability and the true label."""
+
+    def predict(path: Any, dataset: Any) -> Iterator[dict[str, Any]]:
+        if dataset is None:
+            raise DltkError(
+                f"--input: '{path}': sequence classifiers predict on a split of the run's data; "
+                "give --input train or --input test"
+            )
+        was_training = model.training
+        model.eval()
+        try:
+            for start in range(0, len(dataset), 256):
+                index = list(range(start, min(start + 256, len(dataset))))
+                inputs, labels = dataset.__getitems__(index)
+                with torch.no_grad():
+                    probs = torch.softmax(model(inputs.to(device)).float(), dim=1).cpu()
+                best, classes = probs.max(dim=1)
+                for i, p, c, y in zip(index, best.tolist(), classes.tolist(), labels.tolist(), strict=True):
+                    yield {
+                        "input": i,
+                        "label": model.class_names[c],
+                        "probability": round(p, 6),
+                        "true_label": model.class_names[y],
+                    }
+        finally:
+            model.train(was_training)
+
+    return predict
+
+
+def forecast_eval_step(model: SequenceModel, device: torch.device) -> Callable[[Any], dict[str, Tensor]]:
+    """``eval_step(batch)`` in the series' units: the model's ``forecast``, the ``naive`` forecast
+    (the last context value repeated) and the ``actual`` values, each ``(N, horizon)``."""
+    mean, std = model.scale
+
+    def eval_step(batch: Any) -> dict[str, Tensor]:
+        x, y = batch[0].to(device), batch[1].to(device)
+        naive = x[:, -1, :1].expand_as(y)
+        return {"forecast": model(x) * std + mean, "naive": naive * std + mean, "actual": y * std + mean}
+
+    return eval_step
+
+
+def sample_text(
+    model: SequenceModel,
+    device: torch.device,
+    *,
+    prompt: str,
+    num_chars: int,
+    temperature: float,
+    generator: torch.Generator,
+) -> str:
+    """``prompt`` continued by ``num_chars`` characters drawn one at a time from the model's softmax
+    at ``temperature``, with ``generator`` (on the CPU) for every draw."""
+    lookup = {ch: i for i, ch in enumerate(model.vocab)}
+    unknown = sorted({ch for ch in prompt if ch not in lookup})
+    if unknown:
+        shown = ", ".join(repr(ch) for ch in unknown)
+        raise DltkError(f"--prompt: characters not in the training text's vocabulary: {shown}")
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            if prompt:
+                ids = [lookup[ch] for ch in prompt]
+            else:  # no prompt: a first character drawn uniformly
+                ids = [int(torch.randint(len(model.vocab), (1,), generator=generator).item())]
+            logits, state = model(torch.tensor([ids], device=device))
+            drawn = [] if prompt else list(ids)
+            for _ in range(num_chars - len(drawn)):
+                probs = torch.softmax(logits[0, -1].float().cpu() / temperature, dim=0)
+                nxt = int(torch.multinomial(probs, 1, generator=generator).item())
+                drawn.append(nxt)
+                logits, state = model(torch.tensor([[nxt]], device=device), state)
+    finally:
+        model.train(was_training)
+    return prompt + "".join(model.vocab[i] for i in drawn)
+
+
+def make_generate(model: SequenceModel, device: torch.device) -> Callable[..., list[Path]]:
+    """``generate(out, num=, seed=, prompt=, num_chars=, temperature=)`` for ``dltk generate``."""
+
+    def generate(
+        out: Path,
+        num: int | None = None,
+        seed: int | None = None,
+        prompt: str | None = None,
+        num_chars: int | None = None,
+        temperature: float | None = None,
+        **_options: Any,
+    ) -> list[Path]:
+        num_chars = DEFAULT_NUM_CHARS if num_chars is None else num_chars
+        temperature = 1.0 if temperature is None else temperature
+        if num_chars < 1:
+            raise DltkError(f"--num-chars: must be at least 1, got {num_chars}")
+        if not temperature > 0:
+            raise DltkError(f"--temperature: must be more than 0, got {temperature:g}")
+        generator = torch.Generator().manual_seed(0 if seed is None else seed)
+        count = 1 if num is None else num
+        texts = [
+            sample_text(
+                model, device, prompt=prompt or "", num_chars=num_chars, temperature=temperature, generator=generator
+            )
+            for _ in range(count)
+        ]
+        paths = [Path(out) / SAMPLE_NAME] if count == 1 else [Path(out) / f"sample_{i:04d}.txt" for i in range(count)]
+        for path, text in zip(paths, texts, strict=True):
+            path.write_text(text, encoding="utf-8")
+        return paths
+
+    return generate
+
+
+def sequence_offers(model: SequenceModel, device: torch.device) -> Trained:
+    """What a trained sequence model offers: the model (exported, loaded), an ``eval_step`` for the
+    held-out metrics and, for a language model, text generation."""
+    device = torch.device(device)
+    model = model.to(device)
+    if model.task == "forecast":
+        return Trained(modules={"model": model}, eval_step=forecast_eval_step(model, device))
+    if model.task == "next-char":
+        return Trained(
+            modules={"model": model},
+            eval_step=next_char_eval_step(model, device),
+            generate=make_generate(model, device),
+        )
+    return Trained(
+        modules={"model": model},
+        eval_step=classify_eval_step(model, device),
+        predict=make_predict(model, device),
+    )
+
+
+# --- the recipes ----------------------------------------------------------------------------
+
+
+def _prepare(
+    run: Run, batch_size: int, lr: float, weight_decay: float = 0.0
+) -> tuple[Any, SequenceModel, torch.optim.Optimizer]:
+    from ignite.utils import manual_seed
+
+    manual_seed(run.recipe_file.seed)
+    dataset = run.build_dataset()
+    if len(dataset) < batch_size:
+        raise DltkError(
+            f"{run.recipe_file.path}: recipe.batch_size: {batch_size} is more than the {len(dataset)} training "
+            "sequences (the last partial batch is dropped); lower it"
+        )
+    model: SequenceModel = run.build_model().to(run.device)
+    if idist.get_world_size() > 1:
+        model = idist.auto_model(model)
+    optimizer = idist.auto_optim(torch.optim.Adam(model.parameters(), lr=lr, weight_decay=weight_decay))
+    return dataset, model, optimizer
+
+
+def _fit(run: Run, trainer: Engine, dataset: Any, model: SequenceModel, optimizer: Any, config: Any, hint: str) -> None:
+    loader = make_loader(dataset, config.batch_size, seed=run.recipe_file.seed, engine=trainer)
+
+    def on_resume() -> None:
+        for group in optimizer.param_groups:  # the recipe file (with its overrides) wins
+            group["lr"] = config.lr
+
+    run.fit(
+        trainer,
+        loader,
+        epochs=config.epochs,
+        state={"model": model, "optimizer": optimizer},
+        trained=sequence_offers(getattr(model, "module", model), run.device),  # unwrapped from DDP
+        log_every=config.log_every,
+        on_resume=on_resume,
+        failure_hint=hint,
+    )
+
+
+def train_classifier(config: SequenceClassifyConfig, *, run: Run) -> None:
+    """Train a sequence classifier: cross-entropy, Adam, gradient clipping."""
+    dataset, model, optimizer = _prepare(run, config.batch_size, config.lr, config.weight_decay)
+    step = make_classify_step(model, optimizer, device=run.device, clip_grad_norm=config.clip_grad_norm)
+    _fit(run, Engine(step), dataset, model, optimizer, config, "a lower recipe.lr often helps")
+
+
+def train_language_model(config: LanguageModelConfig, *, run: Run) -> None:
+    """Train a character language model: next-character cross-entropy over windows, Adam, gradient clipping."""
+    dataset, model, optimizer = _prepare(run, config.batch_size, config.lr)
+    step = make_language_step(model, optimizer, device=run.device, clip_grad_norm=config.clip_grad_norm)
+    _fit(run, Engine(step), dataset, model, optimizer, config, "a lower recipe.lr or recipe.clip_grad_norm helps")
+
+
+def train_forecaster(config: ForecastConfig, *, run: Run) -> None:
+    """Train a forecaster: mean squared error of the next ``horizon`` normalised values, Adam, clipping."""
+    dataset, model, optimizer = _prepare(run, config.batch_size, config.lr)
+    step = make_forecast_step(model, optimizer, device=run.device, clip_grad_norm=config.clip_grad_norm)
+    _fit(run, Engine(step), dataset, model, optimizer, config, "a lower recipe.lr often helps")

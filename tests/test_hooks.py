@@ -200,7 +200,7 @@ def test_every_hook_is_documented_and_tested():
         assert getattr(hookspecs, name).__doc__, f"{name} has no docstring"
 
 
-FIRST_PARTY = ("gan", "vae", "fidelity")
+FIRST_PARTY = ("gan", "vae", "vision", "sequence", "fidelity")
 
 
 def test_recipes_reference_is_up_to_date():

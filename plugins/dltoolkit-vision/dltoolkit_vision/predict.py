@@ -1,0 +1,104 @@
+"""``dltk predict`` for classifiers: the most likely class of each image and its probability."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+from dltoolkit import DataSpec, DltkError, to_signed_unit
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp")
+BATCH = 256
+
+
+def image_files(path: Path) -> list[Path]:
+    """``path`` itself (an image), or every image under it (a folder, recursive, sorted)."""
+    if path.is_file():
+        if path.suffix.lower() not in IMAGE_SUFFIXES:
+            raise DltkError(f"--input: '{path}' is not an image ({', '.join(IMAGE_SUFFIXES)})")
+        return [path]
+    files = sorted(p for p in path.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+    if not files:
+        raise DltkError(f"--input: no images ({', '.join(IMAGE_SUFFIXES)}) under '{path}'")
+    return files
+
+
+def load_image(path: Path, shape: Sequence[int]) -> Tensor:
+    """An image file as the model's input: grey or RGB as the model takes it, the shorter side resized
+    to fit (bilinear) and centre-cropped to ``(C, H, W)``, values in [-1, 1]."""
+    from PIL import Image, UnidentifiedImageError
+
+    channels, height, width = (int(s) for s in shape)
+    try:
+        with Image.open(path) as opened:
+            image = opened.convert("L" if channels == 1 else "RGB")
+            scale = max(width / image.width, height / image.height)
+            size = (max(width, round(image.width * scale)), max(height, round(image.height * scale)))
+            if size != image.size:
+                image = image.resize(size, Image.Resampling.BILINEAR)
+            left, top = (image.width - width) // 2, (image.height - height) // 2
+            array = np.asarray(image.crop((left, top, left + width, top + height)), dtype=np.uint8)
+    except (OSError, UnidentifiedImageError, SyntaxError) as exc:
+        raise DltkError(f"--input: cannot read image '{path}': {exc}") from None
+    tensor = torch.from_numpy(array.copy())
+    tensor = tensor.unsqueeze(0) if tensor.dim() == 2 else tensor.permute(2, 0, 1)
+    return to_signed_unit(tensor)
+
+
+def _batches(dataset: Any) -> Iterator[tuple[int, Tensor, Tensor]]:
+    for start in range(0, len(dataset), BATCH):
+        index = list(range(start, min(len(dataset), start + BATCH)))
+        if hasattr(dataset, "__getitems__"):
+            images, labels = dataset.__getitems__(index)[:2]
+        else:
+            items = [dataset[i] for i in index]
+            images = torch.stack([item[0] for item in items])
+            labels = torch.as_tensor([int(item[1]) for item in items])
+        yield start, images, labels
+
+
+def make_predict(model: nn.Module, device: torch.device, spec: DataSpec | None) -> Callable[[Any, Any], Any]:
+    """``predict(path, dataset)`` for :class:`~dltoolkit.Trained`: one row per image with ``input`` (the
+    file, or the index in the split), ``label`` (the class name when the data named its classes),
+    ``probability`` (softmax), and for a dataset split the ``true_label``."""
+    names = tuple(spec.class_names) if spec is not None else ()
+
+    def name(index: int) -> str:
+        return names[index] if 0 <= index < len(names) else str(index)
+
+    def classify(images: Tensor) -> tuple[list[int], list[float]]:
+        training = model.training
+        model.eval()
+        try:
+            with torch.no_grad():
+                probabilities = torch.softmax(model(images.to(device)).float(), dim=1)
+        finally:
+            model.train(training)
+        best, index = probabilities.max(dim=1)
+        return index.tolist(), best.tolist()
+
+    def predict(path: Path | None, dataset: Any) -> Iterator[dict[str, Any]]:
+        if dataset is not None:
+            for start, images, labels in _batches(dataset):
+                classes, probabilities = classify(images)
+                rows = zip(classes, probabilities, labels.tolist(), strict=True)
+                for offset, (k, p, truth) in enumerate(rows):
+                    row = {"input": start + offset, "label": name(k), "probability": round(p, 6)}
+                    yield {**row, "true_label": name(truth)}
+            return
+        assert path is not None
+        if spec is None or len(spec.shape) != 3:
+            raise DltkError("--input: this model does not record the image size it takes; predict on a split (test)")
+        files = image_files(Path(path))
+        for start in range(0, len(files), BATCH):
+            chunk = files[start : start + BATCH]
+            classes, probabilities = classify(torch.stack([load_image(f, spec.shape) for f in chunk]))
+            for file, k, p in zip(chunk, classes, probabilities, strict=True):
+                yield {"input": str(file), "label": name(k), "probability": round(p, 6)}
+
+    return predict

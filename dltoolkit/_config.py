@@ -300,6 +300,17 @@ class RecipeFile:
             tables = {"recipe": recipe, "model": model, "dataset": dataset}
             present = {k: v for k, v in tables.items() if v is not None}
             problems.extend(mismatches(registry, present, (*metrics, *callbacks)))
+        if recipe is not None:  # one name, one meaning: a metric may not reuse a scalar the recipe reports
+            own = {scalar.name for scalar in recipe.component.reports}
+            for table in metrics:
+                for clash in sorted(own & {scalar.name for scalar in table.component.reports}):
+                    problems.append(
+                        (
+                            f"{table.path}.name",
+                            f"metric '{table.name}' reports '{clash}', which the recipe '{recipe.name}' also reports; "
+                            "a score name must have one meaning (rename one of them in its plugin)",
+                        )
+                    )
         if checkpoint is not None and checkpoint.best_by is not None and recipe is not None:
             choices = sorted(scores_of(recipe, metrics))
             if checkpoint.best_by not in choices:

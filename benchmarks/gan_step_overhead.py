@@ -152,7 +152,8 @@ def engine_block_overhead(blocks: int = 16, block: int = 50) -> list[float]:
     from ignite.engine import Engine, Events
 
     from dltoolkit import InMemoryImages, ScalarMeans, make_loader
-    from dltoolkit_gan.recipe import STAT_NAMES, make_gan_step
+    from dltoolkit_gan.options import STAT_NAMES
+    from dltoolkit_gan.recipe import make_gan_step
 
     torch.manual_seed(0)
     images = torch.randint(0, 256, (block * 64, 1, 28, 28), dtype=torch.uint8)

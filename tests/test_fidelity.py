@@ -21,6 +21,7 @@ from dltoolkit import sha256_file
 from dltoolkit._checkpoint import best_checkpoint_in, load_checkpoint
 from dltoolkit_fidelity.weights import INCEPTION_FILE
 
+ROOT = Path(__file__).resolve().parent.parent
 TINY = "tiny-test-extractor"
 
 
@@ -271,3 +272,20 @@ def test_real_inception_weights_load_safely_and_score(dltk, tmp_path):  # pragma
     result = dltk("eval", "--real", real, "--fake", real, "--metrics", "fid", "--weights-path", REAL_WEIGHTS)
     assert result.exit_code == 0, result.err
     assert abs(float(result.out.splitlines()[1].split()[1])) < 1e-3
+
+
+def test_vae_runs_are_scored_like_gan_runs(dltk, tmp_path, tiny_extractor):
+    """dltk eval --metrics fid,isc on a VAE run and its export: the same path as for a GAN, no change."""
+    recipe = ROOT / "recipes" / "vae_digits.toml"
+    small = ["recipe.epochs=1", "model.hidden_dim=16", "model.latent_dim=4", "metrics=[]", "callbacks=[]"]
+    result = dltk("run", recipe, *small, "checkpoint.best_by=loss", "--run-dir", tmp_path / "vae")
+    assert result.exit_code == 0, result.err
+    args = ["--metrics", "fid,isc", "--num-samples", "24", "--feature-extractor", tiny_extractor]
+    result = dltk("eval", tmp_path / "vae", *args, "--json", tmp_path / "a.json")
+    assert result.exit_code == 0, result.err
+    assert "24 generated vs 1437 digits/train" in result.out
+    assert dltk("export", tmp_path / "vae", "--out", tmp_path / "v.safetensors").exit_code == 0
+    result = dltk("eval", tmp_path / "v.safetensors", *args, "--json", tmp_path / "b.json")
+    assert result.exit_code == 0, result.err
+    a, b = json.loads((tmp_path / "a.json").read_text()), json.loads((tmp_path / "b.json").read_text())
+    assert a["fid"]["value"] == b["fid"]["value"] and a["isc"]["value"] == b["isc"]["value"]

@@ -103,8 +103,9 @@ class Component:
     * ``reports`` (recipes and metrics): the :class:`Scalar` values it reports.
     * ``offers`` (recipes): ``offers(model, device) -> Trained``, what a finished run of this
       recipe can do (draw samples, predict, export), rebuilt by ``dltk generate``, ``export``
-      and ``eval`` from a checkpoint or an export; if it also takes ``config``, it receives the
-      run's validated recipe options. None: such commands refuse its runs.
+      and ``eval`` from a checkpoint or an export; if it also takes ``config`` or ``data``, it
+      receives the run's validated recipe options or its :class:`DataSpec` (class names, input
+      size, vocabulary). None: such commands refuse its runs.
     * ``export_formats`` (recipes): older export formats this recipe reads, ``{format: module}``:
       the file's tensors are that module's state dict.
 

@@ -90,8 +90,9 @@ def rebuild(registry: Registry, meta: dict[str, Any], source: Path, device: torc
     except (ValueError, TypeError) as exc:
         raise DltkError(f"{source}: unreadable model options in its metadata: {exc}") from None
     config = validate_options(component, options, str(source))
-    model = component.build(config, **model_context(_data_of(meta, source)))
-    context: dict[str, Any] = {}
+    data = _data_of(meta, source)
+    model = component.build(config, **model_context(data))
+    context: dict[str, Any] = {"data": data}
     if meta.get("recipe_options"):  # the recipe's own options, for offers(model, device, config=...)
         try:
             recipe_options = json.loads(meta["recipe_options"])

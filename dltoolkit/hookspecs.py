@@ -54,8 +54,8 @@ def dltk_register_recipes() -> list[Component]:
       ``"export"``), which metrics and callbacks may need;
     * ``reports``: the :class:`~dltoolkit.Scalar` values its step returns (name, meaning, lower
       or higher is better), used by the progress line, the loss plot, TensorBoard and ``best_by``;
-    * ``offers``: ``offers(model, device) -> Trained`` (or ``offers(model, device, config=...)``
-      to also receive the run's recipe options), which ``dltk generate``, ``export``, ``eval``
+    * ``offers``: ``offers(model, device) -> Trained`` (add ``config=`` or ``data=`` to also
+      receive the run's recipe options or its DataSpec), which ``dltk generate``, ``export``, ``eval``
       and ``predict`` call to rebuild a finished run's model from its checkpoint or export.
 
     Result mode: collect all (every plugin's list is merged).

@@ -19,6 +19,7 @@ from PIL import Image
 import dltoolkit_fidelity.weights as weights_module
 from dltoolkit import sha256_file
 from dltoolkit._checkpoint import best_checkpoint_in, load_checkpoint
+from dltoolkit.testing import write_image_folder
 from dltoolkit_fidelity.weights import INCEPTION_FILE
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -289,3 +290,16 @@ def test_vae_runs_are_scored_like_gan_runs(dltk, tmp_path, tiny_extractor):
     assert result.exit_code == 0, result.err
     a, b = json.loads((tmp_path / "a.json").read_text()), json.loads((tmp_path / "b.json").read_text())
     assert a["fid"]["value"] == b["fid"]["value"] and a["isc"]["value"] == b["isc"]["value"]
+
+
+def test_eval_errors_name_the_flags_of_dltk_eval(dltk, tmp_path):
+    """Outside a recipe file the fix is a flag (--weights-path), not a recipe key (issue 12, item 5)."""
+    real = tmp_path / "real"
+    write_image_folder(real, n=4)
+    missing = tmp_path / "nowhere.pth"
+    result = dltk("eval", "--real", real, "--fake", real, "--metrics", "fid", "--weights-path", missing)
+    assert result.exit_code == 2
+    (line,) = result.err_lines
+    assert line.startswith(f"--metrics fid: needs the Inception weights file {INCEPTION_FILE} at '{missing}'")
+    assert "or give --weights-path to a local copy (and --weights-sha256 for weights other than the official" in line
+    assert ".weights_path" not in line

@@ -52,21 +52,30 @@ def resolve_weights(config: Any, where: str) -> tuple[Path | None, str]:
     actual = sha256_file(path)
     if config.weights_sha256:
         if actual != config.weights_sha256.lower():
-            raise DltkError(f"{where}.weights_sha256: '{path}' has sha256 {actual}, not {config.weights_sha256}")
+            raise DltkError(
+                f"{_key(where, 'weights_sha256')}: '{path}' has sha256 {actual}, not {config.weights_sha256}"
+            )
     elif config.feature_extractor == INCEPTION and not actual.startswith(INCEPTION_SHA256_PREFIX):
         raise DltkError(
-            f"{where}.weights_path: '{path}' is not the official Inception weights file (its sha256 {actual} "
-            f"does not start with {INCEPTION_SHA256_PREFIX}); to use other weights set {where}.weights_sha256 "
-            f'= "{actual}"'
+            f"{_key(where, 'weights_path')}: '{path}' is not the official Inception weights file (its sha256 "
+            f"{actual} does not start with {INCEPTION_SHA256_PREFIX}); to use other weights set "
+            + (f'{where}.weights_sha256 = "{actual}"' if where.startswith("metrics.") else f"--weights-sha256 {actual}")
         )
     return path, actual
 
 
+def _key(where: str, option: str) -> str:
+    """How the user sets ``option``: a recipe key (``metrics.0.weights_path``) or a flag of ``dltk eval``."""
+    return f"{where}.{option}" if where.startswith("metrics.") else f"--{option.replace('_', '-')}"
+
+
 def _missing(where: str, path: Path, why: str) -> str:
+    how = "set" if where.startswith("metrics.") else "give"
     return (
         f"{where}: needs the Inception weights file {INCEPTION_FILE} at '{path}', but {why}; "
-        f"put the file in {hub_checkpoint_dir()} (the torch hub cache under $TORCH_HOME), or set "
-        f"{where}.weights_path to a local copy (and {where}.weights_sha256 for weights other than the official file)"
+        f"put the file in {hub_checkpoint_dir()} (the torch hub cache under $TORCH_HOME), or {how} "
+        f"{_key(where, 'weights_path')} to a local copy (and {_key(where, 'weights_sha256')} for weights other "
+        "than the official file)"
     )
 
 

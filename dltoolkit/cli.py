@@ -245,11 +245,18 @@ def cmd_run(args: argparse.Namespace) -> int:
         recipe_file = RecipeFile.from_toml(recipe_path, registry, overrides)
         run = Run(recipe_file, host, registry, run_dir=args.run_dir)
     code = execute(run)
-    print(
-        f"dltk: done. Results in {run.path}/ (samples/, checkpoints/, metrics.jsonl); "
-        f"TensorBoard: tensorboard --logdir {run.path / 'tb'}"
-    )
+    shown = [f"{n}/" if (run.path / n).is_dir() else n for n in ("samples", "checkpoints", "metrics.jsonl")]
+    shown = [n for n in shown if (run.path / n.rstrip("/")).exists() and any_content(run.path / n.rstrip("/"))]
+    line = f"dltk: done. Results in {run.path}/" + (f" ({', '.join(shown)})" if shown else "")
+    if (run.path / "tb").is_dir() and any((run.path / "tb").iterdir()):
+        line += f"; TensorBoard: tensorboard --logdir {run.path / 'tb'}"
+    print(line)
     return code
+
+
+def any_content(path: Path) -> bool:
+    """A file, or a folder with something in it."""
+    return path.is_file() or any(path.iterdir())
 
 
 def cmd_check(args: argparse.Namespace) -> int:

@@ -214,6 +214,12 @@ def test_a_new_family_runs_end_to_end_through_the_core(dltk, recipe_file, exampl
     assert evals[1]["protocol"]["mse"]["split"] == "test" and evals[1]["protocol"]["mse"]["count"] == 360
     assert evals[1]["mse"] < evals[0]["mse"]
     assert "mse=" in result.err and "loss=" in result.err  # the progress line shows declared scalars
+    # the end-of-run line names what this run wrote (samples/ holds its loss plot)
+    assert result.out.splitlines()[-1].startswith(
+        f"dltk: done. Results in {tmp_path / 'ae'}/ (samples/, checkpoints/, metrics.jsonl)"
+    )
+    quiet = dltk("run", path, "callbacks=[]", "--run-dir", tmp_path / "quiet", *example)
+    assert f"Results in {tmp_path / 'quiet'}/ (checkpoints/, metrics.jsonl)" in quiet.out  # no empty samples/
     best = list((tmp_path / "ae" / "checkpoints").glob("best_checkpoint_*_mse=*.pt"))
     assert len(best) == 1 and best[0].name.startswith("best_checkpoint_44_")  # lower is better, as declared
     # the run is shorter than log_every: the plot draws the per-epoch records of the declared `loss`

@@ -1,7 +1,7 @@
 """The sequence plugin: digit rows with the digits split, text windows and their bad input, LSTM/GRU
 shapes, compatibility checks, end-to-end sequence classification and a character language model
 (held-out accuracy and bits per character, eval, predict, export, seeded generation) and bit-exact
-resume after SIGKILL."""
+resume after SIGKILL of each recipe, and MNIST read as rows."""
 
 from __future__ import annotations
 
@@ -20,8 +20,10 @@ from test_reliability import ITERATION_CHECKPOINTS, log_lines, subprocess_run
 
 from dltoolkit import DataSpec, DltkError
 from dltoolkit._checkpoint import checkpoints_in, load_checkpoint
+from dltoolkit.testing import write_mnist
 from dltoolkit_sequence import (
     DigitRowsConfig,
+    MnistRowsConfig,
     RnnConfig,
     TextFileConfig,
     TimeSeriesConfig,
@@ -30,6 +32,7 @@ from dltoolkit_sequence import (
     digit_rows,
     digits_split_indices,
     make_classify_step,
+    mnist_rows,
     text_file,
     time_series,
 )
@@ -137,12 +140,13 @@ def classified(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="module")
 def language(tmp_path_factory) -> Path:
-    """A tiny LSTM language model trained for 2 epochs on a text the test writes."""
+    """A tiny LSTM language model trained for 2 epochs (33 iterations each) on a text the test
+    writes, checkpointed every 10 iterations: also the uninterrupted reference of its resume test."""
     from dltoolkit.testing import run_cli
 
     folder = tmp_path_factory.mktemp("lm")
     text = write_text(folder / "text.txt")
-    result = run_cli("run", write_lm(folder, text), "--run-dir", folder / "run")
+    result = run_cli("run", write_lm(folder, text), *ITERATION_CHECKPOINTS, "--run-dir", folder / "run")
     assert result.exit_code == 0, result.err
     return folder / "run"
 
@@ -166,6 +170,55 @@ def test_digit_rows_use_the_digits_split_and_scale_to_unit_range():
 
     first = digits_split_indices("test")[0]
     assert np.allclose(test.inputs[0].numpy(), load_digits().images[first] / 16.0)  # row t = time step t
+
+
+def test_mnist_rows_read_the_official_splits_row_by_row(tmp_path):
+    from dltoolkit.builtin.datasets import ImageDatasetConfig, mnist
+
+    write_mnist(tmp_path, n_train=20, n_test=6)
+    train = mnist_rows(MnistRowsConfig(root=str(tmp_path)))
+    test = mnist_rows(MnistRowsConfig(root=str(tmp_path)), split="test")
+    assert (len(train), len(test)) == (20, 6)
+    assert train.spec == DataSpec("sequences", (28, 28), num_classes=10, class_names=[str(d) for d in range(10)])
+    x, y = train.__getitems__([0, 1])
+    assert x.shape == (2, 28, 28) and x.dtype == torch.float32 and y.dtype == torch.int64
+    images = mnist(ImageDatasetConfig(root=str(tmp_path), split="test"))
+    assert torch.equal(test.inputs, images.images[:, 0].float() / 255.0)  # row t = time step t
+    assert torch.equal(test.targets, torch.as_tensor(images.labels, dtype=torch.int64))
+    assert float(train.inputs.min()) >= 0.0 and float(train.inputs.max()) == 1.0
+
+
+def test_missing_mnist_rows_is_one_line_and_exit_2(dltk, tmp_path):
+    recipe = write_classify(tmp_path)
+    empty = tmp_path / "empty"
+    result = dltk("run", recipe, "dataset={name='mnist-rows'}", f"dataset.root={empty}", "--run-dir", tmp_path / "r")
+    assert (result.exit_code, result.err_lines) == (
+        2,
+        [
+            f"{recipe}: dataset.root: MNIST not found in '{empty}': put "
+            "MNIST/raw/{train,t10k}-{images-idx3,labels-idx1}-ubyte there, or set dataset.download = true to fetch it"
+        ],
+    )
+    assert not (tmp_path / "r").exists()
+
+
+def test_a_sequence_classifier_trains_on_mnist_rows(dltk, tmp_path):
+    write_mnist(tmp_path, n_train=128, n_test=16)
+    recipe = write_classify(tmp_path)
+    dataset = f"dataset={{name='mnist-rows',root='{tmp_path.as_posix()}'}}"
+    result = dltk("run", recipe, dataset, "recipe.epochs=1", "--run-dir", tmp_path / "run")
+    assert result.exit_code == 0, result.err
+    evals = [r for r in log_lines(tmp_path / "run") if r["kind"] == "eval"]
+    assert evals[-1]["protocol"]["seq-accuracy"]["count"] == 16
+
+
+def test_the_shipped_mnist_rows_recipe_runs_on_idx_files(dltk, tmp_path):
+    write_mnist(tmp_path, n_train=256, n_test=16)
+    recipe = ROOT / "recipes" / "rnn_mnist_rows.toml"
+    overrides = [f"dataset.root={tmp_path}", "recipe.epochs=1", "model.hidden_size=8", "callbacks=[]"]
+    result = dltk("run", recipe, *overrides, "--run-dir", tmp_path / "run")
+    assert result.exit_code == 0, result.err
+    assert [r["epoch"] for r in log_lines(tmp_path / "run") if r["kind"] == "eval"] == [1]
 
 
 def test_char_windows_predict_the_next_character():
@@ -289,7 +342,7 @@ def test_check_refuses_parts_of_other_families(dltk, tmp_path):
     assert any("dataset 'digit-rows' provides 'sequences' + 'labels'" in line for line in result.err_lines)
 
 
-@pytest.mark.parametrize("name", ["rnn_digit_rows.toml", "rnn_text.toml"])
+@pytest.mark.parametrize("name", ["rnn_digit_rows.toml", "rnn_text.toml", "rnn_mnist_rows.toml"])
 def test_checking_the_shipped_recipes_imports_no_torch(tmp_path, name):
     probe = (
         "import sys; from dltoolkit.cli import main; code = main(sys.argv[1:]); "
@@ -417,6 +470,21 @@ def test_generate_refuses_what_it_cannot_write(language, dltk, tmp_path):
     assert (result.exit_code, result.err_lines) == (2, ["--num-chars: must be at least 1, got 0"])
 
 
+@pytest.mark.slow
+def test_language_model_sigkill_mid_epoch_then_resume_is_bit_identical(language, dltk, tmp_path):
+    recipe = write_lm(tmp_path, language.parent / "text.txt")
+    run = tmp_path / "killed"
+    killed = subprocess_run(recipe, run, *ITERATION_CHECKPOINTS, env={"DLTK_FAULT_KILL_AT": "47"})
+    assert killed.returncode == -signal.SIGKILL, killed.stderr
+    assert checkpoints_in(run / "checkpoints")[0].name == "checkpoint_40.pt"  # 7 windows into epoch 2
+    result = dltk("run", "--resume", run)
+    assert result.exit_code == 0, result.err
+    left, right = final_state(language), final_state(run)
+    assert left.keys() == right.keys()
+    assert not [k for k in left if not torch.equal(left[k], right[k])]
+    assert records(run) == records(language)
+
+
 # --- forecasting ----------------------------------------------------------------------------
 
 TINY_FORECAST = """
@@ -494,17 +562,50 @@ def test_bad_series_is_one_line_and_exit_2(dltk, tmp_path, text, column, message
     assert (result.exit_code, result.err_lines) == (2, [f"{recipe}: " + message.format(path=path)])
 
 
-def test_forecast_reports_its_error_beside_the_naive_forecast(dltk, tmp_path):
-    rng = np.random.default_rng(0)
-    values = [float(np.sin(i / 3.0) * 5 + rng.normal(0, 0.1)) for i in range(300)]
-    path = write_series(tmp_path / "s.csv", values)
-    recipe = tmp_path / "f.toml"
-    recipe.write_text(TINY_FORECAST.format(runs=tmp_path.as_posix(), csv=path.as_posix()), encoding="utf-8")
-    result = dltk("run", recipe, "--run-dir", tmp_path / "run")
+SINE = (np.sin(np.arange(300) / 3.0) * 5 + np.random.default_rng(0).normal(0, 0.1, 300)).tolist()
+
+
+def write_forecast(folder: Path, series: Path | None = None) -> Path:
+    path = series or write_series(folder / "s.csv", SINE)
+    recipe = folder / "f.toml"
+    recipe.write_text(TINY_FORECAST.format(runs=folder.as_posix(), csv=path.as_posix()), encoding="utf-8")
+    return recipe
+
+
+@pytest.fixture(scope="module")
+def forecasted(tmp_path_factory) -> Path:
+    """A tiny LSTM forecaster trained for 3 epochs (7 iterations each) on a noisy sine, checkpointed
+    every 5 iterations: also the uninterrupted reference of its resume test."""
+    from dltoolkit.testing import run_cli
+
+    folder = tmp_path_factory.mktemp("forecast")
+    result = run_cli("run", write_forecast(folder), *FORECAST_CHECKPOINTS, "--run-dir", folder / "run")
     assert result.exit_code == 0, result.err
-    evals = [r for r in log_lines(tmp_path / "run") if r["kind"] == "eval"]
-    assert [r["epoch"] for r in evals] == [1, 2]
-    series = np.asarray(values)
+    return folder / "run"
+
+
+FORECAST_CHECKPOINTS = ["recipe.epochs=3", "checkpoint.unit=iteration", "checkpoint.every=5", "checkpoint.keep=3"]
+
+
+def test_forecast_reports_its_error_beside_the_naive_forecast(forecasted):
+    evals = [r for r in log_lines(forecasted) if r["kind"] == "eval"]
+    assert [r["epoch"] for r in evals] == [1, 2, 3]
+    series = np.asarray(SINE)
     naive = [abs(series[s + 5] - series[s + 6 + h]) for s in range(240 - 6, 300 - 9 + 1) for h in range(3)]
     assert evals[-1]["naive-mae"] == pytest.approx(float(np.mean(naive)), rel=1e-4)
     assert math.isfinite(evals[-1]["forecast-mae"]) and evals[-1]["forecast-mae"] > 0
+
+
+@pytest.mark.slow
+def test_forecast_sigkill_mid_epoch_then_resume_is_bit_identical(forecasted, dltk, tmp_path):
+    run = tmp_path / "killed"
+    recipe = write_forecast(tmp_path, forecasted.parent / "s.csv")  # the same series file: records name it
+    killed = subprocess_run(recipe, run, *FORECAST_CHECKPOINTS, env={"DLTK_FAULT_KILL_AT": "13"})
+    assert killed.returncode == -signal.SIGKILL, killed.stderr
+    assert checkpoints_in(run / "checkpoints")[0].name == "checkpoint_10.pt"  # 3 windows into epoch 2
+    result = dltk("run", "--resume", run)
+    assert result.exit_code == 0, result.err
+    left, right = final_state(forecasted), final_state(run)
+    assert left.keys() == right.keys()
+    assert not [k for k in left if not torch.equal(left[k], right[k])]
+    assert records(run) == records(forecasted)

@@ -32,6 +32,8 @@ _WHERE = {
     "TensorSequences": "dltoolkit_sequence.data",
     "char_windows": "dltoolkit_sequence.data",
     "digit_rows": "dltoolkit_sequence.data",
+    "mnist_rows": "dltoolkit_sequence.data",
+    "MnistRowsConfig": "dltoolkit_sequence.options",
     "digits_split_indices": "dltoolkit_sequence.data",
     "read_text": "dltoolkit_sequence.data",
     "text_file": "dltoolkit_sequence.data",

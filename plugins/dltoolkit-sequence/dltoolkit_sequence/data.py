@@ -14,7 +14,13 @@ import torch
 from torch import Tensor
 
 from dltoolkit import DataSpec, DltkError
-from dltoolkit_sequence.options import SYNTHETIC_SERIES, DigitRowsConfig, TextFileConfig, TimeSeriesConfig
+from dltoolkit_sequence.options import (
+    SYNTHETIC_SERIES,
+    DigitRowsConfig,
+    MnistRowsConfig,
+    TextFileConfig,
+    TimeSeriesConfig,
+)
 
 DIGITS_TEST_SIZE = 360  # 36 of each digit, as the built-in `digits` dataset
 DIGIT_NAMES = tuple(str(d) for d in range(10))
@@ -70,6 +76,44 @@ def digit_rows(config: DigitRowsConfig, split: str | None = None) -> TensorSeque
     rows = torch.from_numpy((bunch.images[index] / 16.0).astype(np.float32))
     labels = torch.from_numpy(bunch.target[index].astype(np.int64))
     spec = DataSpec("sequences", (8, 8), num_classes=10, class_names=DIGIT_NAMES)
+    return TensorSequences(rows, labels, spec)
+
+
+# --- MNIST rows -------------------------------------------------------------------------------
+
+MNIST_FILES = "MNIST/raw/{train,t10k}-{images-idx3,labels-idx1}-ubyte"
+
+
+def mnist_rows(config: MnistRowsConfig, split: str | None = None) -> TensorSequences:
+    """MNIST (torchvision) as sequences: 28 time steps (rows) of 28 features in [0, 1].
+
+    The official splits: 60,000 ``train`` and 10,000 ``test`` images. Missing files, a failed
+    download or unreadable files are one-line :class:`DltkError` messages, as the ``mnist`` dataset's.
+    """
+    import torchvision.datasets as tvd
+
+    train = (split or "train") == "train"
+    try:
+        ds = tvd.MNIST(root=config.root, train=train, download=config.download)
+    except RuntimeError as exc:
+        if "not found" in str(exc).lower() or "corrupted" in str(exc).lower():
+            how = (
+                "set dataset.download = true to fetch it"
+                if not config.download
+                else "the download left no usable files"
+            )
+            raise DltkError(
+                f"dataset.root: MNIST not found in '{config.root}': put {MNIST_FILES} there, or {how}"
+            ) from None
+        raise DltkError(f"dataset: MNIST: could not load from '{config.root}': {exc}") from None
+    except OSError as exc:  # URLError, socket errors, permission problems during download
+        raise DltkError(
+            f"dataset.download: could not download MNIST ({type(exc).__name__}: {exc}); "
+            f"place its files in dataset.root '{config.root}' ({MNIST_FILES}) and set download = false"
+        ) from None
+    rows = ds.data.to(torch.float32).div_(255.0)
+    labels = torch.as_tensor(ds.targets, dtype=torch.int64)
+    spec = DataSpec("sequences", (28, 28), num_classes=10, class_names=DIGIT_NAMES)
     return TensorSequences(rows, labels, spec)
 
 

@@ -114,6 +114,12 @@ class DigitRowsConfig:
 
 
 @attrs.frozen
+class MnistRowsConfig:
+    root: str = option("data", doc="Folder holding MNIST (torchvision's layout: root/MNIST/raw/...).")
+    download: bool = option(False, doc="Download MNIST into `root` when its files are missing.")
+
+
+@attrs.frozen
 class TextFileConfig:
     path: str = option(
         doc="A UTF-8 text file (required; the shipped recipe leaves it empty for you to set). "

@@ -1,5 +1,5 @@
 """The dltoolkit-sequence plugin: registers the ``sequence-classify``, ``language-model`` and
-``forecast`` recipes, the ``lstm`` and ``gru`` models, the ``digit-rows``, ``text-file`` and
+``forecast`` recipes, the ``lstm`` and ``gru`` models, the ``digit-rows``, ``mnist-rows``, ``text-file`` and
 ``time-series`` datasets and the ``seq-accuracy``, ``bpc``, ``perplexity``, ``forecast-mae`` and
 ``naive-mae`` metrics.
 
@@ -30,6 +30,7 @@ from dltoolkit_sequence.options import (
     ForecastConfig,
     HeldOutConfig,
     LanguageModelConfig,
+    MnistRowsConfig,
     RnnConfig,
     SequenceClassifyConfig,
     TextFileConfig,
@@ -91,6 +92,13 @@ def gru(config: RnnConfig, *, data: DataSpec) -> Any:
 def digit_rows(config: DigitRowsConfig, split: str | None = None) -> Any:
     """scikit-learn's 8x8 digits read row by row: 8 steps of 8 features (the `digits` split, no download)."""
     from dltoolkit_sequence.data import digit_rows as build
+
+    return build(config, split=split)
+
+
+def mnist_rows(config: MnistRowsConfig, split: str | None = None) -> Any:
+    """MNIST read row by row: 28 steps of 28 features in [0, 1] (torchvision; official 60,000/10,000 split)."""
+    from dltoolkit_sequence.data import mnist_rows as build
 
     return build(config, split=split)
 
@@ -192,6 +200,7 @@ def dltk_register_models() -> list[Component]:
 def dltk_register_datasets() -> list[Component]:
     return [
         Component("digit-rows", digit_rows, DigitRowsConfig, provides=("sequences", "labels")),
+        Component("mnist-rows", mnist_rows, MnistRowsConfig, provides=("sequences", "labels")),
         Component("text-file", text_file, TextFileConfig, provides="text"),
         Component("time-series", time_series, TimeSeriesConfig, provides="series"),
     ]

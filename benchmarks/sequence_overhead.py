@@ -1,0 +1,111 @@
+"""What the Ignite engine and dltoolkit's handlers cost per sequence-classify iteration, against a plain loop.
+
+Same model (the plugin's LSTM, one layer of ``--hidden`` units, reading scikit-learn's 8x8 digits
+row by row: 8 steps of 8 features, the ``digit-rows`` dataset), same optimizer (Adam), same
+gradient clipping (global norm 1), same in-memory data, same batch size (the last partial batch
+dropped), same process, same thread count, alternating runs. The plain loop is what a tutorial
+writes: shuffle each epoch, cut a batch, forward, cross-entropy, backward, clip, step.
+``dltk run`` also saves a checkpoint at each epoch end (``checkpoint.every = 1``), as a real run does.
+
+    uv run python benchmarks/sequence_overhead.py [--rounds 6] [--epochs 6] [--hidden 128] [--threads 1]
+"""
+
+from __future__ import annotations
+
+import argparse
+
+import torch
+import torch.nn.functional as F
+from common import dltk_seconds_per_iteration, plain_seconds_per_iteration, summary
+
+from dltoolkit_sequence import DigitRowsConfig, RnnConfig, build, digit_rows
+
+BATCH = 32
+LR = 3e-3
+RECIPE = """
+seed = 0
+[run]
+device = "cpu"
+threads = {threads}
+[recipe]
+name = "sequence-classify"
+batch_size = {batch}
+lr = {lr}
+clip_grad_norm = 1.0
+log_every = 20
+[model]
+name = "lstm"
+hidden_size = {hidden}
+[dataset]
+name = "digit-rows"
+[checkpoint]
+every = 1
+keep = 1
+"""
+
+
+def plain_loop(rows: torch.Tensor, labels: torch.Tensor, spec, hidden: int, iterations: int, warmup: int) -> float:
+    """A plain PyTorch loop on the same data, model, optimizer and clipping."""
+    torch.manual_seed(0)
+    count = len(rows)
+    model = build("lstm", RnnConfig(hidden_size=hidden), spec)
+    optimizer = torch.optim.Adam(model.parameters(), lr=LR)
+    params = list(model.parameters())
+    per_epoch = count // BATCH
+    perm = torch.randperm(count)
+    model.train()
+
+    def step(i: int) -> None:
+        nonlocal perm
+        b = i % per_epoch
+        if b == 0:
+            perm = torch.randperm(count)
+        index = perm[b * BATCH : (b + 1) * BATCH]
+        loss = F.cross_entropy(model(rows[index]), labels[index])
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(params, 1.0)
+        optimizer.step()
+
+    return plain_seconds_per_iteration(step, iterations, warmup)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--rounds", type=int, default=6)
+    parser.add_argument("--epochs", type=int, default=6, help="epochs of digit rows (44 iterations each) per run")
+    parser.add_argument("--hidden", type=int, default=128, help="LSTM hidden units")
+    parser.add_argument("--warmup", type=int, default=20)
+    parser.add_argument("--threads", type=int, default=1, help="torch CPU threads, for both sides")
+    args = parser.parse_args()
+    data = digit_rows(DigitRowsConfig())
+    rows, labels = data.inputs, data.targets
+    iterations = args.epochs * (len(rows) // BATCH)
+    recipe = RECIPE.format(threads=args.threads, batch=BATCH, lr=LR, hidden=args.hidden)
+    overrides = [f"recipe.epochs={args.epochs}"]
+    before = torch.get_num_threads()
+    ratios = []
+    for r in range(args.rounds):
+        torch.set_num_threads(args.threads)
+        if r % 2 == 0:  # alternate the order: drift on a shared machine hits both sides alike
+            plain = plain_loop(rows, labels, data.spec, args.hidden, iterations, args.warmup)
+            ours = dltk_seconds_per_iteration(recipe, overrides, args.warmup)
+        else:
+            ours = dltk_seconds_per_iteration(recipe, overrides, args.warmup)
+            torch.set_num_threads(args.threads)
+            plain = plain_loop(rows, labels, data.spec, args.hidden, iterations, args.warmup)
+        ratios.append(plain / ours)
+        print(
+            f"round {r + 1}: plain {plain * 1e3:.3f} ms/it, dltk run {ours * 1e3:.3f} ms/it, "
+            f"throughput ratio dltk/plain {plain / ours:.3f}",
+            flush=True,
+        )
+    torch.set_num_threads(before)
+    print(
+        f"LSTM sequence-classify step ({iterations} iterations per run, hidden {args.hidden}, "
+        f"{args.threads} thread(s)), throughput ratio dltk run / plain loop: {summary(ratios)}"
+    )
+
+
+if __name__ == "__main__":
+    main()

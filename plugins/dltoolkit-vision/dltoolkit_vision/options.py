@@ -233,3 +233,29 @@ class TopKConfig(HeldOutConfig):
     k: int = option(
         5, doc="A prediction counts when the true class is among the k most likely.", validator=attrs.validators.ge(1)
     )
+
+
+@attrs.frozen
+class ClassifierFidConfig:
+    """Options of ``classifier-fid``."""
+
+    classifier: str = option(
+        doc="A run directory of the classify recipe (its best checkpoint, else its newest) or one of its "
+        "checkpoint files: the classifier whose penultimate features are compared."
+    )
+    every: int = option(
+        5, doc="Evaluate every this many epochs (and after the last).", validator=attrs.validators.ge(1)
+    )
+    num_samples: int = option(2000, doc="Generated images scored.", validator=attrs.validators.ge(2))
+    reference: str = option(
+        "test",
+        doc="Split of the recipe's dataset to compare with: 'train' or 'test'.",
+        validator=attrs.validators.in_(SPLITS),
+    )
+    reference_samples: int | None = option(
+        None,
+        doc="Reference images used (a fixed random subset); default: the whole split.",
+        validator=attrs.validators.optional(attrs.validators.ge(2)),
+    )
+    batch_size: int = option(256, doc="Images per feature-extraction batch.", validator=attrs.validators.ge(1))
+    seed: int | None = option(None, doc="Noise seed of the generated samples (default: the recipe's seed).")

@@ -1,5 +1,6 @@
 """The dltoolkit-vision plugin: the ``classify`` recipe, the ``lenet``, ``resnet`` and ``torchvision``
-models, the held-out metrics ``accuracy``, ``top_k``, ``loss`` and ``class_accuracy``.
+models, the held-out metrics ``accuracy``, ``top_k``, ``loss`` and ``class_accuracy``, and the
+sample metric ``classifier-fid`` (FID/KID in a trained classifier's feature space).
 
 Registration is light: this module holds names, options and docs; torch, torchvision and Ignite
 are imported inside the factories, so ``dltk list``, ``plugins`` and ``check`` do not load them.
@@ -12,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 from dltoolkit import Component, DataSpec, DltkError, Scalar, hookimpl
 from dltoolkit_vision.options import (
     REPORTS,
+    ClassifierFidConfig,
     ClassifyConfig,
     HeldOutConfig,
     LenetConfig,
@@ -117,6 +119,13 @@ def class_accuracy(config: HeldOutConfig, *, run: Any = None) -> Any:
     return metrics.class_accuracy(config)
 
 
+def classifier_fid(config: ClassifierFidConfig, *, run: Any) -> Any:
+    """FID (and KID) of generated images in the penultimate feature space of a dltoolkit classifier run."""
+    from dltoolkit_vision.classifier_fid import ClassifierFid
+
+    return ClassifierFid(config, run)
+
+
 # --- hooks ------------------------------------------------------------------------------------
 
 
@@ -178,6 +187,19 @@ def dltk_register_metrics() -> list[Component]:
             needs=needs,
             reports=[
                 Scalar("class_accuracy", "Held-out mean of the per-class accuracies.", "higher", bounds=(0.0, 1.0))
+            ],
+        ),
+        Component(
+            "classifier-fid",
+            classifier_fid,
+            ClassifierFidConfig,
+            needs={"recipe": "sample"},
+            reports=[
+                Scalar(
+                    "classifier-fid",
+                    "Frechet distance of sample features to the reference's, in a classifier's penultimate layer.",
+                    "lower",
+                )
             ],
         ),
     ]

@@ -4,8 +4,10 @@ Same model (the plugin's LSTM, one layer of ``--hidden`` units, reading scikit-l
 row by row: 8 steps of 8 features, the ``digit-rows`` dataset), same optimizer (Adam), same
 gradient clipping (global norm 1), same in-memory data, same batch size (the last partial batch
 dropped), same process, same thread count, alternating runs. The plain loop is what a tutorial
-writes: shuffle each epoch, cut a batch, forward, cross-entropy, backward, clip, step.
-``dltk run`` also saves a checkpoint at each epoch end (``checkpoint.every = 1``), as a real run does.
+writes: shuffle each epoch, cut a batch, forward, cross-entropy, backward, clip, step; and, so
+that both sides do the same work, it also computes the batch accuracy the recipe reports and
+saves a durable checkpoint (model and optimizer, written, fsynced, renamed) at each epoch end,
+as ``dltk run`` does with ``checkpoint.every = 1``.
 
     uv run python benchmarks/sequence_overhead.py [--rounds 6] [--epochs 6] [--hidden 128] [--threads 1]
 """
@@ -13,6 +15,9 @@ writes: shuffle each epoch, cut a batch, forward, cross-entropy, backward, clip,
 from __future__ import annotations
 
 import argparse
+import os
+import tempfile
+from pathlib import Path
 
 import torch
 import torch.nn.functional as F
@@ -55,17 +60,33 @@ def plain_loop(rows: torch.Tensor, labels: torch.Tensor, spec, hidden: int, iter
     perm = torch.randperm(count)
     model.train()
 
+    folder = Path(tempfile.mkdtemp(prefix="plain-"))
+
+    def save() -> None:
+        tmp = folder / ".tmp-checkpoint.pt"
+        with open(tmp, "wb") as handle:
+            torch.save({"model": model.state_dict(), "optimizer": optimizer.state_dict()}, handle)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, folder / "checkpoint.pt")
+
     def step(i: int) -> None:
         nonlocal perm
         b = i % per_epoch
         if b == 0:
             perm = torch.randperm(count)
         index = perm[b * BATCH : (b + 1) * BATCH]
-        loss = F.cross_entropy(model(rows[index]), labels[index])
+        model.train()
+        logits = model(rows[index])
+        loss = F.cross_entropy(logits, labels[index])
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(params, 1.0)
         optimizer.step()
+        accuracy = (logits.detach().argmax(1) == labels[index]).float().mean()  # the recipe reports it
+        del accuracy
+        if b == per_epoch - 1:
+            save()
 
     return plain_seconds_per_iteration(step, iterations, warmup)
 

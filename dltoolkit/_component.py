@@ -95,10 +95,10 @@ class Component:
 
     * ``provides``: tags saying what the component is. A dataset says what its samples are
       (``"images"``, ``"sequences"``, ``"text"``, ``"series"``, plus ``"labels"`` when each
-      sample has a class); a model says which kind of model object its factory returns (the
-      ``gan`` recipe's ``"gan"``, the ``vae`` recipe's ``"vae"``).
+      sample has a class); a model says which kind of model object its factory returns (the tag
+      its recipe documents, such as an ``"autoencoder"``).
     * ``needs`` (recipes and models): ``{table kind: tags}`` that the component named by that
-      table must provide, e.g. ``{"model": "gan", "dataset": "images"}``.
+      table must provide, e.g. ``{"model": "autoencoder", "dataset": "images"}``.
     * ``requires`` (recipes): the tables a recipe file must have, e.g. ``("model", "dataset")``.
     * ``reports`` (recipes and metrics): the :class:`Scalar` values it reports.
     * ``offers`` (recipes): ``offers(model, device) -> Trained``, what a finished run of this

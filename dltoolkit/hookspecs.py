@@ -36,7 +36,7 @@ hookimpl = pluggy.HookimplMarker(PROJECT_NAME)
 
 @hookspec
 def dltk_register_recipes() -> list[Component]:
-    """Return the recipes this plugin provides: one per model family (``gan``, ``vae``, ...).
+    """Return the recipes this plugin provides: typically one per model family.
 
     Called: once, when the registry is built, before any recipe file is read.
     Returns: a list of :class:`~dltoolkit.Component`. A recipe factory is called as

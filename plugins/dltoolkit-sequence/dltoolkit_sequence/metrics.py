@@ -6,6 +6,7 @@ in the series' units."""
 from __future__ import annotations
 
 import math
+from abc import ABC, abstractmethod
 from collections.abc import Mapping
 from typing import Any
 
@@ -15,7 +16,7 @@ from ignite.metrics import Accuracy, Loss, MeanAbsoluteError, Metric, MetricsLam
 from dltoolkit_sequence.options import HeldOutConfig
 
 
-class HeldOut:
+class HeldOut(ABC):
     """One configured held-out metric (what :meth:`dltoolkit.Run.fit` and ``dltk eval`` evaluate)."""
 
     name = ""
@@ -27,8 +28,9 @@ class HeldOut:
         self.split = config.split
         self.batch_size = config.batch_size
 
+    @abstractmethod
     def ignite_metric(self) -> Metric:
-        raise NotImplementedError
+        """The Ignite metric the core attaches to its evaluator engine."""
 
     @staticmethod
     def _dataset(result: Mapping[str, Any]) -> str:

@@ -13,12 +13,11 @@ from __future__ import annotations
 
 import argparse
 import tempfile
-import time
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
-from common import dltk_seconds_per_iteration, plain_seconds_per_iteration, summary
+from common import alternating_blocks, dltk_seconds_per_iteration, plain_seconds_per_iteration, summary
 
 from dltoolkit import DataSpec
 from dltoolkit.testing import write_mnist
@@ -122,19 +121,13 @@ def engine_block_overhead(images: torch.Tensor, labels: torch.Tensor, blocks: in
 
     loader = make_loader(data, BATCH, seed=0, engine=trainer)
     plain_loader = make_loader(data, BATCH, seed=0)
-    ratios = []
-    for b in range(blocks):
-        start = time.perf_counter()
+
+    def plain_block() -> None:
         for batch in plain_loader:
             outside.state.iteration += 1
             process(outside, batch)
-        plain = time.perf_counter() - start
-        start = time.perf_counter()
-        trainer.run(loader, max_epochs=b + 1)
-        engine = time.perf_counter() - start
-        if b > 0:  # the first pair warms up
-            ratios.append(plain / engine)
-    return ratios
+
+    return alternating_blocks(plain_block, lambda b: trainer.run(loader, max_epochs=b + 1), blocks)
 
 
 def main() -> None:

@@ -44,3 +44,25 @@ def plain_seconds_per_iteration(step: Callable[[int], None], iterations: int, wa
 
 def summary(ratios: list[float]) -> str:
     return f"median {statistics.median(ratios):.3f} (min {min(ratios):.3f}, max {max(ratios):.3f}, n={len(ratios)})"
+
+
+def alternating_blocks(
+    plain_block: Callable[[], None], engine_block: Callable[[int], None], blocks: int
+) -> list[float]:
+    """Alternate a plain block and an engine block ``blocks`` times; plain/engine throughput ratios.
+
+    ``engine_block(b)`` continues the engine by one block (``trainer.run(loader, max_epochs=b + 1)``);
+    adjacent blocks see the same machine state, so each pair's ratio is robust to drift. The
+    first pair warms up and is dropped.
+    """
+    ratios = []
+    for b in range(blocks):
+        start = time.perf_counter()
+        plain_block()
+        plain = time.perf_counter() - start
+        start = time.perf_counter()
+        engine_block(b)
+        engine = time.perf_counter() - start
+        if b > 0:
+            ratios.append(plain / engine)
+    return ratios

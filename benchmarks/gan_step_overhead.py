@@ -15,7 +15,7 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
-from common import dltk_seconds_per_iteration, plain_seconds_per_iteration, summary
+from common import alternating_blocks, dltk_seconds_per_iteration, plain_seconds_per_iteration, summary
 
 from dltoolkit.testing import write_mnist
 from dltoolkit_gan import MlpGanConfig, mlp_gan
@@ -188,18 +188,12 @@ def engine_block_overhead(blocks: int = 16, block: int = 50) -> list[float]:
     )
     loader = make_loader(InMemoryImages(images), 64, seed=0, engine=trainer)
     plain_loader = make_loader(InMemoryImages(images), 64, seed=0)
-    ratios = []
-    for b in range(blocks):
-        start = time.perf_counter()
+
+    def plain_block() -> None:
         for batch in plain_loader:
             process(None, batch)
-        plain = time.perf_counter() - start
-        start = time.perf_counter()
-        trainer.run(loader, max_epochs=b + 1)
-        engine = time.perf_counter() - start
-        if b > 0:  # the first pair warms up
-            ratios.append(plain / engine)
-    return ratios
+
+    return alternating_blocks(plain_block, lambda b: trainer.run(loader, max_epochs=b + 1), blocks)
 
 
 if __name__ == "__main__":

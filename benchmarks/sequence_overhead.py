@@ -21,7 +21,7 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
-from common import dltk_seconds_per_iteration, plain_seconds_per_iteration, summary
+from common import alternating_blocks, dltk_seconds_per_iteration, plain_seconds_per_iteration, summary
 
 from dltoolkit_sequence import DigitRowsConfig, RnnConfig, build, digit_rows
 
@@ -99,8 +99,6 @@ def engine_blocks(data, hidden: int, blocks: int = 16) -> list[float]:
     means); blocks of one epoch (44 iterations) alternate, so each pair sees the same machine
     state. Returns plain/engine throughput ratios.
     """
-    import time
-
     from ignite.engine import Engine
 
     from dltoolkit import ScalarMeans, make_loader
@@ -123,18 +121,12 @@ def engine_blocks(data, hidden: int, blocks: int = 16) -> list[float]:
     trainer = Engine(process)
     loader = make_loader(data, BATCH, seed=0, engine=trainer)
     plain_loader = make_loader(data, BATCH, seed=0)
-    ratios = []
-    for b in range(blocks):
-        start = time.perf_counter()
+
+    def plain_block() -> None:
         for batch in plain_loader:
             process(None, batch)
-        plain = time.perf_counter() - start
-        start = time.perf_counter()
-        trainer.run(loader, max_epochs=b + 1)
-        engine = time.perf_counter() - start
-        if b > 0:  # the first pair warms up
-            ratios.append(plain / engine)
-    return ratios
+
+    return alternating_blocks(plain_block, lambda b: trainer.run(loader, max_epochs=b + 1), blocks)
 
 
 def main() -> None:

@@ -25,6 +25,7 @@ from dltoolkit._dataspec import DataSpec, spec_of
 from dltoolkit._errors import DltkError, ExitCode, Interrupted, RunFailed
 from dltoolkit._manager import PluginHost
 from dltoolkit._registry import Registry
+from dltoolkit._resumecheck import TRAIN_SIZE, changes
 from dltoolkit._scalars import ScalarMeans, as_vector
 from dltoolkit._trained import Trained
 
@@ -461,6 +462,10 @@ class Run:
             meta["data"] = data.to_json()
             if data.kind == "images":
                 meta["image_shape"] = list(data.shape)
+        try:
+            meta[TRAIN_SIZE] = len(self.train_dataset)
+        except TypeError:  # no dataset built, or one without a length
+            pass
         self.metadata.data.update(meta)
 
     def _attach_scalars(self, trainer: Engine, log_every: int, failure_hint: str) -> ScalarMeans:
@@ -544,6 +549,10 @@ class Run:
                 _checkpoint.set_aside(bad)
             if unusable and self._last is not None:
                 _checkpoint.sync_saved(self._last, self.checkpoint_dir, self.recipe_file.checkpoint.keep)
+            changed = changes(data.get("meta", {}), self.metadata.data, self.recipe_file, path.name)
+            if changed:
+                raise DltkError(changed)
+            current = dict(self.metadata.data)
             from ignite.handlers import Checkpoint
 
             try:
@@ -561,6 +570,8 @@ class Run:
                         f"{self.path}: the run already finished {state.epoch} epochs; "
                         f"pass recipe.epochs=N with N > {state.epoch} to train longer"
                     )
+            # what runs from here on (resumable options may have changed); the best score stays the loaded one
+            self.metadata.data.update({k: v for k, v in current.items() if k not in ("best_by", "best_score")})
             if self.resume_rewrites_recipe:
                 self.write_recipe()
             print(f"dltk: resuming {self.path} from {path.name}", file=sys.stderr)

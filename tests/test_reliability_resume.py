@@ -1,0 +1,98 @@
+"""A resume checks the data and the recipe against what the checkpoint records (issue 13, item 3),
+and every stop keeps the work already finished (item 4)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from dltoolkit._checkpoint import checkpoints_in, load_checkpoint
+from dltoolkit.testing import write_image_folder
+
+FOLDER_GAN = """
+seed = 1
+[run]
+device = "cpu"
+[recipe]
+name = "gan"
+epochs = 1
+batch_size = 4
+log_every = 5
+[model]
+name = "mlp-gan"
+latent_dim = 4
+hidden_dim = 8
+depth = 1
+[dataset]
+name = "image-folder"
+root = "{root}"
+image_size = 8
+channels = 1
+split = "all"
+"""
+
+
+def test_resume_refuses_an_image_folder_that_shrank(dltk, tmp_path):
+    images = write_image_folder(tmp_path / "images", 16)
+    recipe = tmp_path / "folder.toml"
+    recipe.write_text(FOLDER_GAN.format(root=(tmp_path / "images").as_posix()))
+    run = tmp_path / "run"
+    assert dltk("run", recipe, "--run-dir", run).exit_code == 0
+    newest = checkpoints_in(run / "checkpoints")[0]
+    for path in images[8:]:
+        path.unlink()
+    result = dltk("run", "--resume", run, "recipe.epochs=2")
+    assert result.exit_code == 2, result.err
+    assert result.err_lines == [
+        f"{run / 'recipe.toml'}: dataset: 16 training samples when {newest.name} was written, 8 now: "
+        "the data changed since this run started; restore it or start a new run"
+    ]
+    assert checkpoints_in(run / "checkpoints") == [newest]  # nothing trained, nothing written
+
+
+@pytest.mark.parametrize(
+    ("edit", "expected"),
+    [
+        ("batch_size = 32", "recipe.batch_size: 32 when {ckpt} was written, 16 now"),
+        ("seed = 1", "seed: 1 when {ckpt} was written, 2 now"),
+        ('name = "digits"', "dataset.split: 'train' when {ckpt} was written, 'test' now"),
+    ],
+    ids=["batch-size", "seed", "split"],
+)
+def test_resume_refuses_a_recipe_toml_edited_by_hand(dltk, tiny_gan, tmp_path, edit, expected):
+    run = tmp_path / "run"
+    assert dltk("run", tiny_gan(), "recipe.epochs=1", "--run-dir", run).exit_code == 0
+    ckpt = checkpoints_in(run / "checkpoints")[0].name
+    recipe = run / "recipe.toml"
+    text = recipe.read_text()
+    replacement = {
+        "batch_size = 32": "batch_size = 16",
+        "seed = 1": "seed = 2",
+        'name = "digits"': 'name = "digits"\nsplit = "test"',
+    }[edit]
+    assert edit in text
+    recipe.write_text(text.replace(edit, replacement, 1))
+    result = dltk("run", "--resume", run, "recipe.epochs=2")
+    assert result.exit_code == 2, result.err
+    lines = [line for line in result.err_lines if not line.startswith("dltk: ")]
+    assert lines[0] == f"{recipe}: {expected.format(ckpt=ckpt)}; cannot change on resume (start a new run instead)"
+    assert "Traceback" not in result.err
+
+
+def test_resume_accepts_changes_the_components_declared_resumable(dltk, tiny_gan, tmp_path):
+    run = tmp_path / "run"
+    assert dltk("run", tiny_gan(), "recipe.epochs=1", "--run-dir", run).exit_code == 0
+    recipe = run / "recipe.toml"
+    recipe.write_text(recipe.read_text().replace("log_every = 5", "log_every = 7"))  # declared resumable
+    result = dltk("run", "--resume", run, "recipe.epochs=2", "recipe.lr_g=1e-4")
+    assert result.exit_code == 0, result.err
+    meta = load_checkpoint(checkpoints_in(run / "checkpoints")[0])["meta"]
+    options = json.loads(meta["recipe_options"])
+    assert (options["epochs"], options["lr_g"], options["log_every"]) == (2, 1e-4, 7)  # the checkpoint says what ran
+    assert meta["train_size"] == 1437
+
+
+def log_lines(run: Path) -> list[dict]:
+    return [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]

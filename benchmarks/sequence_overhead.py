@@ -9,7 +9,7 @@ that both sides do the same work, it also computes the batch accuracy the recipe
 saves a durable checkpoint (model and optimizer, written, fsynced, renamed) at each epoch end,
 as ``dltk run`` does with ``checkpoint.every = 1``.
 
-    uv run python benchmarks/sequence_overhead.py [--rounds 6] [--epochs 6] [--hidden 128] [--threads 1]
+    uv run python benchmarks/sequence_overhead.py [--rounds 6] [--epochs 6] [--hidden 128] [--threads 1] [--clock cpu]
 """
 
 from __future__ import annotations
@@ -21,7 +21,14 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
-from common import alternating_blocks, dltk_seconds_per_iteration, plain_seconds_per_iteration, summary
+from common import (
+    CLOCKS,
+    alternating_blocks,
+    dltk_seconds_per_iteration,
+    plain_seconds_per_iteration,
+    summary,
+    use_clock,
+)
 
 from dltoolkit_sequence import DigitRowsConfig, RnnConfig, build, digit_rows
 
@@ -136,7 +143,15 @@ def main() -> None:
     parser.add_argument("--hidden", type=int, default=128, help="LSTM hidden units")
     parser.add_argument("--warmup", type=int, default=20)
     parser.add_argument("--threads", type=int, default=1, help="torch CPU threads, for both sides")
+    parser.add_argument("--blocks", type=int, default=16, help="alternating one-epoch blocks of the engine comparison")
+    parser.add_argument(
+        "--clock",
+        choices=sorted(CLOCKS),
+        default="wall",
+        help="wall time, or this process's CPU time (robust when other work shares the cores)",
+    )
     args = parser.parse_args()
+    use_clock(args.clock)
     data = digit_rows(DigitRowsConfig())
     rows, labels = data.inputs, data.targets
     iterations = args.epochs * (len(rows) // BATCH)
@@ -160,7 +175,7 @@ def main() -> None:
             flush=True,
         )
     torch.set_num_threads(args.threads)
-    blocks = engine_blocks(data, args.hidden)
+    blocks = engine_blocks(data, args.hidden, args.blocks)
     torch.set_num_threads(before)
     print(
         "Ignite engine + run.fit's per-iteration work, alternating one-epoch blocks, throughput ratio "
@@ -168,7 +183,7 @@ def main() -> None:
     )
     print(
         f"LSTM sequence-classify step ({iterations} iterations per run, hidden {args.hidden}, "
-        f"{args.threads} thread(s)), throughput ratio dltk run / plain loop: {summary(ratios)}"
+        f"{args.threads} thread(s), {args.clock} clock), throughput ratio dltk run / plain loop: {summary(ratios)}"
     )
 
 

@@ -26,6 +26,7 @@ from dltoolkit._errors import DltkError, ExitCode, Interrupted, RunFailed
 from dltoolkit._manager import PluginHost
 from dltoolkit._registry import Registry
 from dltoolkit._resumecheck import TRAIN_SIZE, changes
+from dltoolkit._resumecheck import TRAIN_SIZE, changes
 from dltoolkit._scalars import ScalarMeans, as_vector
 from dltoolkit._trained import Trained
 
@@ -434,6 +435,7 @@ class Run:
         self.engine_created(trainer, "trainer")
         to_save = self.attach_checkpoints(trainer, {**state, "stats": means})
         self.attach_progress(trainer)
+        keep_finished_epoch(trainer)
         if self.resume(to_save, max_epochs=epochs) is not None and on_resume is not None:
             on_resume()
         self.run_engine(trainer, data, epochs)
@@ -553,6 +555,10 @@ class Run:
             if changed:
                 raise DltkError(changed)
             current = dict(self.metadata.data)
+            changed = changes(data.get("meta", {}), self.metadata.data, self.recipe_file, path.name)
+            if changed:
+                raise DltkError(changed)
+            current = dict(self.metadata.data)
             from ignite.handlers import Checkpoint
 
             try:
@@ -570,6 +576,8 @@ class Run:
                         f"{self.path}: the run already finished {state.epoch} epochs; "
                         f"pass recipe.epochs=N with N > {state.epoch} to train longer"
                     )
+            # what runs from here on (resumable options may have changed); the best score stays the loaded one
+            self.metadata.data.update({k: v for k, v in current.items() if k not in ("best_by", "best_score")})
             # what runs from here on (resumable options may have changed); the best score stays the loaded one
             self.metadata.data.update({k: v for k, v in current.items() if k not in ("best_by", "best_score")})
             if self.resume_rewrites_recipe:
@@ -704,6 +712,24 @@ class Run:
 
     def add_images(self, tag: str, grid: torch.Tensor, step: int) -> None:
         self.tb.writer.add_image(tag, grid, step)
+
+
+def keep_finished_epoch(trainer: Engine) -> None:
+    """Every stop keeps finished work: when a stop (``terminate()``) comes on an epoch's last
+    iteration, Ignite skips that epoch's ``EPOCH_COMPLETED``; fire it before ``TERMINATE``'s
+    handlers and the stop's checkpoint, so the epoch gets its record, evaluations and best choice."""
+    done = {"epoch": 0}
+
+    @trainer.on(Events.EPOCH_COMPLETED)
+    def _mark(engine: Engine) -> None:
+        done["epoch"] = engine.state.epoch
+
+    @trainer.on(Events.TERMINATE)
+    def _finish_epoch(engine: Engine) -> None:
+        state = engine.state
+        complete = state.epoch_length and state.iteration == state.epoch * state.epoch_length
+        if complete and done["epoch"] != state.epoch:
+            engine.fire_event(Events.EPOCH_COMPLETED)
 
 
 def evaluate_metrics(source: Any, metrics: list[Any]) -> dict[str, dict[str, Any]]:

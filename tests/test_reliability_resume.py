@@ -96,3 +96,27 @@ def test_resume_accepts_changes_the_components_declared_resumable(dltk, tiny_gan
 
 def log_lines(run: Path) -> list[dict]:
     return [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+
+
+HELPERS = Path(__file__).resolve().parent / "helpers"
+
+
+def test_a_stop_on_an_epochs_last_iteration_keeps_that_epochs_record(dltk, tiny_gan, tmp_path, monkeypatch):
+    """SIGTERM on iteration 44, the last of epoch 1: the epoch's record, its best-checkpoint choice and
+    then the stop's checkpoint are all written; the resumed log equals an uninterrupted one."""
+    monkeypatch.syspath_prepend(str(HELPERS))
+    recipe = tiny_gan()
+    best = "checkpoint.best_by=loss_g"
+    reference = tmp_path / "reference"
+    assert dltk("run", recipe, best, "callbacks=[]", "--run-dir", reference).exit_code == 0
+    run = tmp_path / "run"
+    monkeypatch.setenv("DLTK_FAULT_SIGNAL_AT", "44:TERM")
+    stopped = dltk("run", recipe, best, "callbacks=[]", "--run-dir", run, "-p", "fault_plugin")
+    monkeypatch.delenv("DLTK_FAULT_SIGNAL_AT")
+    assert stopped.exit_code == 143, stopped.err
+    assert [r["epoch"] for r in log_lines(run) if r["kind"] == "epoch"] == [1]
+    assert [p.name.split("_")[2] for p in (run / "checkpoints").glob("best_*.pt")] == ["44"]  # epoch 1 chosen
+    assert checkpoints_in(run / "checkpoints")[0].name == "checkpoint_44.pt"
+    result = dltk("run", "--resume", run)
+    assert result.exit_code == 0, result.err
+    assert log_lines(run) == log_lines(reference)

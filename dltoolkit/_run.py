@@ -464,10 +464,8 @@ class Run:
             meta["data"] = data.to_json()
             if data.kind == "images":
                 meta["image_shape"] = list(data.shape)
-        try:
+        if hasattr(self.train_dataset, "__len__"):  # what a resume checks the data against
             meta[TRAIN_SIZE] = len(self.train_dataset)
-        except TypeError:  # no dataset built, or one without a length
-            pass
         self.metadata.data.update(meta)
 
     def _attach_scalars(self, trainer: Engine, log_every: int, failure_hint: str) -> ScalarMeans:
@@ -487,7 +485,7 @@ class Run:
                 advice = (
                     f"Resume from the last good checkpoint with: dltk run --resume {self.path}"
                     if _checkpoint.checkpoints_in(self.checkpoint_dir)
-                    else "No checkpoint was written yet: start the run again"
+                    else restart_advice(self)
                 )
                 hint = f" ({failure_hint})" if failure_hint else ""
                 raise RunFailed(
@@ -712,6 +710,15 @@ class Run:
 
     def add_images(self, tag: str, grid: torch.Tensor, step: int) -> None:
         self.tb.writer.add_image(tag, grid, step)
+
+
+def restart_advice(run: Run) -> str:
+    """What to do after a failure before the first checkpoint: ``--resume`` starts the run again."""
+    path = getattr(run, "shared_path", run.path)
+    return (
+        f"No checkpoint was written yet: dltk run --resume {path} starts it again from the beginning "
+        "in this directory (KEY=VALUE after it changes the options declared resumable)"
+    )
 
 
 def keep_finished_epoch(trainer: Engine) -> None:

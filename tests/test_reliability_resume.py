@@ -120,3 +120,21 @@ def test_a_stop_on_an_epochs_last_iteration_keeps_that_epochs_record(dltk, tiny_
     result = dltk("run", "--resume", run)
     assert result.exit_code == 0, result.err
     assert log_lines(run) == log_lines(reference)
+
+
+def test_non_finite_loss_before_any_checkpoint_says_resume_starts_again(dltk, tiny_gan, tmp_path, monkeypatch):
+    monkeypatch.syspath_prepend(str(HELPERS))
+    run = tmp_path / "run"
+    monkeypatch.setenv("DLTK_FAULT_NAN_AT", "1")
+    result = dltk("run", tiny_gan(), "recipe.epochs=1", "--run-dir", run, "-p", "fault_plugin")
+    monkeypatch.delenv("DLTK_FAULT_NAN_AT")
+    assert result.exit_code == 1
+    last = result.err_lines[-1]
+    assert last.startswith(f"{run}: non-finite loss at iteration 1 (epoch 1): ")
+    assert (
+        f"No checkpoint was written yet: dltk run --resume {run} starts it again from the beginning "
+        "in this directory (KEY=VALUE after it changes the options declared resumable)"
+    ) in last
+    assert "Resume from the last good checkpoint" not in last
+    result = dltk("run", "--resume", run)
+    assert result.exit_code == 0, result.err

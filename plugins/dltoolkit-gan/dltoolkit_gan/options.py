@@ -9,24 +9,61 @@ import attrs
 from dltoolkit import Scalar, option
 
 REPORTS = (
-    Scalar("loss_d", "Discriminator loss: BCE on logits, real images as 1 plus generated as 0.", group="loss"),
-    Scalar("loss_g", "Generator loss (non-saturating: BCE of D(G(z)) against 1).", group="loss"),
+    Scalar(
+        "loss_d",
+        "Discriminator (critic) loss of recipe.loss, on its logits or scores; with 'wasserstein-gp' it "
+        "includes the gradient penalty.",
+        group="loss",
+    ),
+    Scalar(
+        "loss_g",
+        "Generator loss of recipe.loss on this iteration's generated batch (also logged on critic-only "
+        "iterations when recipe.n_critic > 1).",
+        group="loss",
+    ),
     Scalar(
         "d_x",
-        "Mean D(x): the discriminator's probability that real images are real.",
+        "Mean D(x) on real images: the probability sigmoid(logit) for 'non-saturating' and 'minimax'; "
+        "the raw score for 'hinge', 'least-squares' and 'wasserstein-gp' (d_x - d_g_z estimates the "
+        "Wasserstein distance).",
         better="none",
         group="discriminator output",
-        bounds=(0.0, 1.0),
     ),
     Scalar(
         "d_g_z",
-        "Mean D(G(z)): its probability that generated images are real.",
+        "Mean D(G(z)) on generated images, in the same units as d_x.",
         better="none",
         group="discriminator output",
-        bounds=(0.0, 1.0),
     ),
 )
 STAT_NAMES = tuple(s.name for s in REPORTS)
+
+
+LOSSES = {
+    "non-saturating": "G maximises log D(G(z)), the practical form of the GAN game (Goodfellow et al. 2014)",
+    "minimax": "G minimises log(1 - D(G(z))), the original saturating game (Goodfellow et al. 2014)",
+    "hinge": "D: relu(1 - D(x)) + relu(1 + D(G(z))), G: -D(G(z)) (Lim & Ye 2017; Miyato et al. 2018)",
+    "least-squares": "LSGAN, D: (D(x) - 1)^2 / 2 + D(G(z))^2 / 2, G: (D(G(z)) - 1)^2 / 2 (Mao et al. 2017)",
+    "wasserstein-gp": "WGAN-GP, a critic without sigmoid, D(G(z)) - D(x) + gp_weight * (|grad D(x_hat)| - 1)^2, "
+    "G: -D(G(z)) (Gulrajani et al. 2017)",
+}
+"""Each ``recipe.loss`` with its one-line definition and paper (the losses are in ``losses.py``)."""
+
+WGAN_GP = "wasserstein-gp"
+DIFFAUGMENT = ("color", "translation", "cutout")
+RADFORD_BETAS = (0.5, 0.999)
+GULRAJANI_BETAS = (0.0, 0.9)
+WGAN_GP_WEIGHT = 10.0
+WGAN_GP_N_CRITIC = 5
+
+
+def _loss_doc() -> str:
+    return "The GAN objective: " + "; ".join(f"'{name}': {text}" for name, text in LOSSES.items()) + "."
+
+
+def _betas_ok(value: tuple[float, float] | None) -> None:
+    if value is not None and not all(0.0 <= b < 1.0 for b in value):
+        raise ValueError(f"each beta must be in [0, 1), got {list(value)}")
 
 
 @attrs.frozen
@@ -41,13 +78,49 @@ class GanRecipeConfig:
     lr_d: float = option(
         2e-4, doc="Adam learning rate of the discriminator.", validator=attrs.validators.gt(0), resumable=True
     )
-    betas_g: tuple[float, float] = option((0.5, 0.999), doc="Adam betas of the generator.", resumable=True)
-    betas_d: tuple[float, float] = option((0.5, 0.999), doc="Adam betas of the discriminator.", resumable=True)
+    betas_g: tuple[float, float] | None = option(
+        None,
+        doc="Adam betas of the generator. Default: the loss's own, [0.0, 0.9] for 'wasserstein-gp' "
+        "(Gulrajani et al.), else [0.5, 0.999] (Radford et al.).",
+        resumable=True,
+    )
+    betas_d: tuple[float, float] | None = option(
+        None, doc="Adam betas of the discriminator. Default: the loss's own, as for betas_g.", resumable=True
+    )
     loss: str = option(
         "non-saturating",
-        doc="'non-saturating' (G maximises log D(G(z)), the practical objective) or 'minimax' "
-        "(G minimises log(1 - D(G(z))), Goodfellow's original saturating objective).",
-        validator=attrs.validators.in_(("non-saturating", "minimax")),
+        doc=_loss_doc(),
+        validator=attrs.validators.in_(tuple(LOSSES)),
+    )
+    gp_weight: float | None = option(
+        None,
+        doc=f"Gradient-penalty weight lambda of 'wasserstein-gp' (default {WGAN_GP_WEIGHT:g}, the paper's); "
+        "the penalty is taken at random points between real and generated images. Other losses refuse it.",
+        validator=attrs.validators.optional(attrs.validators.ge(0.0)),
+    )
+    n_critic: int | None = option(
+        None,
+        doc=f"Discriminator (critic) steps per generator step: the generator steps on every n_critic-th "
+        f"iteration. Default: {WGAN_GP_N_CRITIC} for 'wasserstein-gp' (the paper's), else 1.",
+        validator=attrs.validators.optional([attrs.validators.ge(1), attrs.validators.le(100)]),
+    )
+    spectral_norm: bool = option(
+        False,
+        doc="Spectral normalisation of every linear and convolution layer of the discriminator "
+        "(Miyato et al. 2018), through torch.nn.utils.parametrizations.spectral_norm.",
+    )
+    ema_decay: float | None = option(
+        None,
+        doc="Keep an exponential moving average of the generator's weights with this decay per generator "
+        "step (for example 0.999; Yazici et al. 2019); samples, evaluation, dltk generate and dltk export then "
+        "use the averaged generator. Default: off.",
+        validator=attrs.validators.optional([attrs.validators.gt(0.0), attrs.validators.lt(1.0)]),
+    )
+    diffaugment: tuple[str, ...] = option(
+        (),
+        doc="Differentiable augmentation of the real and generated images the discriminator sees, in "
+        "both steps (Zhao et al. 2020): any of 'color', 'translation' (up to 1/8 of the size), 'cutout' "
+        "(a square of half the size). Helps on small datasets. Default: none.",
     )
     precision: str = option(
         "fp32",
@@ -67,9 +140,52 @@ class GanRecipeConfig:
 
     @betas_g.validator
     @betas_d.validator
-    def _betas(self, attribute: Any, value: tuple[float, float]) -> None:
-        if not all(0.0 <= b < 1.0 for b in value):
-            raise ValueError(f"each beta must be in [0, 1), got {list(value)}")
+    def _betas(self, attribute: Any, value: tuple[float, float] | None) -> None:
+        _betas_ok(value)
+
+    @gp_weight.validator
+    def _gp_only_for_wgan(self, attribute: Any, value: float | None) -> None:
+        if value is not None and self.loss != WGAN_GP:
+            raise ValueError(
+                f"only the 'wasserstein-gp' loss has a gradient penalty (recipe.loss is '{self.loss}'); "
+                'remove gp_weight or set recipe.loss = "wasserstein-gp"'
+            )
+
+    @precision.validator
+    def _no_fp16_penalty(self, attribute: Any, value: str) -> None:
+        if value == "fp16" and self.loss == WGAN_GP:
+            raise ValueError(
+                "'fp16' cannot be used with the 'wasserstein-gp' loss (its gradient penalty differentiates "
+                "through gradients a GradScaler scales); use 'bf16' or 'fp32'"
+            )
+
+    @diffaugment.validator
+    def _policies(self, attribute: Any, value: tuple[str, ...]) -> None:
+        unknown = [p for p in value if p not in DIFFAUGMENT]
+        if unknown:
+            raise ValueError(f"unknown augmentation {unknown[0]!r}: choose from 'color', 'translation', 'cutout'")
+        if len(set(value)) != len(value):
+            raise ValueError(f"each augmentation at most once, got {list(value)}")
+
+    @property
+    def adam_betas(self) -> tuple[tuple[float, float], tuple[float, float]]:
+        """``(betas_g, betas_d)`` in effect: the options, else the loss's defaults."""
+        default = GULRAJANI_BETAS if self.loss == WGAN_GP else RADFORD_BETAS
+        return (tuple(self.betas_g or default), tuple(self.betas_d or default))  # type: ignore[return-value]
+
+    @property
+    def critic_steps(self) -> int:
+        """Discriminator steps per generator step in effect."""
+        if self.n_critic is not None:
+            return self.n_critic
+        return WGAN_GP_N_CRITIC if self.loss == WGAN_GP else 1
+
+    @property
+    def penalty_weight(self) -> float:
+        """The gradient-penalty weight in effect (0 for losses without one)."""
+        if self.loss != WGAN_GP:
+            return 0.0
+        return WGAN_GP_WEIGHT if self.gp_weight is None else self.gp_weight
 
 
 # --- models ---------------------------------------------------------------------------------------
@@ -111,4 +227,12 @@ class DcganConfig:
         None,
         doc="1 or 3. Default: the dataset's channels.",
         validator=attrs.validators.optional(attrs.validators.in_((1, 3))),
+    )
+    d_norm: str = option(
+        "batch",
+        doc="Normalisation in the discriminator's inner layers: 'batch' (BatchNorm, as Radford et al.), "
+        "'layer' (LayerNorm over each image's features, as Gulrajani et al. advise for 'wasserstein-gp', "
+        "whose per-image gradient penalty BatchNorm would mix across the batch) or 'none' (e.g. with "
+        "recipe.spectral_norm).",
+        validator=attrs.validators.in_(("batch", "layer", "none")),
     )

@@ -1,4 +1,5 @@
-"""The dltoolkit-gan plugin: registers the ``gan`` recipe and the ``mlp-gan`` and ``dcgan`` models.
+"""The dltoolkit-gan plugin: registers the ``gan`` recipe and the ``mlp-gan``, ``dcgan``, ``cgan`` and
+``cdcgan`` models.
 
 Registration is light: this module holds names, options and declarations; torch and Ignite are
 imported inside the factories, so ``dltk list``, ``plugins`` and ``check`` never load them.
@@ -12,23 +13,24 @@ from dltoolkit import Component, hookimpl
 from dltoolkit_gan.options import REPORTS, DcganConfig, GanRecipeConfig, MlpGanConfig
 
 if TYPE_CHECKING:
-    from dltoolkit import Run, Trained
+    from dltoolkit import DataSpec, Run, Trained
 
 LEGACY_EXPORT = "dltoolkit-generator/1"  # exports of dltoolkit 0.1: the generator's state dict alone
 
 
 def gan(config: GanRecipeConfig, *, run: Run) -> None:
-    """Train a GAN: each iteration a discriminator step then a generator step (Adam, BCE on logits)."""
+    """Train a GAN: a discriminator step on every batch, a generator step every n_critic-th (Adam)."""
     from dltoolkit_gan.recipe import train_gan
 
     train_gan(config, run=run)
 
 
-def gan_offers(model: Any, device: Any) -> Trained:
-    """What a trained GAN offers: its generator (exported, loaded) and a sampler drawing from it."""
+def gan_offers(model: Any, device: Any, config: GanRecipeConfig | None = None, data: DataSpec | None = None) -> Trained:
+    """What a trained GAN offers: its generator (the moving average with recipe.ema_decay; exported,
+    loaded) and a sampler drawing from it (a chosen class, for class-conditional models)."""
     from dltoolkit_gan.recipe import gan_offers as offers
 
-    return offers(model, device)
+    return offers(model, device, config=config, data=data)
 
 
 def mlp_gan(config: MlpGanConfig, *, image_shape: tuple[int, int, int]) -> Any:
@@ -43,6 +45,20 @@ def dcgan(config: DcganConfig, *, image_shape: tuple[int, int, int]) -> Any:
     from dltoolkit_gan.models import dcgan as build
 
     return build(config, image_shape=image_shape)
+
+
+def cgan(config: MlpGanConfig, *, image_shape: tuple[int, int, int], data: DataSpec) -> Any:
+    """Class-conditional MLP GAN (Mirza & Osindero 2014): the one-hot class joins z and the image."""
+    from dltoolkit_gan.models import cgan as build
+
+    return build(config, image_shape=image_shape, data=data)
+
+
+def cdcgan(config: DcganConfig, *, image_shape: tuple[int, int, int], data: DataSpec) -> Any:
+    """Class-conditional DCGAN: one-hot class joined to z in G, a projection discriminator (Miyato & Koyama 2018)."""
+    from dltoolkit_gan.models import cdcgan as build
+
+    return build(config, image_shape=image_shape, data=data)
 
 
 @hookimpl
@@ -67,4 +83,6 @@ def dltk_register_models() -> list[Component]:
     return [
         Component("mlp-gan", mlp_gan, MlpGanConfig, provides="gan", needs={"dataset": "images"}),
         Component("dcgan", dcgan, DcganConfig, provides="gan", needs={"dataset": "images"}),
+        Component("cgan", cgan, MlpGanConfig, provides="gan", needs={"dataset": ("images", "labels")}),
+        Component("cdcgan", cdcgan, DcganConfig, provides="gan", needs={"dataset": ("images", "labels")}),
     ]

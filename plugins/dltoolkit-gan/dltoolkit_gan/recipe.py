@@ -1,19 +1,31 @@
-"""The ``gan`` recipe: alternate a discriminator step and a generator step on every batch."""
+"""The ``gan`` recipe: a discriminator step on every batch, a generator step every ``n_critic``-th.
+
+The loss (``recipe.loss``), the stabilisers (spectral normalisation of D, an exponential moving
+average of G, DiffAugment) and class-conditional training are all read from the recipe's options;
+the step below is the whole algorithm.
+"""
 
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 import ignite.distributed as idist
 import torch
-import torch.nn.functional as F
 from ignite.engine import Engine
 from torch import Tensor, nn
 
-from dltoolkit import DltkError, ImageSampler, Run, Trained, make_loader
+from dltoolkit import DataSpec, DltkError, ImageSampler, Run, Trained, make_loader, shard_randn
+from dltoolkit_gan.augment import diff_augment
+from dltoolkit_gan.losses import discriminator_loss, generator_loss, gradient_penalty
 from dltoolkit_gan.models import GanModel
-from dltoolkit_gan.options import GanRecipeConfig
+from dltoolkit_gan.options import WGAN_GP, GanRecipeConfig
+
+PROBABILITY_LOSSES = ("non-saturating", "minimax")
+"""Losses whose discriminator output is a logit: d_x and d_g_z are reported as probabilities."""
+
+BATCH_NORMS = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d, nn.SyncBatchNorm)
 
 
 def _place(module: nn.Module, run: Run, channels_last: bool) -> nn.Module:
@@ -22,6 +34,19 @@ def _place(module: nn.Module, run: Run, channels_last: bool) -> nn.Module:
         module = module.to(memory_format=torch.channels_last)
     if idist.get_world_size() > 1:
         module = idist.auto_model(module)
+    return module
+
+
+def apply_spectral_norm(module: nn.Module) -> nn.Module:
+    """Spectral normalisation (Miyato et al. 2018) of every linear, convolution and embedding
+    layer of ``module``, in place, through ``torch.nn.utils.parametrizations.spectral_norm``
+    (its power-iteration vectors are buffers: checkpoints hold them)."""
+    from torch.nn.utils.parametrizations import spectral_norm
+
+    layers = (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.ConvTranspose2d, nn.Embedding)
+    for child in list(module.modules()):
+        if isinstance(child, layers):
+            spectral_norm(child)
     return module
 
 
@@ -37,63 +62,155 @@ def make_gan_step(
     precision: str,
     channels_last: bool,
     scaler: torch.amp.GradScaler,
-) -> Any:
-    """One GAN iteration: a discriminator step, then a generator step, on fresh noise.
+    n_critic: int = 1,
+    gp_weight: float = 0.0,
+    augment: Sequence[str] = (),
+    conditional: bool = False,
+) -> Callable[..., Tensor]:
+    """One GAN iteration: a discriminator step on fresh noise, then, every ``n_critic``-th
+    iteration, a generator step on the same generated batch.
 
-    Returns a function ``step(real) -> Tensor`` of the detached statistics
-    ``[loss_d, loss_g, D(x), D(G(z))]``. The losses are computed on logits.
+    Returns ``step(real, labels=None, iteration=1) -> Tensor`` of the detached statistics
+    ``[loss_d, loss_g, D(x), D(G(z))]``. ``iteration`` (1-based, the trainer's) decides whether the
+    generator steps (``iteration % n_critic == 0``). A conditional model (``conditional``) gets
+    the batch's ``labels`` for real and generated images alike, so the generated classes follow
+    the data's. ``augment`` (DiffAugment policies) transforms every image D sees, real or
+    generated, in both steps. With ``gp_weight`` the critic's loss adds WGAN-GP's penalty.
     """
     dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(precision)
     autocast = (lambda: torch.autocast(device.type, dtype=dtype)) if dtype is not None else contextlib.nullcontext
     memory_format = torch.channels_last if channels_last else torch.contiguous_format
+    probabilities = loss in PROBABILITY_LOSSES
 
-    def step(real: Tensor) -> Tensor:
+    def step(real: Tensor, labels: Tensor | None = None, iteration: int = 1) -> Tensor:
         real = real.to(device, non_blocking=True, memory_format=memory_format)
         batch = real.shape[0]
-        z = torch.randn(batch, latent_dim, device=device)
+        cond: tuple[Tensor, ...] = ()
+        if conditional:
+            if labels is None:
+                raise TypeError("a class-conditional GAN step needs the batch's labels")
+            cond = (labels.to(device, non_blocking=True),)
+        z = shard_randn(batch, latent_dim, device=device)  # N ranks x B/N draw what 1 x B draws
         with autocast():
-            fake = generator(z)
-            d_real = discriminator(real).float()
-            d_fake = discriminator(fake.detach()).float()
-            loss_d = F.binary_cross_entropy_with_logits(
-                d_real, torch.ones_like(d_real)
-            ) + F.binary_cross_entropy_with_logits(d_fake, torch.zeros_like(d_fake))
+            fake = generator(z, *cond)
+            real_seen = diff_augment(real, augment)
+            d_real = discriminator(real_seen, *cond).float()
+            d_fake = discriminator(diff_augment(fake.detach(), augment), *cond).float()
+            loss_d = discriminator_loss(loss, d_real, d_fake)
+        if gp_weight:
+            fake_seen = diff_augment(fake.detach(), augment)
+            loss_d = loss_d + gp_weight * gradient_penalty(
+                lambda x: discriminator(x, *cond), real_seen.float(), fake_seen.float()
+            )
         opt_d.zero_grad(set_to_none=True)
         scaler.scale(loss_d).backward()
         scaler.step(opt_d)
 
-        with autocast():
-            d_fake_g = discriminator(fake).float()
-            if loss == "non-saturating":
-                loss_g = F.binary_cross_entropy_with_logits(d_fake_g, torch.ones_like(d_fake_g))
-            else:  # minimise log(1 - D(G(z))) = -BCE(D(G(z)), 0)
-                loss_g = -F.binary_cross_entropy_with_logits(d_fake_g, torch.zeros_like(d_fake_g))
-        opt_g.zero_grad(set_to_none=True)
-        scaler.scale(loss_g).backward()
-        scaler.step(opt_g)
+        if iteration % n_critic == 0:
+            with autocast():
+                d_fake_g = discriminator(diff_augment(fake, augment), *cond).float()
+                loss_g = generator_loss(loss, d_fake_g)
+            opt_g.zero_grad(set_to_none=True)
+            scaler.scale(loss_g).backward()
+            scaler.step(opt_g)
+        else:  # a critic-only iteration: the generator's loss on this batch, for the record
+            loss_g = generator_loss(loss, d_fake.detach())
         scaler.update()
-        return torch.stack(
-            [
-                loss_d.detach(),
-                loss_g.detach(),
-                torch.sigmoid(d_real.detach()).mean(),
-                torch.sigmoid(d_fake.detach()).mean(),
-            ]
-        )
+        shown_real, shown_fake = d_real.detach(), d_fake.detach()
+        if probabilities:
+            shown_real, shown_fake = torch.sigmoid(shown_real), torch.sigmoid(shown_fake)
+        return torch.stack([loss_d.detach(), loss_g.detach(), shown_real.mean(), shown_fake.mean()])
 
     return step
 
 
-def gan_offers(model: Any, device: torch.device) -> Trained:
-    """What a trained GAN offers: its generator (exported, loaded) and a sampler drawing from it."""
-    return Trained(
-        modules={"generator": model.generator},
-        sampler=ImageSampler(model.generator, int(model.latent_dim), device),
-    )
+class ClassConditionalSampler(ImageSampler):
+    """An :class:`~dltoolkit.ImageSampler` for a class-conditional generator ``G(z, labels)``.
+
+    ``classes`` names the classes in index order (what ``dltk generate --label`` accepts). A noise
+    row is ``z`` (the same ``z`` an unconditional sampler draws for the seed) with the class
+    index appended as its last column: ``noise(n, seed, label=c)`` draws class ``c``; without a
+    label the ``n`` rows are spread over the classes in equal contiguous blocks (row ``i`` is of
+    class ``i * k // n``), so metrics score every class equally and a grid of ``k`` rows of
+    ``n / k`` images shows one class a row.
+    """
+
+    def __init__(self, generator: nn.Module, latent_dim: int, classes: Sequence[str], device: torch.device | str):
+        super().__init__(generator, latent_dim, device)
+        self.classes = tuple(classes)
+
+    def labels(self, n: int, label: int | None = None) -> Tensor:
+        """The class of each of ``n`` rows: ``label``, else equal blocks of every class."""
+        k = len(self.classes)
+        if label is None:
+            return torch.arange(n) * k // n
+        if not 0 <= int(label) < k:
+            raise ValueError(f"class index {label} is not in [0, {k})")
+        return torch.full((n,), int(label), dtype=torch.int64)
+
+    def noise(self, n: int, seed: int, label: int | None = None) -> Tensor:
+        z = super().noise(n, seed)
+        return torch.cat([z, self.labels(n, label).to(z.dtype).unsqueeze(1).to(z.device)], dim=1)
+
+    @torch.no_grad()
+    def generate(self, z: Tensor) -> Tensor:
+        z = z.to(self.device)
+        was_training = self.module.training
+        self.module.eval()
+        try:
+            return self.module(z[:, :-1], z[:, -1].round().long()).float()
+        finally:
+            self.module.train(was_training)
+
+    def batches(self, n: int, *, seed: int, batch_size: int = 256, label: int | None = None) -> Iterator[Tensor]:
+        z = self.noise(n, seed, label)
+        for start in range(0, n, batch_size):
+            yield self.generate(z[start : start + batch_size])
+
+
+def gan_offers(
+    model: Any, device: torch.device, config: GanRecipeConfig | None = None, data: DataSpec | None = None
+) -> Trained:
+    """What a trained GAN offers: its generator (exported, loaded) and a sampler drawing from it.
+
+    With ``recipe.ema_decay`` the generator offered is the moving average, stored as
+    ``generator_ema`` (the training generator stays ``generator`` in checkpoints). A
+    class-conditional model (``num_classes``) gets a :class:`ClassConditionalSampler` whose
+    classes are the data's class names (else ``0`` to ``k - 1``).
+    """
+    device = torch.device(device)
+    name = "generator_ema" if config is not None and config.ema_decay else "generator"
+    k = getattr(model, "num_classes", None)
+    if k:
+        names = tuple(data.class_names) if data is not None and len(data.class_names) == k else ()
+        sampler: ImageSampler = ClassConditionalSampler(
+            model.generator, int(model.latent_dim), names or tuple(str(i) for i in range(k)), device
+        )
+    else:
+        sampler = ImageSampler(model.generator, int(model.latent_dim), device)
+    return Trained(modules={name: model.generator}, sampler=sampler)
+
+
+def _check_model(config: GanRecipeConfig, model: Any, run: Run) -> None:
+    path = run.recipe_file.path
+    if config.loss == WGAN_GP and any(isinstance(m, BATCH_NORMS) for m in model.discriminator.modules()):
+        raise DltkError(
+            f"{path}: recipe.loss: 'wasserstein-gp' penalises each image's gradient, which BatchNorm in the "
+            f'discriminator mixes across the batch; set model.d_norm = "layer" or "none" (dcgan, cdcgan) '
+            "or use a discriminator without BatchNorm"
+        )
+    k = getattr(model, "num_classes", None)
+    if k and (run.data is None or run.data.num_classes != k):
+        raise DltkError(
+            f"{path}: model: a class-conditional model of {k} classes, but the dataset gives "
+            f"{run.data.describe() if run.data is not None else 'no description'}"
+        )
 
 
 def train_gan(config: GanRecipeConfig, *, run: Run) -> None:
-    """Train a GAN: each iteration a discriminator step then a generator step (Adam, BCE on logits)."""
+    """Train a GAN: a discriminator step on every batch, a generator step every n_critic-th (Adam)."""
+    from ignite.engine import Events
+    from ignite.handlers import EMAHandler
     from ignite.utils import manual_seed
 
     manual_seed(run.recipe_file.seed)
@@ -104,11 +221,17 @@ def train_gan(config: GanRecipeConfig, *, run: Run) -> None:
             f"{len(dataset)} training images (the last partial batch is dropped); lower it"
         )
     model: GanModel = run.build_model()
+    _check_model(config, model, run)
+    conditional = bool(getattr(model, "num_classes", None))
+    if config.spectral_norm:
+        apply_spectral_norm(model.discriminator)
     generator = _place(model.generator, run, config.channels_last)
     discriminator = _place(model.discriminator, run, config.channels_last)
-    opt_g = idist.auto_optim(torch.optim.Adam(generator.parameters(), lr=config.lr_g, betas=config.betas_g))
-    opt_d = idist.auto_optim(torch.optim.Adam(discriminator.parameters(), lr=config.lr_d, betas=config.betas_d))
+    betas_g, betas_d = config.adam_betas
+    opt_g = idist.auto_optim(torch.optim.Adam(generator.parameters(), lr=config.lr_g, betas=betas_g))
+    opt_d = idist.auto_optim(torch.optim.Adam(discriminator.parameters(), lr=config.lr_d, betas=betas_d))
     scaler = torch.amp.GradScaler(run.device.type, enabled=config.precision == "fp16")
+    n_critic = config.critic_steps
     step = make_gan_step(
         generator,
         discriminator,
@@ -120,9 +243,16 @@ def train_gan(config: GanRecipeConfig, *, run: Run) -> None:
         precision=config.precision,
         channels_last=config.channels_last,
         scaler=scaler,
+        n_critic=n_critic,
+        gp_weight=config.penalty_weight,
+        augment=config.diffaugment,
+        conditional=conditional,
     )
 
-    trainer = Engine(lambda _engine, batch: step(batch[0]))
+    def process(engine: Engine, batch: Any) -> Tensor:
+        return step(batch[0], batch[1] if conditional else None, engine.state.iteration)
+
+    trainer = Engine(process)
     loader = make_loader(
         dataset, config.batch_size, seed=run.recipe_file.seed, engine=trainer, num_workers=config.num_workers
     )
@@ -132,11 +262,19 @@ def train_gan(config: GanRecipeConfig, *, run: Run) -> None:
         "optimizer_g": opt_g,
         "optimizer_d": opt_d,
     }
+    offered = generator
+    if config.ema_decay:
+        # Ignite's EMAHandler: ema = decay * ema + (1 - decay) * G after each generator step; buffers
+        # (BatchNorm statistics) are copied. Attached before run.fit, so a checkpoint taken at an
+        # iteration already holds that iteration's average.
+        ema = EMAHandler(generator, momentum=1.0 - config.ema_decay, handle_buffers="copy")
+        ema.attach(trainer, event=Events.ITERATION_COMPLETED(every=n_critic), warn_if_exists=False)
+        state["generator_ema"] = offered = ema.ema_model
     if scaler.is_enabled():
         state["scaler"] = scaler
 
     def on_resume() -> None:
-        for opt, lr, betas in ((opt_g, config.lr_g, config.betas_g), (opt_d, config.lr_d, config.betas_d)):
+        for opt, lr, betas in ((opt_g, config.lr_g, betas_g), (opt_d, config.lr_d, betas_d)):
             for group in opt.param_groups:  # the recipe file (with its overrides) wins
                 group["lr"], group["betas"] = lr, betas
 
@@ -145,7 +283,12 @@ def train_gan(config: GanRecipeConfig, *, run: Run) -> None:
         loader,
         epochs=config.epochs,
         state=state,
-        trained=gan_offers(GanModel(generator, discriminator, model.latent_dim), run.device),
+        trained=gan_offers(
+            GanModel(offered, discriminator, model.latent_dim, getattr(model, "num_classes", None)),
+            run.device,
+            config=config,
+            data=run.data,
+        ),
         log_every=config.log_every,
         on_resume=on_resume,
         failure_hint="a lower recipe.lr_d / recipe.lr_g often helps",

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
+from PIL import Image
 
 from dltoolkit._checkpoint import checkpoints_in, load_checkpoint
 
@@ -129,8 +130,84 @@ def test_wasserstein_gp_refuses_batchnorm_in_the_critic(dltk, tiny_gan, tmp_path
 
 def test_spectral_norm_run_checkpoints_its_power_iteration(dltk, tiny_gan, tmp_path):
     run = tmp_path / "run"
-    result = dltk("run", tiny_gan(), "recipe.epochs=1", "recipe.spectral_norm=true", "recipe.loss=hinge", "--run-dir", run)
+    result = dltk(
+        "run", tiny_gan(), "recipe.epochs=1", "recipe.spectral_norm=true", "recipe.loss=hinge", "--run-dir", run
+    )
     assert result.exit_code == 0, result.err
     state = load_checkpoint(checkpoints_in(run / "checkpoints")[0])["discriminator"]
     assert any(k.endswith("parametrizations.weight.original") for k in state)
     assert any(k.endswith("parametrizations.weight.0._u") for k in state)
+
+
+def _state(run: Path, iteration: int | None = None) -> dict[str, torch.Tensor]:
+    path = (
+        checkpoints_in(run / "checkpoints")[0]
+        if iteration is None
+        else run / "checkpoints" / f"checkpoint_{iteration}.pt"
+    )
+    data = load_checkpoint(path)
+    return {f"{part}.{k}": v for part in ("generator", "generator_ema", "discriminator") for k, v in data[part].items()}
+
+
+def test_ema_and_diffaugment_runs_resume_bit_exactly(dltk, tiny_gan, tmp_path):
+    recipe = tiny_gan()
+    options = [
+        "recipe.ema_decay=0.9",
+        "recipe.diffaugment=['color','translation','cutout']",
+        "recipe.spectral_norm=true",
+    ]
+    args = [*options, "recipe.epochs=2", "checkpoint.unit=iteration", "checkpoint.every=20", "checkpoint.keep=10"]
+    straight, split = tmp_path / "straight", tmp_path / "split"
+    assert dltk("run", recipe, *args, "--run-dir", straight).exit_code == 0
+    assert dltk("run", recipe, *args, "--run-dir", split).exit_code == 0
+    for path in checkpoints_in(split / "checkpoints"):  # as if the run had died at iteration 60
+        if int(path.stem.split("_")[1]) > 60:
+            path.unlink()
+    result = dltk("run", "--resume", split)
+    assert result.exit_code == 0, result.err
+    a, b = _state(straight), _state(split)
+    assert a.keys() == b.keys() and any(k.startswith("generator_ema.") for k in a)
+    for key in a:
+        assert torch.equal(a[key], b[key]), f"{key} differs"
+    # the average is not the generator itself
+    assert not torch.equal(a["generator.net.0.weight"], a["generator_ema.net.0.weight"])
+
+
+def test_ema_generator_is_what_generate_and_export_use(dltk, tiny_gan, tmp_path):
+    from safetensors.torch import load_file
+
+    from dltoolkit import ImageSampler
+    from dltoolkit_gan.models import mlp_gan
+    from dltoolkit_gan.options import MlpGanConfig
+
+    run = tmp_path / "run"
+    assert dltk("run", tiny_gan(), "recipe.epochs=1", "recipe.ema_decay=0.95", "--run-dir", run).exit_code == 0
+    assert dltk("export", run, "--out", tmp_path / "g.safetensors").exit_code == 0
+    tensors = load_file(tmp_path / "g.safetensors")
+    assert tensors and all(k.startswith("generator_ema.") for k in tensors)
+    for source, out in ((run, "from-run"), (tmp_path / "g.safetensors", "from-export")):
+        result = dltk("generate", source, "--num", "4", "--out", tmp_path / out, "--seed", "5")
+        assert result.exit_code == 0, result.err
+
+    data = load_checkpoint(checkpoints_in(run / "checkpoints")[0])
+    expected = {}
+    for part in ("generator_ema", "generator"):
+        model = mlp_gan(MlpGanConfig(latent_dim=8, hidden_dim=16, depth=1), image_shape=(1, 8, 8))
+        model.generator.load_state_dict(data[part])
+        sampler = ImageSampler(model.generator, 8, "cpu")
+        expected[part] = to_png_pixels(sampler.generate(sampler.noise(4, 5)))
+    for out in ("from-run", "from-export"):
+        written = [pixels(tmp_path / out / f"{i:04d}.png") for i in range(4)]
+        assert all(np.array_equal(w, e) for w, e in zip(written, expected["generator_ema"], strict=True))
+    assert not all(np.array_equal(w, e) for w, e in zip(written, expected["generator"], strict=True))
+
+
+def to_png_pixels(images: torch.Tensor) -> list[np.ndarray]:
+    from dltoolkit import to_uint8
+
+    return [to_uint8(image)[0].numpy() for image in images]
+
+
+def pixels(path: Path) -> np.ndarray:
+    with Image.open(path) as image:
+        return np.asarray(image).copy()

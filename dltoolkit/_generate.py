@@ -7,6 +7,7 @@ component, options and data description. Nothing here knows a model family.
 
 from __future__ import annotations
 
+import inspect
 import json
 from pathlib import Path
 from typing import Any
@@ -244,11 +245,14 @@ def generate_images(
     if out.exists() and not out.is_dir():
         raise DltkError(f"--out: '{out}' is a file, not a folder")
     if trained.generate is not None:
+        if "label" in options and "label" not in inspect.signature(trained.generate).parameters:
+            raise DltkError(f"--label: the '{meta.get('recipe')}' recipe's samples have no classes to choose from")
         if grid:
             options["grid"] = True
         out.mkdir(parents=True, exist_ok=True)
         written = trained.generate(out, num=num, seed=seed, **options)
         return f"{len(written)} files" if isinstance(written, (list, tuple)) else str(written)
+    label = options.pop("label", None)
     if options:
         flags = ", ".join(f"--{k.replace('_', '-')}" for k in options)
         raise DltkError(f"{flags}: the '{meta.get('recipe')}' recipe draws images; these options do not apply")
@@ -259,21 +263,47 @@ def generate_images(
             f"{path}: the '{meta.get('recipe')}' recipe does not draw samples "
             f"(its runs offer: {', '.join(trained.capabilities()) or 'nothing'}); dltk generate needs one that does"
         )
+    classes = tuple(getattr(trained.sampler, "classes", None) or ())
+    chosen = {} if label is None else {"label": class_index(classes, str(label), str(meta.get("recipe")))}
     out.mkdir(parents=True, exist_ok=True)
     width = max(4, len(str(num - 1)))
     kept = []
     index = 0
-    for images in trained.sampler.batches(num, seed=seed, batch_size=batch_size):
+    for images in trained.sampler.batches(num, seed=seed, batch_size=batch_size, **chosen):
         images = images.cpu()
         for image in images:
             save_png(to_uint8(image), out / f"{index:0{width}d}.png")
             index += 1
         if grid and sum(len(k) for k in kept) < 256:
             kept.append(images)
-    if grid:
+    if grid and classes and label is None:  # one row per class, the same noise down each column
+        per = min(16, max(1, num // len(classes)))
+        rows = [trained.sampler.generate(trained.sampler.noise(per, seed, label=c)) for c in range(len(classes))]
+        save_png(image_grid(torch.cat(rows).cpu(), nrow=per), out / "grid.png")
+    elif grid:
         all_images = torch.cat(kept)[:256]
         save_png(image_grid(all_images, nrow=max(1, int(len(all_images) ** 0.5))), out / "grid.png")
     return f"{index} images"
+
+
+def class_index(classes: tuple[str, ...], label: str, recipe: str) -> int:
+    """The index of ``--label`` (a class name, else an index) among a class-conditional sampler's ``classes``."""
+    if not classes:
+        raise DltkError(
+            f"--label: this '{recipe}' run draws unconditionally (its model was not trained on classes); "
+            "--label applies to class-conditional runs"
+        )
+    if label in classes:
+        return classes.index(label)
+    folded = [c.casefold() for c in classes]
+    if label.casefold() in folded:
+        return folded.index(label.casefold())
+    if label.isdigit() and int(label) < len(classes):
+        return int(label)
+    shown = ", ".join(classes) if len(classes) <= 20 else ", ".join(classes[:20]) + ", ..."
+    raise DltkError(
+        f"--label: '{label}' is not a class of this run; give a name or an index from 0 to {len(classes) - 1} ({shown})"
+    )
 
 
 def recorded_dataset(registry: Registry, meta: dict[str, Any], source: Path, split: str) -> Any:

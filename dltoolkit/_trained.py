@@ -18,7 +18,11 @@ class Trained:
       left out.
     * ``sampler``: draws images from noise (an :class:`~dltoolkit.ImageSampler`, or anything
       with ``noise(n, seed)``, ``generate(z)`` and ``batches(n, seed=, batch_size=)``):
-      ``dltk generate``, the ``samples`` callback and metrics that score samples use it.
+      ``dltk generate``, the ``samples`` callback and metrics that score samples use it. A
+      class-conditional sampler also has ``classes`` (the class names in index order) and takes
+      ``label=`` (a class index) in ``noise`` and ``batches``; without a label it spreads its
+      images over the classes. ``dltk generate --label`` is refused for samplers without
+      ``classes``, and sample grids of those with them show one row per class.
     * ``eval_step``: ``eval_step(batch) -> output`` on a held-out batch, run by an Ignite
       evaluator engine whose metrics read ``output`` (for classifiers ``(logits, labels)``, the
       form Ignite's ``Accuracy`` and ``Loss`` take). Metrics that score predictions use it.

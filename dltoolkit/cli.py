@@ -99,6 +99,7 @@ def build_parser() -> argparse.ArgumentParser:
     gen.add_argument("--prompt", help="text to continue (recipes that generate text)")
     gen.add_argument("--num-chars", type=int, help="characters to generate (recipes that generate text)")
     gen.add_argument("--temperature", type=float, help="sampling temperature (recipes that sample tokens)")
+    gen.add_argument("--label", help="draw this class, by name or index (class-conditional runs)")
     _plugin_args(gen)
 
     exp = sub.add_parser(
@@ -323,7 +324,8 @@ def cmd_generate(args: argparse.Namespace) -> int:
     from dltoolkit._generate import generate_images
 
     _host, registry = _setup(args)
-    extra = {k: getattr(args, k) for k in ("prompt", "num_chars", "temperature") if getattr(args, k) is not None}
+    flags = ("prompt", "num_chars", "temperature", "label")
+    extra = {k: getattr(args, k) for k in flags if getattr(args, k) is not None}
     written = generate_images(
         registry,
         args.source,

@@ -211,3 +211,75 @@ def to_png_pixels(images: torch.Tensor) -> list[np.ndarray]:
 def pixels(path: Path) -> np.ndarray:
     with Image.open(path) as image:
         return np.asarray(image).copy()
+
+
+@pytest.fixture(scope="module")
+def conditional_run(tmp_path_factory) -> Path:
+    """A tiny class-conditional MLP GAN (cgan) trained for one epoch on the labelled digits."""
+    from conftest import TINY_GAN
+
+    from dltoolkit.testing import run_cli
+
+    folder = tmp_path_factory.mktemp("cgan")
+    recipe = folder / "tiny.toml"
+    recipe.write_text(TINY_GAN.format(runs=folder.as_posix()))
+    result = run_cli("run", recipe, "recipe.epochs=1", "model.name=cgan", "--run-dir", folder / "run")
+    assert result.exit_code == 0, result.err
+    return folder / "run"
+
+
+def test_generate_label_draws_that_class(conditional_run, dltk, tmp_path):
+    from dltoolkit import DataSpec
+    from dltoolkit_gan.models import cgan
+    from dltoolkit_gan.options import MlpGanConfig
+    from dltoolkit_gan.recipe import ClassConditionalSampler
+
+    for label, out in (("7", "by-name"), ("07", "by-index")):
+        result = dltk(
+            "generate", conditional_run, "--num", "5", "--out", tmp_path / out, "--seed", "2", "--label", label
+        )
+        assert result.exit_code == 0, result.err
+    data = DataSpec.images((1, 8, 8), class_names=[str(i) for i in range(10)])
+    model = cgan(MlpGanConfig(latent_dim=8, hidden_dim=16, depth=1), image_shape=(1, 8, 8), data=data)
+    model.generator.load_state_dict(load_checkpoint(checkpoints_in(conditional_run / "checkpoints")[0])["generator"])
+    sampler = ClassConditionalSampler(model.generator, 8, data.class_names, "cpu")
+    z = sampler.noise(5, 2, label=7)
+    assert torch.equal(z[:, -1], torch.full((5,), 7.0)) and torch.equal(
+        z[:, :-1], torch.randn(5, 8, generator=torch.Generator().manual_seed(2))
+    )
+    expected = to_png_pixels(model.generator(z[:, :-1], torch.full((5,), 7)).detach())
+    for out in ("by-name", "by-index"):
+        written = [pixels(tmp_path / out / f"{i:04d}.png") for i in range(5)]
+        assert all(np.array_equal(w, e) for w, e in zip(written, expected, strict=True))
+
+
+def test_conditional_grids_have_one_row_per_class(conditional_run, dltk, tmp_path):
+    with Image.open(sorted((conditional_run / "samples").glob("grid_*.png"))[-1]) as grid:
+        assert grid.size == (6 * 10 + 2, 10 * 10 + 2)  # 64 // 10 = 6 digits of 8x8 a row, 10 rows
+    result = dltk("generate", conditional_run, "--num", "30", "--out", tmp_path / "g", "--grid")
+    assert result.exit_code == 0, result.err
+    with Image.open(tmp_path / "g" / "grid.png") as grid:
+        assert grid.size == (3 * 10 + 2, 10 * 10 + 2)
+    assert len(list((tmp_path / "g").glob("0*.png"))) == 30
+
+
+def test_label_is_refused_where_it_cannot_apply(conditional_run, dltk, tiny_gan, tmp_path):
+    result = dltk("generate", conditional_run, "--num", "2", "--out", tmp_path / "x", "--label", "ten")
+    assert (result.exit_code, result.err_lines) == (
+        2,
+        [
+            "--label: 'ten' is not a class of this run; give a name or an index from 0 to 9 "
+            "(0, 1, 2, 3, 4, 5, 6, 7, 8, 9)"
+        ],
+    )
+    run = tmp_path / "plain"
+    assert dltk("run", tiny_gan(), "recipe.epochs=1", "--run-dir", run).exit_code == 0
+    result = dltk("generate", run, "--num", "2", "--out", tmp_path / "y", "--label", "3")
+    assert (result.exit_code, result.err_lines) == (
+        2,
+        [
+            "--label: this 'gan' run draws unconditionally (its model was not trained on classes); "
+            "--label applies to class-conditional runs"
+        ],
+    )
+    assert not (tmp_path / "y").exists()

@@ -37,8 +37,14 @@ def _need_sampler(run: Run, name: str) -> Any:
 class SamplesConfig:
     every: int = option(1, doc="Write a grid every this many `unit`s.", validator=attrs.validators.ge(1))
     unit: str = option("epoch", doc="'epoch' or 'iteration'.", validator=attrs.validators.in_(("epoch", "iteration")))
-    num: int = option(64, doc="Images in the grid.", validator=[attrs.validators.ge(1), attrs.validators.le(1024)])
-    nrow: int = option(8, doc="Images per grid row.", validator=attrs.validators.ge(1))
+    num: int = option(
+        64,
+        doc="Images in the grid. A class-conditional run draws num // classes of each class, one row per class.",
+        validator=[attrs.validators.ge(1), attrs.validators.le(1024)],
+    )
+    nrow: int = option(
+        8, doc="Images per grid row (class-conditional runs: num // classes).", validator=attrs.validators.ge(1)
+    )
     seed: int | None = option(None, doc="Seed of the fixed noise batch (default: the recipe's seed).")
 
 
@@ -54,12 +60,19 @@ class Samples:
         sampler = _need_sampler(run, "samples")
         seed = self.config.seed if self.config.seed is not None else run.recipe_file.seed
         noise = sampler.noise(self.config.num, seed)
+        nrow = self.config.nrow
+        classes = getattr(sampler, "classes", None) or ()
+        if classes:  # a class-conditional sampler: one row per class, the same noise down each column
+            import torch
+
+            nrow = max(1, self.config.num // len(classes))
+            noise = torch.cat([sampler.noise(nrow, seed, label=c) for c in range(len(classes))])
         folder = run.ensure_dir() / "samples"
 
         def write(engine: Engine) -> None:
             from dltoolkit import image_grid, save_png
 
-            grid = image_grid(sampler.generate(noise), self.config.nrow)
+            grid = image_grid(sampler.generate(noise), nrow)
             save_png(grid, folder / f"{GRID_PREFIX}{engine.state.iteration:08d}.png")
             run.add_images("samples", grid, engine.state.iteration)
 

@@ -31,6 +31,7 @@ from dltoolkit._scalars import ScalarMeans, as_vector
 from dltoolkit._trained import Trained
 
 METRICS_NAME = "metrics.jsonl"
+SUMMARY_NAME = "run.json"
 SUBDIRS = ("checkpoints", "samples", "tb")
 LOCK_NAME = ".lock"
 
@@ -438,7 +439,36 @@ class Run:
         keep_finished_epoch(trainer)
         if self.resume(to_save, max_epochs=epochs) is not None and on_resume is not None:
             on_resume()
-        self.run_engine(trainer, data, epochs)
+        started = time.perf_counter()
+        try:
+            self.run_engine(trainer, data, epochs)
+        finally:
+            self.write_summary(state, trained, trainer, time.perf_counter() - started)
+
+    def write_summary(self, state: Mapping[str, Any], trained: Trained, trainer: Engine, seconds: float) -> None:
+        """``run.json``: parameters per module and training wall time (summed over resumes), for ``dltk compare``."""
+        path = self.path / SUMMARY_NAME
+        previous: dict[str, Any] = {}
+        if self.resuming and path.is_file():
+            try:
+                previous = json.loads(path.read_text(encoding="utf-8"))
+            except ValueError:
+                previous = {}
+        modules = {n: m for n, m in state.items() if isinstance(m, torch.nn.Module)}
+        summary = {
+            "parameters": {n: sum(p.numel() for p in m.parameters()) for n, m in modules.items()},
+            "trained_modules": list(trained.modules),
+            "train_seconds": round(float(previous.get("train_seconds", 0.0)) + seconds, 3),
+            "sessions": int(previous.get("sessions", 0)) + 1,
+            "epoch": trainer.state.epoch,
+            "iteration": trainer.state.iteration,
+            "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        }
+        text = json.dumps(summary, indent=1) + "\n"
+        try:
+            _checkpoint.atomic_write(path, lambda h: h.write(text.encode()))
+        except OSError as exc:  # never hide the run's own outcome
+            print(f"dltk: could not write {path}: {exc}", file=sys.stderr)
 
     def write_metadata(self, trained: Trained) -> None:
         """What rebuilds the trained model: recipe, model and options, data description, dataset, seed."""

@@ -155,6 +155,35 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--weights-sha256", help="sha256 of weights other than the official file")
     ev.add_argument("--device", default="auto")
     _plugin_args(ev)
+
+    cmp = sub.add_parser(
+        "compare",
+        help="compare runs: a page with their scores, scalars and samples",
+        description=(
+            "Write compare.html (figures beside it) for RUN directories: recipe, model, dataset, epochs, "
+            "parameters, wall time, best and last scores, every shared scalar on one figure, the last "
+            "sample grids; print the tables as Markdown."
+        ),
+    )
+    cmp.add_argument("runs", type=Path, nargs="+", metavar="RUN")
+    cmp.add_argument("--out", type=Path, help="folder for the page (default: compare-<stamp> beside the first run)")
+    _plugin_args(cmp)
+
+    new = sub.add_parser("new", help="start something new from a template", description="Write a template.")
+    new_sub = new.add_subparsers(dest="template", metavar="TEMPLATE", required=True)
+    new_plugin = new_sub.add_parser(
+        "plugin",
+        help="a pip-installable plugin distribution",
+        description=(
+            "Write dltoolkit-NAME/: a pip-installable plugin with one working component of KIND, "
+            "its entry point, a README and tests that pass as generated."
+        ),
+    )
+    new_plugin.add_argument("name", metavar="NAME", help="plugin name: lowercase letters, digits and dashes")
+    new_plugin.add_argument(
+        "--kind", default="model", choices=("model", "dataset", "metric", "callback", "recipe"), help="(default: model)"
+    )
+    new_plugin.add_argument("--out", type=Path, default=Path("."), help="write dltoolkit-NAME/ in this folder")
     return parser
 
 
@@ -367,6 +396,24 @@ def cmd_eval(args: argparse.Namespace) -> int:
     return evaluate_command(registry, args)
 
 
+def cmd_compare(args: argparse.Namespace) -> int:
+    from dltoolkit._compare import compare, directions_from
+
+    _host, registry = _setup(args)
+    text, page = compare(args.runs, args.out, directions_from(registry))
+    print(text)
+    print(f"\ndltk: wrote {page} (open it in a browser)")
+    return ExitCode.OK
+
+
+def cmd_new(args: argparse.Namespace) -> int:
+    from dltoolkit._new_plugin import new_plugin
+
+    folder = new_plugin(args.name, kind=args.kind, out=args.out)
+    print(f"dltk: wrote {folder}/; next: pip install -e {folder} && pytest {folder}")
+    return ExitCode.OK
+
+
 COMMANDS = {
     "run": cmd_run,
     "check": cmd_check,
@@ -376,6 +423,8 @@ COMMANDS = {
     "export": cmd_export,
     "predict": cmd_predict,
     "eval": cmd_eval,
+    "compare": cmd_compare,
+    "new": cmd_new,
 }
 
 

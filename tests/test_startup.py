@@ -27,6 +27,9 @@ print("EXIT", code, "HEAVY", ",".join(heavy) or "-")
     [
         ["--help"],
         ["run", "--help"],
+        ["compare", "--help"],
+        ["new", "--help"],
+        ["new", "plugin", "--help"],
         ["list"],
         ["list", "-v"],
         ["plugins"],

@@ -6,6 +6,7 @@ Every problem is collected and reported at once as ``FILE: key.path: what is wro
 from __future__ import annotations
 
 import copy
+import math
 import re
 import sys
 import typing
@@ -50,18 +51,24 @@ def _show(value: Any) -> str:
 def _strict_int(value: Any, _: type) -> int:
     if isinstance(value, bool) or not isinstance(value, int):
         raise TypeError(f"expected an integer, got {_show(value)}")
+    if not -(2**63) <= value < 2**63:  # what torch and numpy index with: larger ones overflow later
+        raise TypeError(f"expected an integer from -2**63 to 2**63 - 1, got {value}")
     return value
 
 
 def _strict_float(value: Any, _: type) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise TypeError(f"expected a number, got {_show(value)}")
+    if not math.isfinite(value):  # TOML has inf and nan; no option means them (lr = inf fails after starting)
+        raise TypeError(f"expected a finite number, got {value}")
     return float(value)
 
 
 def _strict_str(value: Any, _: type) -> str:
     if not isinstance(value, str):
         raise TypeError(f"expected a string, got {_show(value)}")
+    if "\x00" in value:  # no file name, device or component name holds one; paths would fail later
+        raise TypeError("a path may not contain a NUL byte")
     return value
 
 
@@ -390,18 +397,38 @@ def _component_array(
 
 def read_toml(path: Path) -> dict[str, Any]:
     """Parse a TOML file; a missing or broken file is a :class:`DltkError`."""
-    if not path.exists():
-        raise DltkError(f"{path}: no such file")
-    if path.is_dir():
-        raise DltkError(f"{path}: is a directory, not a recipe file")
+    from dltoolkit._paths import problem_with_file
+
+    problem = problem_with_file(path, "recipe file")
+    if problem is not None:
+        raise DltkError(f"{path}: {problem}")
     try:
         text = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
         raise DltkError(f"{path}: cannot read: {exc}") from None
     try:
-        return tomllib.loads(text)
+        data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise DltkError(f"{path}: not valid TOML: {exc}") from None
+    except RecursionError:
+        raise DltkError(f"{path}: not valid TOML: nested too deeply") from None
+    if _depth(data) > MAX_DEPTH:
+        raise DltkError(f"{path}: not valid TOML: nested too deeply (more than {MAX_DEPTH} levels)")
+    return data
+
+
+MAX_DEPTH = 32
+"""Deepest nesting of tables and arrays a recipe file may have (recipes need about 4)."""
+
+
+def _depth(value: Any, level: int = 0) -> int:
+    if level > MAX_DEPTH:
+        return level
+    if isinstance(value, dict):
+        return max((_depth(v, level + 1) for v in value.values()), default=level + 1)
+    if isinstance(value, list):
+        return max((_depth(v, level + 1) for v in value), default=level + 1)
+    return level
 
 
 def parse_override(text: str) -> tuple[list[str | int], Any]:
@@ -416,6 +443,10 @@ def parse_override(text: str) -> tuple[list[str | int], Any]:
         value = tomllib.loads(f"v = {raw}")["v"]
     except tomllib.TOMLDecodeError:
         value = raw
+    except RecursionError:
+        raise ValueError(f"override '{key}': the value is nested too deeply") from None
+    if _depth(value) > MAX_DEPTH:
+        raise ValueError(f"override '{key}': the value is nested too deeply (more than {MAX_DEPTH} levels)")
     parts: list[str | int] = [int(p) if p.isdigit() else p for p in key.split(".")]
     return parts, value
 

@@ -90,7 +90,10 @@ class Run:
         self.registry = registry
         self.hook = host.hook
         self.resuming = resuming
-        self.device = resolve_device(recipe_file.run.device)
+        try:
+            self.device = resolve_device(recipe_file.run.device)
+        except DltkError as exc:  # the same line as dltk check gives
+            raise DltkError(f"{recipe_file.path}: {p}" for p in exc.problems) from None
         self._threads_before = torch.get_num_threads()
         if recipe_file.run.threads is not None:
             torch.set_num_threads(recipe_file.run.threads)
@@ -286,7 +289,21 @@ class Run:
         data = data if data is not None else self.data
         if data is None:
             raise TypeError("run.build_model(): build the dataset first (run.build_dataset()) or pass data=")
-        return self.build("model", **model_context(data))
+        return self.build("model", **self._checked_model_context(data))
+
+    def _checked_model_context(self, data: DataSpec) -> dict[str, Any]:
+        """The model's context, once the model was built on the ``meta`` device and found to fit."""
+        from dltoolkit._limits import build_model_checked
+
+        context = model_context(data)
+        table = self.table("model")
+        build_model_checked(
+            lambda: table.component.build(table.config, **context),
+            name=table.name,
+            device=self.device,
+            source=str(self.recipe_file.path),
+        )
+        return context
 
     @property
     def sampler(self) -> Any:

@@ -14,6 +14,7 @@ from dltoolkit._component import KINDS, is_resumable
 from dltoolkit._config import RECIPE_NAME, CheckpointSection, RecipeFile, RunSection, parse_override, read_toml
 from dltoolkit._errors import DltkError, ExitCode
 from dltoolkit._manager import PluginHost, make_plugin_host
+from dltoolkit._paths import one_line
 from dltoolkit._registry import Registry
 
 
@@ -292,6 +293,9 @@ def any_content(path: Path) -> bool:
 def cmd_check(args: argparse.Namespace) -> int:
     _host, registry = _setup(args)
     recipe_file = RecipeFile.from_toml(args.recipe, registry, args.overrides)
+    from dltoolkit._limits import check_device
+
+    check_device(recipe_file)  # what dltk run would refuse at once
     parts = [f"recipe {recipe_file.recipe.name}"]
     for kind in ("model", "dataset"):
         table = recipe_file.table(kind)
@@ -441,14 +445,29 @@ def main(argv: Sequence[str] | None = None) -> int:
             parser.error(f"unrecognized arguments: {' '.join(extra)}")
     args.plugins = [*args.global_plugins, *getattr(args, "plugins", [])]
     try:
+        _no_nul_bytes(args)
         return int(COMMANDS[args.command](args))
     except DltkError as exc:
-        for line in exc.problems:
+        for line in map(one_line, exc.problems):
             print(line, file=sys.stderr)
         return int(exc.exit_code)
     except KeyboardInterrupt:
         print("dltk: interrupted", file=sys.stderr)
         return int(ExitCode.INTERRUPTED)
+    except OSError as exc:  # a file system refusal outside a run's training (which reports its own)
+        where = exc.filename if exc.filename is not None else "dltk"
+        print(one_line(f"{where}: {exc.strerror or exc}"), file=sys.stderr)
+        return int(ExitCode.BAD_INPUT)
+
+
+def _no_nul_bytes(args: argparse.Namespace) -> None:
+    """No argument may hold a NUL byte: no path can, and Python raises deep inside on one."""
+    paths = [v for v in vars(args).values() if isinstance(v, Path)]
+    if args.command == "run" and args.args and "=" not in args.args[0]:
+        paths.append(args.args[0])  # the recipe file (overrides are checked with their key)
+    for path in paths:
+        if "\x00" in str(path):
+            raise DltkError(f"{path}: a path may not contain a NUL byte")
 
 
 def console_main() -> None:  # pragma: no cover - the console script

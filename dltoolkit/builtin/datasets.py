@@ -24,6 +24,8 @@ FASHION_NAMES = (
     "T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot"
 )  # fmt: skip
 IMAGES = ("images", "labels")
+RESIZE_CHUNK = 2048
+"""Images resized at a time (the memory check counts one chunk's float buffers)."""
 
 
 def _optional_range(low: int, high: int) -> Any:
@@ -58,7 +60,10 @@ def _finish(
     if config.channels is not None:
         images = convert_channels(images, config.channels)
     if config.image_size is not None:
-        images = resize_uint8(images, config.image_size)
+        from dltoolkit._limits import check_images_fit
+
+        check_images_fit(len(images), tuple(images.shape[1:]), config.image_size, RESIZE_CHUNK)
+        images = resize_uint8(images, config.image_size, chunk=RESIZE_CHUNK)
     return InMemoryImages(images, labels, class_names=class_names)
 
 

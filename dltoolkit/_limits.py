@@ -1,0 +1,127 @@
+"""Resource limits: inputs that would ask for more memory than this machine has are refused, by
+name and in one line, before anything is allocated.
+
+* a model is first built on torch's ``meta`` device (shapes, no storage): its parameter bytes are
+  compared with the memory available, and options that cannot build at all are reported;
+* an in-memory image dataset compares what resizing would hold with the memory available;
+* ``run.device`` is checked against what this machine has by ``dltk check`` as by ``dltk run``.
+
+The memory available is ``MemAvailable`` of ``/proc/meminfo`` (Linux) or, for CUDA, the device's
+free memory; elsewhere nothing is refused.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from dltoolkit._errors import DltkError
+
+GIB = 1 << 30
+SHARE = 0.9
+"""Refuse what would take more than this share of the memory available."""
+
+
+def gib(n: float) -> str:
+    return f"{n / GIB:.1f} GiB"
+
+
+def available_memory() -> int | None:
+    """Bytes of memory this process could still allocate (None where unknown)."""
+    try:
+        with open("/proc/meminfo", encoding="ascii") as handle:
+            for line in handle:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        return None
+    return None
+
+
+def device_memory(device: Any) -> int | None:
+    """Free bytes on ``device``: CUDA's own count, else the machine's memory."""
+    import torch
+
+    if torch.device(device).type == "cuda":
+        try:
+            return int(torch.cuda.mem_get_info(torch.device(device))[0])
+        except (RuntimeError, AssertionError):
+            return None
+    return available_memory()
+
+
+def check_device(recipe_file: Any) -> None:
+    """``run.device`` against what this machine has (imports torch only for an explicit accelerator)."""
+    name = recipe_file.run.device
+    if name in ("auto", "cpu"):
+        return
+    from dltoolkit._run import resolve_device
+
+    try:
+        resolve_device(name)
+    except DltkError as exc:
+        raise DltkError(f"{recipe_file.path}: {p}" for p in exc.problems) from None
+
+
+def build_model_checked(build: Callable[[], Any], *, name: str, device: Any, source: str) -> None:
+    """Build the model once on the ``meta`` device: options that cannot build (sizes that overflow)
+    and parameters larger than the memory available are :class:`DltkError`; nothing is allocated.
+
+    A factory that cannot build on ``meta`` for reasons of its own (it loads a weights file, say)
+    is not judged here."""
+    import torch
+
+    try:
+        with torch.random.fork_rng(devices=[]), torch.device("meta"):
+            model = build()
+    except DltkError:
+        raise
+    except (RuntimeError, ValueError, OverflowError, MemoryError) as exc:
+        text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        if "overflow" in text.lower() or isinstance(exc, (OverflowError, MemoryError)):
+            raise DltkError(f"{source}: model: '{name}' cannot be built with these options: {text}") from None
+        return
+    except Exception:  # not ours to judge; the real build reports it
+        return
+    tensors = {id(t): t for m in _modules_of(model) for t in (*m.parameters(), *m.buffers())}
+    needed = sum(t.numel() * t.element_size() for t in tensors.values())
+    free = device_memory(device)
+    if free is not None and needed > SHARE * free:
+        raise DltkError(
+            f"{source}: model: '{name}' with these options needs {gib(needed)} of parameters; "
+            f"this machine has {gib(free)} available (choose smaller sizes)"
+        )
+
+
+def _modules_of(model: Any) -> list[Any]:
+    """The ``torch.nn.Module`` objects a factory returned: the model, or those it holds."""
+    import torch
+
+    if isinstance(model, torch.nn.Module):
+        return [model]
+    if isinstance(model, dict):
+        values = list(model.values())
+    elif isinstance(model, (list, tuple)):
+        values = list(model)
+    else:
+        values = list(getattr(model, "__dict__", {}).values())
+        slots = getattr(type(model), "__slots__", ())
+        values += [getattr(model, s) for s in slots if isinstance(s, str) and hasattr(model, s)]
+    return [v for v in values if isinstance(v, torch.nn.Module)]
+
+
+def check_images_fit(count: int, shape: tuple[int, int, int], size: int, chunk: int) -> None:
+    """An in-memory dataset of ``count`` images of ``shape`` resized to ``size``: what it would hold
+    (uint8) plus the float buffers of one resize chunk, against the memory available."""
+    channels, height, width = shape
+    held = count * channels * size * size
+    part = min(count, chunk) * channels * 4
+    working = part * (height * width + size * size)
+    needed = held + working
+    free = available_memory()
+    if free is not None and needed > SHARE * free:
+        raise DltkError(
+            f"dataset.image_size: {size} would hold {count} images of {channels}x{size}x{size} in memory and need "
+            f"{gib(needed)} while resizing; this machine has {gib(free)} available (use a smaller image_size, or "
+            "image-folder, which reads images one at a time)"
+        )

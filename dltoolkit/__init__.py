@@ -18,6 +18,7 @@ from dltoolkit.hookspecs import hookimpl
 if TYPE_CHECKING:
     from dltoolkit._checkpoint import sha256_file
     from dltoolkit._data import EpochBatchSampler, InMemoryImages, make_loader, to_signed_unit, to_uint8
+    from dltoolkit._distributed import shard_randn, shard_randn_like
     from dltoolkit._images import image_grid, save_png
     from dltoolkit._run import Run
     from dltoolkit._sampling import ImageSampler
@@ -37,6 +38,8 @@ _LAZY = {
     "Run": "dltoolkit._run",
     "ImageSampler": "dltoolkit._sampling",
     "ScalarMeans": "dltoolkit._scalars",
+    "shard_randn": "dltoolkit._distributed",
+    "shard_randn_like": "dltoolkit._distributed",
 }
 
 
@@ -78,6 +81,8 @@ __all__ = [
     "option",
     "save_png",
     "sha256_file",
+    "shard_randn",
+    "shard_randn_like",
     "spec_of",
     "to_signed_unit",
     "to_uint8",

@@ -224,6 +224,17 @@ class CheckpointSection:
     )
 
 
+RECIPE_CORE_OPTIONS: dict[str, str] = {
+    "compile": "Wrap the trained models in torch.compile (the core does it for every recipe; the checkpoint "
+    "format is unchanged, so a compiled run resumes uncompiled and the other way round). Where compilation "
+    "is not available, one warning line and the run goes on uncompiled.",
+    "sync_batchnorm": "With several processes (--nproc-per-node, torchrun), BatchNorm layers compute their "
+    "statistics over the global batch (torch.nn.SyncBatchNorm; CUDA only). No effect on one process.",
+}
+"""Options every ``[recipe]`` table accepts besides its own: the core applies them to any recipe
+(both false by default, both may change on ``--resume``)."""
+
+
 @attrs.frozen
 class ComponentTable:
     """A component table of a recipe file: the registered ``name`` and its validated options."""
@@ -251,6 +262,8 @@ class RecipeFile:
     dataset: ComponentTable | None
     metrics: tuple[ComponentTable, ...]
     callbacks: tuple[ComponentTable, ...]
+    compile: bool = False
+    sync_batchnorm: bool = False
 
     @property
     def stem(self) -> str:
@@ -282,10 +295,20 @@ class RecipeFile:
         checkpoint = structure(CheckpointSection, data.get("checkpoint", {}), "checkpoint", problems)
 
         recipe = None
+        core_options: dict[str, bool] = {}
         if "recipe" not in data:
             problems.append(("recipe", "missing required table [recipe] (with name = ...)"))
         else:
-            recipe = _component_table(registry, "recipe", data["recipe"], "recipe", problems)
+            own = data["recipe"]
+            if isinstance(own, dict):
+                for key in RECIPE_CORE_OPTIONS:
+                    if key in own:
+                        if isinstance(own[key], bool):
+                            core_options[key] = own[key]
+                        else:
+                            problems.append((f"recipe.{key}", f"expected true or false, got {_show(own[key])}"))
+                own = {k: v for k, v in own.items() if k not in RECIPE_CORE_OPTIONS}
+            recipe = _component_table(registry, "recipe", own, "recipe", problems)
         model = _component_table(registry, "model", data["model"], "model", problems) if "model" in data else None
         dataset = (
             _component_table(registry, "dataset", data["dataset"], "dataset", problems) if "dataset" in data else None
@@ -342,6 +365,7 @@ class RecipeFile:
             dataset=dataset,
             metrics=metrics,
             callbacks=callbacks,
+            **core_options,
         )
 
 

@@ -127,6 +127,8 @@ class EpochBatchSampler(Sampler[Tensor]):
         return self
 
     def _shard_size(self) -> int:
+        if self.drop_last:  # training: every rank gets as many batches (a collective step each)
+            return self.size // self.world_size
         return (self.size - self.rank + self.world_size - 1) // self.world_size
 
     def __len__(self) -> int:
@@ -173,13 +175,30 @@ def make_loader(
     shuffle: bool = True,
     drop_last: bool = True,
     num_workers: int = 0,
+    split_batch: bool = True,
 ) -> torch.utils.data.DataLoader:
-    """A loader over ``dataset`` through ``ignite.distributed.auto_dataloader``, resumable mid-epoch."""
+    """A loader over ``dataset`` through ``ignite.distributed.auto_dataloader``, resumable mid-epoch.
+
+    With N processes (``ignite.distributed``), ``batch_size`` is the global batch: each rank
+    takes ``batch_size / N`` (it must divide) from its own shard of the epoch's permutation, and
+    batch ``b`` of all ranks together holds exactly the samples of batch ``b`` of one process.
+    ``split_batch=False`` makes ``batch_size`` per rank (evaluation, where it changes nothing).
+    """
     import logging
+    import warnings
 
     import ignite.distributed as idist
 
+    from dltoolkit._errors import DltkError
+
     logging.getLogger("ignite.distributed.auto.auto_dataloader").setLevel(logging.WARNING)
+    world = idist.get_world_size()
+    if split_batch and world > 1:
+        if batch_size % world:
+            raise DltkError(
+                f"recipe.batch_size: {batch_size} does not divide among {world} processes; use a multiple of {world}"
+            )
+        batch_size //= world
 
     sampler = EpochBatchSampler(
         len(dataset),  # type: ignore[arg-type]
@@ -192,11 +211,13 @@ def make_loader(
     )
     if engine is not None:
         sampler.bind(engine)
-    return idist.auto_dataloader(
-        dataset,
-        batch_sampler=sampler,
-        collate_fn=collate,
-        num_workers=num_workers,
-        persistent_workers=num_workers > 0,
-        generator=torch.Generator().manual_seed(seed),  # workers' seeds must not draw from the global RNG
-    )
+    with warnings.catch_warnings():  # "Found batch_sampler ...": this one takes its rank's shard
+        warnings.filterwarnings("ignore", message="Found batch_sampler", category=UserWarning)
+        return idist.auto_dataloader(
+            dataset,
+            batch_sampler=sampler,
+            collate_fn=collate,
+            num_workers=num_workers,
+            persistent_workers=num_workers > 0,
+            generator=torch.Generator().manual_seed(seed),  # workers' seeds must not draw from the global RNG
+        )

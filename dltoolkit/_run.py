@@ -9,12 +9,14 @@ import os
 import shutil
 import signal
 import sys
+import tempfile
 import threading
 import time
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+import ignite.distributed as idist
 import tomli_w
 import torch
 from ignite.engine import Engine, Events
@@ -26,8 +28,7 @@ from dltoolkit._errors import DltkError, ExitCode, Interrupted, RunFailed
 from dltoolkit._manager import PluginHost
 from dltoolkit._registry import Registry
 from dltoolkit._resumecheck import TRAIN_SIZE, changes
-from dltoolkit._resumecheck import TRAIN_SIZE, changes
-from dltoolkit._scalars import ScalarMeans, as_vector
+from dltoolkit._scalars import FiniteWatch, ScalarMeans, as_vector
 from dltoolkit._trained import Trained
 
 METRICS_NAME = "metrics.jsonl"
@@ -126,6 +127,29 @@ class Run:
                 _check_writable(Path(recipe_file.run.dir), f"{recipe_file.path}: run.dir")
             else:
                 _check_writable(run_dir, "--run-dir")
+        self.rank, self.world_size = int(idist.get_rank()), int(idist.get_world_size())
+        self.shared_path = self.path
+        if self.world_size > 1:
+            self._join_ranks()
+
+    def _join_ranks(self) -> None:
+        """Several processes: one run directory (rank 0's name for it), written by rank 0 only.
+
+        Every other rank writes what a run writes (logs, samples, summaries) to a private scratch
+        folder removed when it ends, so plugins need no rank checks of their own; it reads the
+        run directory only to load the checkpoint rank 0 chose on ``--resume``.
+        """
+        from dltoolkit import _distributed
+
+        check_batch_split(self.recipe_file, self.world_size)
+        if self.device.type == "cuda":
+            self.device = idist.device()  # cuda:<local rank>
+        self.path = Path(_distributed.broadcast_text(str(self.path) if self.rank == 0 else None))
+        self.shared_path = self.path
+        if self.rank > 0:
+            scratch = Path(tempfile.mkdtemp(prefix=f"dltk-rank{self.rank}-"))
+            self.path = scratch / self.shared_path.name
+            _distributed.PATH_ALIASES[str(self.path)] = str(self.shared_path)
 
     # -- directory and logs -------------------------------------------------------------
 
@@ -140,6 +164,11 @@ class Run:
     def ensure_dir(self) -> Path:
         """Create the run directory and write ``recipe.toml`` (once)."""
         if self.created:
+            return self.path
+        if self.rank > 0:  # a scratch folder: rank 0 owns the run directory
+            for sub in SUBDIRS:
+                (self.path / sub).mkdir(parents=True, exist_ok=True)
+            self.created = True
             return self.path
         if not self.resuming:
             if self._explicit_dir:
@@ -229,6 +258,8 @@ class Run:
         if self._tb is not None:
             self._tb.close()
             self._tb = None
+        if self.rank > 0:
+            shutil.rmtree(self.path.parent, ignore_errors=True)
 
     # -- components ---------------------------------------------------------------------
 
@@ -284,12 +315,22 @@ class Run:
         """Build the ``[model]`` table's model for ``data`` (default: the training data's description).
 
         The factory receives ``data=`` (a :class:`~dltoolkit.DataSpec`) and, for images,
-        ``image_shape=(C, H, W)``, as far as it accepts them.
+        ``image_shape=(C, H, W)``, as far as it accepts them. With ``recipe.sync_batchnorm`` and
+        several processes, its BatchNorm layers (in the model or in the modules it holds) become
+        ``SyncBatchNorm``, before a recipe wraps them for distributed training.
         """
         data = data if data is not None else self.data
         if data is None:
             raise TypeError("run.build_model(): build the dataset first (run.build_dataset()) or pass data=")
-        return self.build("model", **self._checked_model_context(data))
+        model = self.build("model", **self._checked_model_context(data))
+        if self.recipe_file.sync_batchnorm and self.world_size > 1:
+            if self.device.type != "cuda":
+                raise DltkError(
+                    f"{self.recipe_file.path}: recipe.sync_batchnorm: SyncBatchNorm runs on CUDA devices only; "
+                    f"this run trains on {self.device.type} (set it to false)"
+                )
+            model = sync_batchnorm(model)
+        return model
 
     def _checked_model_context(self, data: DataSpec) -> dict[str, Any]:
         """The model's context, once the model was built on the ``meta`` device and found to fit."""
@@ -326,7 +367,8 @@ class Run:
         """Announce an engine: attach the recipe file's callbacks (trainer) and call the hook."""
         if role == "trainer":
             self.trainer = engine
-            for callback in self.build_callbacks():
+            callbacks = self.build_callbacks()
+            for callback in callbacks if self.rank == 0 else []:  # callbacks write artefacts: rank 0's job
                 callback.attach(engine, self)
         self.hook.dltk_engine_created(run=self, engine=engine, role=role)
 
@@ -345,7 +387,17 @@ class Run:
 
         def evaluate(engine: Engine) -> None:
             epoch, last = engine.state.epoch, engine.state.max_epochs
-            results = evaluate_metrics(self, [m for m in built if epoch % m.every == 0 or epoch == last])
+            due = [m for m in built if epoch % m.every == 0 or epoch == last]
+            if self.world_size > 1 and self.rank > 0:  # metrics drawing samples run on rank 0 alone
+                due = [m for m in due if getattr(m, "needs", "samples") == "predictions"]
+            results = evaluate_metrics(self, due)
+            if self.world_size > 1:
+                for metric in due:
+                    if metric.name in results:
+                        on_rank_0 = getattr(metric, "needs", "samples") != "predictions"
+                        results[metric.name]["processes"] = (
+                            f"rank 0 of {self.world_size}" if on_rank_0 else f"split over {self.world_size}, gathered"
+                        )
             if results:
                 scores = {name: float(r["value"]) for name, r in results.items()}
                 protocol = {name: {k: v for k, v in r.items() if k != "value"} for name, r in results.items()}
@@ -456,6 +508,8 @@ class Run:
         keep_finished_epoch(trainer)
         if self.resume(to_save, max_epochs=epochs) is not None and on_resume is not None:
             on_resume()
+        if self.recipe_file.compile:
+            compile_modules([m for m in state.values() if isinstance(m, torch.nn.Module)], self.device)
         started = time.perf_counter()
         try:
             self.run_engine(trainer, data, epochs)
@@ -524,32 +578,62 @@ class Run:
             if engine.state.iteration % engine.state.epoch_length == 0:  # not a mid-epoch resume
                 means.reset_epoch()
 
+        # On a CPU, reading a flag costs nothing: every step is checked. On an accelerator that
+        # would wait for the device each step, so the first bad step is kept on the device and read
+        # at logging points and before any checkpoint (none is ever written after a bad step).
+        every_step = self.device.type == "cpu"
+        watch = FiniteWatch(len(names), self.device)
+
+        def fail(engine: Engine, iteration: int, values: list[float]) -> RunFailed:
+            bad = [f"{n} = {v:g}" for n, v in zip(names, values, strict=True) if not math.isfinite(v)]
+            advice = (
+                f"Resume from the last good checkpoint with: dltk run --resume {self.shared_path}"
+                if _checkpoint.checkpoints_in(self.shared_path / "checkpoints")
+                else restart_advice(self)
+            )
+            hint = f" ({failure_hint})" if failure_hint else ""
+            epoch = (iteration - 1) // max(engine.state.epoch_length or 1, 1) + 1
+            return RunFailed(
+                f"{self.shared_path}: non-finite loss at iteration {iteration} "
+                f"(epoch {epoch}): {', '.join(bad)}; no checkpoint was written with it. "
+                f"{advice}{hint}"
+            )
+
+        def check(engine: Engine) -> None:
+            """Before logging or a checkpoint: no bad step since the last check; sums over all ranks."""
+            if not every_step:
+                found = watch.first_bad()
+                if found is not None:
+                    raise fail(engine, *found)
+            means.sync()
+
         @trainer.on(Events.ITERATION_COMPLETED)
         def _collect(engine: Engine) -> None:
             values = as_vector(engine.state.output, names, self.device)
-            if not bool(torch.isfinite(values).all()):
-                bad = [f"{n} = {v:g}" for n, v in zip(names, values.tolist(), strict=True) if not math.isfinite(v)]
-                advice = (
-                    f"Resume from the last good checkpoint with: dltk run --resume {self.path}"
-                    if _checkpoint.checkpoints_in(self.checkpoint_dir)
-                    else restart_advice(self)
-                )
-                hint = f" ({failure_hint})" if failure_hint else ""
-                raise RunFailed(
-                    f"{self.path}: non-finite loss at iteration {engine.state.iteration} "
-                    f"(epoch {engine.state.epoch}): {', '.join(bad)}; no checkpoint was written with it. "
-                    f"{advice}{hint}"
-                )
+            if every_step:
+                if not bool(torch.isfinite(values).all()):
+                    raise fail(engine, engine.state.iteration, values.tolist())
+            else:
+                watch.add(values, engine.state.iteration)
             means.add(values)
 
         @trainer.on(Events.ITERATION_COMPLETED(every=log_every))
         def _log_window(engine: Engine) -> None:
+            check(engine)
             self.report(engine, means.window_means(), kind="step")
             means.mark_window()
 
         @trainer.on(Events.EPOCH_COMPLETED)
         def _log_epoch(engine: Engine) -> None:
+            check(engine)
             self.report(engine, means.epoch_means(), kind="epoch")
+
+        if not every_step or self.world_size > 1:
+            section = self.recipe_file.checkpoint
+            if section.unit == "iteration":
+                trainer.add_event_handler(Events.ITERATION_COMPLETED(every=section.every), check)
+            trainer.add_event_handler(Events.TERMINATE, check)
+            trainer.add_event_handler(Events.COMPLETED, check)
 
         return means
 
@@ -560,10 +644,24 @@ class Run:
         (Ignite would otherwise start it again from scratch).
 
         A checkpoint that is truncated or unreadable is reported on stderr and the previous one
-        is tried; with none left it is a :class:`DltkError`.
+        is tried; with none left it is a :class:`DltkError`. With several processes rank 0
+        chooses (and sets aside what is unusable) and every rank loads the checkpoint it chose.
         """
         if not self.resuming:
             return None
+        if self.world_size == 1:
+            return self._resume_newest(to_load, max_epochs=max_epochs)
+        from dltoolkit import _distributed
+
+        chosen = self._resume_newest(to_load, max_epochs=max_epochs) if self.rank == 0 else None
+        name = _distributed.broadcast_text(str(chosen) if chosen is not None else "" if self.rank == 0 else None)
+        if self.rank > 0 and name:
+            from ignite.handlers import Checkpoint
+
+            Checkpoint.load_objects(to_load, _checkpoint.load_checkpoint(Path(name)))
+        return Path(name) if name else None
+
+    def _resume_newest(self, to_load: Mapping[str, Any], *, max_epochs: int | None = None) -> Path | None:
         _checkpoint.remove_stray_temp_files(self.checkpoint_dir)
         candidates = _checkpoint.checkpoints_in(self.checkpoint_dir)
         if not candidates:  # stopped before its first checkpoint: not a dead end, start it again here
@@ -600,10 +698,6 @@ class Run:
             if changed:
                 raise DltkError(changed)
             current = dict(self.metadata.data)
-            changed = changes(data.get("meta", {}), self.metadata.data, self.recipe_file, path.name)
-            if changed:
-                raise DltkError(changed)
-            current = dict(self.metadata.data)
             from ignite.handlers import Checkpoint
 
             try:
@@ -621,8 +715,6 @@ class Run:
                         f"{self.path}: the run already finished {state.epoch} epochs; "
                         f"pass recipe.epochs=N with N > {state.epoch} to train longer"
                     )
-            # what runs from here on (resumable options may have changed); the best score stays the loaded one
-            self.metadata.data.update({k: v for k, v in current.items() if k not in ("best_by", "best_score")})
             # what runs from here on (resumable options may have changed); the best score stays the loaded one
             self.metadata.data.update({k: v for k, v in current.items() if k not in ("best_by", "best_score")})
             if self.resume_rewrites_recipe:
@@ -692,18 +784,39 @@ class Run:
         """
         received: list[int] = []
 
+        together = self.world_size > 1  # every rank must stop after the same iteration
+
         def on_signal(signum: int, _frame: Any) -> None:
             code = ExitCode.INTERRUPTED if signum == signal.SIGINT else ExitCode.TERMINATED
             if received:
-                print("dltk: stopping now", file=sys.stderr, flush=True)
+                if self.rank == 0:
+                    print("dltk: stopping now", file=sys.stderr, flush=True)
                 os._exit(int(code))
             received.append(signum)
-            print(
-                f"dltk: {signal.Signals(signum).name} received: stopping after this iteration (again to stop at once)",
-                file=sys.stderr,
-                flush=True,
-            )
-            engine.terminate()
+            if self.rank == 0:
+                print(
+                    f"dltk: {signal.Signals(signum).name} received: stopping after this iteration "
+                    "(again to stop at once)",
+                    file=sys.stderr,
+                    flush=True,
+                )
+            if not together:
+                engine.terminate()
+
+        if together:
+            from dltoolkit import _distributed
+
+            interval = 1 if idist.backend() == "gloo" else 20  # on a GPU, agreeing waits for the device
+
+            def agree(engine: Engine) -> None:
+                if engine.state.iteration % interval == 0 or engine.state.iteration % engine.state.epoch_length == 0:
+                    signum = _distributed.agree_on_stop(received[0] if received else 0, self.device)
+                    if signum:
+                        if not received:
+                            received.append(signum)
+                        engine.terminate()
+
+            engine.add_event_handler(Events.ITERATION_COMPLETED, agree)
 
         handled = (signal.SIGINT, signal.SIGTERM)
         previous = {}
@@ -737,7 +850,9 @@ class Run:
             )
 
     def attach_progress(self, trainer: Engine) -> None:
-        """A progress bar on a terminal (Ignite's ``ProgressBar``), one line per epoch otherwise."""
+        """A progress bar on a terminal (Ignite's ``ProgressBar``), one line per epoch otherwise (rank 0)."""
+        if self.rank > 0:
+            return
         if sys.stderr.isatty():
             from ignite.handlers import ProgressBar
 
@@ -824,7 +939,7 @@ def run_evaluator(source: Any, metrics: list[Any], split: str) -> dict[str, dict
         raise DltkError(f"metrics: {names} score predictions, and this recipe offers no eval_step")
     dataset, identity = source.reference(split)
     batch_size = max(int(getattr(m, "batch_size", 256)) for m in metrics)
-    loader = make_loader(dataset, batch_size, seed=0, shuffle=False, drop_last=False)
+    loader = make_loader(dataset, batch_size, seed=0, shuffle=False, drop_last=False, split_batch=False)
     modules = [m for m in trained.modules.values() if isinstance(m, torch.nn.Module)]
     modes = [m.training for m in modules]
 
@@ -856,6 +971,53 @@ def run_evaluator(source: Any, metrics: list[Any], split: str) -> dict[str, dict
         results[metric.name] = {"value": value, "split": split, "count": len(dataset), "reference": identity}
         results[metric.name]["seconds"] = seconds
     return results
+
+
+def sync_batchnorm(model: Any) -> Any:
+    """``model`` (a module, or an object holding modules) with BatchNorm layers made ``SyncBatchNorm``."""
+    convert = torch.nn.SyncBatchNorm.convert_sync_batchnorm
+    if isinstance(model, torch.nn.Module):
+        return convert(model)
+    import attrs
+
+    names = [f.name for f in attrs.fields(type(model))] if attrs.has(type(model)) else list(vars(model))
+    for name in names:
+        value = getattr(model, name)
+        if isinstance(value, torch.nn.Module):
+            setattr(model, name, convert(value))
+    return model
+
+
+def compile_modules(modules: list[torch.nn.Module], device: torch.device) -> bool:
+    """``recipe.compile``: compile each module in place (``nn.Module.compile``), so its
+    ``state_dict`` keeps its keys (no ``_orig_mod.``) and checkpoints stay interchangeable between
+    compiled and uncompiled runs. Where ``torch.compile`` cannot work here (no compiler, no
+    Triton, an unsupported Python), one warning line and the modules stay as they are."""
+    try:
+        probe = torch.compile(lambda x: x * 2.0 + 1.0)
+        probe(torch.ones(4, device=device))
+    except Exception as exc:  # what fails differs by platform: a missing compiler, Triton, Python version
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        print(
+            f"dltk: recipe.compile: torch.compile is not available here ({first}); training uncompiled", file=sys.stderr
+        )
+        return False
+    seen: set[int] = set()
+    for module in modules:
+        if id(module) not in seen:
+            seen.add(id(module))
+            module.compile()
+    return True
+
+
+def check_batch_split(recipe_file: RecipeFile, world_size: int) -> None:
+    """``recipe.batch_size`` is the global batch: with N processes each takes batch_size / N."""
+    batch_size = getattr(recipe_file.recipe.config, "batch_size", None)
+    if world_size > 1 and isinstance(batch_size, int) and batch_size % world_size:
+        raise DltkError(
+            f"{recipe_file.path}: recipe.batch_size: {batch_size} does not divide among {world_size} processes "
+            f"(each takes batch_size / {world_size}); use a multiple of {world_size}"
+        )
 
 
 def model_context(data: DataSpec) -> dict[str, Any]:

@@ -18,7 +18,8 @@ class ImageSampler:
     """
 
     def __init__(self, decode: nn.Module, noise_dim: int, device: torch.device | str):
-        self.module = decode
+        # never through DistributedDataParallel: its forward is a collective, and only rank 0 samples
+        self.module = decode.module if isinstance(decode, nn.parallel.DistributedDataParallel) else decode
         self.noise_dim = noise_dim
         self.device = torch.device(device)
 

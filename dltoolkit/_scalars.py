@@ -34,6 +34,18 @@ class ScalarMeans:
         self.epoch_sum.add_(values)
         self.epoch_count += 1
 
+    def sync(self) -> None:
+        """With several processes: make the sums the mean over ranks (a collective; every rank calls it).
+
+        The sums are equal on every rank after it, so means are over the global batch and a
+        checkpoint written after it holds what every rank would have saved.
+        """
+        import ignite.distributed as idist
+
+        world = idist.get_world_size()
+        if world > 1:
+            self.epoch_sum = idist.all_reduce(self.epoch_sum.clone()) / world
+
     def _means(self, total: Tensor, count: int) -> dict[str, float]:
         return dict(zip(self.names, (total / max(count, 1)).tolist(), strict=True))
 
@@ -76,3 +88,25 @@ def as_vector(output: Any, names: Sequence[str], device: torch.device) -> Tensor
         f"the recipe's step must return {{name: value}} for its declared reports {list(names)} "
         f"(or a tensor of {len(names)} values in that order), got {type(output).__name__}"
     )
+
+
+class FiniteWatch:
+    """Remembers, on the device, the first iteration whose step scalars were not all finite.
+
+    :meth:`add` queues a few device operations and never waits for the device; :meth:`first_bad`
+    reads the result (one synchronisation), at logging points and before checkpoints.
+    """
+
+    def __init__(self, size: int, device: torch.device):
+        self.first = torch.full((), -1, dtype=torch.int64, device=device)
+        self.values = torch.zeros(size, dtype=torch.float64, device=device)
+
+    def add(self, values: Tensor, iteration: int) -> None:
+        fresh = ~torch.isfinite(values).all() & (self.first < 0)
+        self.first = torch.where(fresh, iteration, self.first)
+        self.values = torch.where(fresh, values, self.values)
+
+    def first_bad(self) -> tuple[int, list[float]] | None:
+        """``(iteration, scalars)`` of the first non-finite step since the start, or None."""
+        iteration = int(self.first.item())
+        return None if iteration < 0 else (iteration, self.values.tolist())

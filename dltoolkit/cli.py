@@ -3,15 +3,25 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import attrs
 
 from dltoolkit._compat import serves
 from dltoolkit._component import KINDS, is_resumable
-from dltoolkit._config import RECIPE_NAME, CheckpointSection, RecipeFile, RunSection, parse_override, read_toml
+from dltoolkit._config import (
+    RECIPE_CORE_OPTIONS,
+    RECIPE_NAME,
+    CheckpointSection,
+    RecipeFile,
+    RunSection,
+    parse_override,
+    read_toml,
+)
 from dltoolkit._errors import DltkError, ExitCode
 from dltoolkit._manager import PluginHost, make_plugin_host
 from dltoolkit._paths import one_line
@@ -59,6 +69,17 @@ def build_parser() -> argparse.ArgumentParser:
     )
     run.add_argument("--run-dir", type=Path, help="write the run exactly here (must not exist or be empty)")
     run.add_argument("--resume", type=Path, metavar="RUN_DIR", help="continue this run from its last checkpoint")
+    run.add_argument(
+        "--nproc-per-node",
+        type=int,
+        metavar="N",
+        help="train with N processes on this machine (ignite.distributed); recipe.batch_size is the global batch",
+    )
+    run.add_argument(
+        "--backend",
+        choices=("gloo", "nccl"),
+        help="process-group backend for --nproc-per-node or torchrun (default: nccl with CUDA, else gloo)",
+    )
     _plugin_args(run)
 
     check = sub.add_parser(
@@ -227,6 +248,8 @@ def _resumable_keys(registry: Registry, data: dict) -> list[str]:
             keys += [
                 ".".join(str(p) for p in [*head, f.name]) for f in attrs.fields(config) if is_resumable(config, f.name)
             ]
+        if head == ["recipe"]:
+            keys += [f"recipe.{name}" for name in RECIPE_CORE_OPTIONS]
     return keys
 
 
@@ -242,6 +265,8 @@ def _check_resume_overrides(registry: Registry, overrides: Sequence[str], run_di
             problems.append(str(exc))
             continue
         key = ".".join(str(p) for p in parts)
+        if len(parts) == 2 and parts[0] == "recipe" and parts[1] in RECIPE_CORE_OPTIONS:
+            continue  # compile, sync_batchnorm: how the run executes, not what it learns
         config = _override_config(registry, data, parts)
         if config is None or not is_resumable(config, str(parts[-1])):
             allowed = ", ".join(_resumable_keys(registry, data)) or "none"
@@ -253,9 +278,34 @@ def _check_resume_overrides(registry: Registry, overrides: Sequence[str], run_di
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from dltoolkit._run import Run, execute
+    """``dltk run``: here, in ``--nproc-per-node`` processes, or as one rank of a torchrun launch."""
+    from dltoolkit import _distributed
 
-    host, registry = _setup(args)
+    nproc = args.nproc_per_node
+    world = _distributed.torchrun_world()
+    if world is not None and world > 1:
+        if nproc is not None:
+            raise DltkError(f"--nproc-per-node: not used under torchrun (it already started {world} processes)")
+        backend = args.backend or _distributed.default_backend()
+        _distributed.check_backend(backend, 1)
+        return _distributed.join_torchrun(run_here, args, backend)
+    if nproc is not None and nproc < 1:
+        raise DltkError(f"--nproc-per-node: must be at least 1, got {nproc}")
+    if nproc is None or nproc == 1:
+        return run_here(args)
+    backend = args.backend or _distributed.default_backend()
+    _distributed.check_backend(backend, nproc)
+    _recipe_for(args, *_setup(args), world_size=nproc)  # bad input: one message, before any process starts
+    code, lines = _distributed.launch(run_here, args, nproc, backend)
+    for line in lines:
+        print(line, file=sys.stderr)
+    return code
+
+
+def _recipe_for(args: argparse.Namespace, host: PluginHost, registry: Registry, *, world_size: int = 1) -> Any:
+    """The validated recipe file of ``dltk run`` (a recipe and overrides, or --resume RUN_DIR)."""
+    from dltoolkit._run import check_batch_split
+
     if args.resume is not None:
         run_dir = args.resume
         recipe_path = run_dir / RECIPE_NAME
@@ -265,8 +315,6 @@ def cmd_run(args: argparse.Namespace) -> int:
             raise DltkError("--run-dir: not used with --resume (the run directory is RUN_DIR)")
         _check_resume_overrides(registry, args.args, run_dir)
         recipe_file = RecipeFile.from_toml(recipe_path, registry, args.args)
-        run = Run(recipe_file, host, registry, run_dir=run_dir, resuming=True)
-        run.resume_rewrites_recipe = bool(args.args)  # written once the checkpoint is loaded
     else:
         if not args.args:
             raise DltkError("dltk run: give a recipe file (dltk run RECIPE [KEY=VALUE ...]) or --resume RUN_DIR")
@@ -274,8 +322,24 @@ def cmd_run(args: argparse.Namespace) -> int:
         if "=" in args.args[0] and not recipe_path.exists():
             raise DltkError(f"dltk run: the first argument must be the recipe file, got override '{args.args[0]}'")
         recipe_file = RecipeFile.from_toml(recipe_path, registry, overrides)
+    check_batch_split(recipe_file, world_size)
+    return recipe_file
+
+
+def run_here(args: argparse.Namespace) -> int:
+    """Run the recipe in this process (one rank of a distributed run, or the only process)."""
+    from dltoolkit._run import Run, execute
+
+    host, registry = _setup(args)
+    recipe_file = _recipe_for(args, host, registry)
+    if args.resume is not None:
+        run = Run(recipe_file, host, registry, run_dir=args.resume, resuming=True)
+        run.resume_rewrites_recipe = bool(args.args)  # written once the checkpoint is loaded
+    else:
         run = Run(recipe_file, host, registry, run_dir=args.run_dir)
     code = execute(run)
+    if run.rank > 0:  # rank 0 wrote the run directory and says where it is
+        return code
     shown = [f"{n}/" if (run.path / n).is_dir() else n for n in ("samples", "checkpoints", "metrics.jsonl")]
     shown = [n for n in shown if (run.path / n.rstrip("/")).exists() and any_content(run.path / n.rstrip("/"))]
     line = f"dltk: done. Results in {run.path}/" + (f" ({', '.join(shown)})" if shown else "")
@@ -448,8 +512,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         _no_nul_bytes(args)
         return int(COMMANDS[args.command](args))
     except DltkError as exc:
-        for line in map(one_line, exc.problems):
-            print(line, file=sys.stderr)
+        if exc.exit_code != ExitCode.BAD_INPUT or os.environ.get("RANK", "0") == "0":  # torchrun: rank 0 says it
+            for line in map(one_line, exc.problems):
+                print(line, file=sys.stderr)
         return int(exc.exit_code)
     except KeyboardInterrupt:
         print("dltk: interrupted", file=sys.stderr)

@@ -12,7 +12,7 @@ import torch.nn.functional as F
 from ignite.engine import Engine, Events
 from torch import Tensor, nn
 
-from dltoolkit import DltkError, ImageSampler, Run, Trained, image_grid, make_loader, save_png
+from dltoolkit import DltkError, ImageSampler, Run, Trained, image_grid, make_loader, save_png, shard_randn_like
 from dltoolkit_vae.models import ImageFromLogits, VaeModel
 from dltoolkit_vae.options import RECONSTRUCTIONS, VaeRecipeConfig
 
@@ -28,7 +28,7 @@ RECONSTRUCTION_PREFIX = "reconstructions_"
 
 def reparameterize(mu: Tensor, logvar: Tensor) -> Tensor:
     """A sample of z ~ N(mu, exp(logvar)) as ``mu + eps * exp(logvar / 2)``, differentiable in both."""
-    return mu + torch.randn_like(mu) * torch.exp(0.5 * logvar)
+    return mu + shard_randn_like(mu) * torch.exp(0.5 * logvar)  # N ranks x B/N draw what 1 x B draws
 
 
 def kl_divergence(mu: Tensor, logvar: Tensor) -> Tensor:

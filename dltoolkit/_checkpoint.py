@@ -2,15 +2,12 @@
 
 from __future__ import annotations
 
-import contextlib
 import errno
 import hashlib
 import json
-import os
 import pickle
 import random
 import re
-import tempfile
 import zipfile
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -21,46 +18,14 @@ import torch
 from ignite.engine import Engine, Events
 from ignite.handlers import Checkpoint, DiskSaver
 
+from dltoolkit._atomic import TEMP_PREFIX, atomic_write, fsync_dir
 from dltoolkit._errors import DltkError, RunFailed
 
-TEMP_PREFIX = ".tmp-"
+__all__ = ["TEMP_PREFIX", "atomic_write", "fsync_dir"]  # re-exported: plugins and tests patch them here
+
 LAST_PATTERN = re.compile(r"^checkpoint_(\d+)\.pt$")
 BEST_PREFIX = "best"
 MANIFEST = "manifest.json"
-
-
-def fsync_dir(path: Path) -> None:
-    """Make a rename or unlink in ``path`` durable (no-op where directories can't be opened)."""
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
-
-
-def atomic_write(path: Path, write: Callable[[Any], None]) -> None:
-    """Write ``path`` through a temp file in the same folder: write, fsync, rename, fsync folder.
-
-    A crash at any point leaves either the old file or the new one, never a torn file.
-    """
-    path = Path(path)
-    fd, tmp_name = tempfile.mkstemp(prefix=TEMP_PREFIX, dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            write(handle)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp_name, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp_name)
-        raise
-    fsync_dir(path.parent)
 
 
 def sha256_file(path: Path) -> str:

@@ -92,7 +92,13 @@ def rebuild(registry: Registry, meta: dict[str, Any], source: Path, device: torc
         raise DltkError(f"{source}: unreadable model options in its metadata: {exc}") from None
     config = validate_options(component, options, str(source))
     data = _data_of(meta, source)
-    model = component.build(config, **model_context(data))
+    context = model_context(data)
+    from dltoolkit._limits import build_model_checked
+
+    build_model_checked(  # shapes from metadata someone may have edited: checked before allocating
+        lambda: component.build(config, **context), name=name, device=device, source=str(source)
+    )
+    model = component.build(config, **context)
     context: dict[str, Any] = {"data": data}
     if meta.get("recipe_options"):  # the recipe's own options, for offers(model, device, config=...)
         try:
@@ -116,6 +122,9 @@ def read_source(registry: Registry, source: Path) -> tuple[dict[str, dict[str, t
     if source.suffix == ".safetensors":
         states, meta = _read_export(registry, source)
         return states, meta, source
+    problem = _checkpoint.verify(source)  # the manifest's sha256, as a resume checks it
+    if problem is not None:
+        raise DltkError(problem)
     data = _checkpoint.load_checkpoint(source)
     meta = dict(data["meta"])
     try:
@@ -158,6 +167,10 @@ def _read_export(registry: Registry, path: Path) -> tuple[dict[str, dict[str, to
         tensors = load_file(str(path))
     except (SafetensorError, OSError, ValueError) as exc:
         raise DltkError(f"{path}: not a readable safetensors file: {exc}") from None
+    if "sha256" in meta and export_digest(tensors, meta) != meta["sha256"]:
+        raise DltkError(
+            f"{path}: sha256 of its tensors and metadata does not match the one it carries: altered or truncated"
+        )
     fmt = meta.get("format")
     if fmt == EXPORT_FORMAT:
         try:
@@ -177,9 +190,22 @@ def _read_export(registry: Registry, path: Path) -> tuple[dict[str, dict[str, to
     raise DltkError(f"{path}: not a dltoolkit export (metadata format {fmt!r})")
 
 
-def export_trained(registry: Registry, source: Path, out: Path) -> Path:
+def export_digest(tensors: dict[str, torch.Tensor], metadata: dict[str, str]) -> str:
+    """The sha256 an export carries: of its tensors (as safetensors lays them out, which does not
+    depend on their order) and of its metadata other than ``sha256`` itself."""
+    import hashlib
+
+    from safetensors.torch import save
+
+    digest = hashlib.sha256(save(dict(tensors)))
+    digest.update(json.dumps({k: v for k, v in metadata.items() if k != "sha256"}, sort_keys=True).encode())
+    return digest.hexdigest()
+
+
+def export_trained(registry: Registry, source: Path, out: Path, *, force: bool = False) -> Path:
     """Write what SOURCE's run offers to ``out`` (safetensors): its inference modules' weights and
-    the metadata that rebuilds them without the dataset or any training-only part."""
+    the metadata that rebuilds them without the dataset or any training-only part, with the
+    sha256 of both (checked on load). An existing ``out`` is replaced only with ``force``."""
     from safetensors.torch import save
 
     from dltoolkit import __version__
@@ -189,6 +215,8 @@ def export_trained(registry: Registry, source: Path, out: Path) -> Path:
         raise DltkError(f"{source}: already an export; give a run directory or a checkpoint")
     if Path(out).is_dir():
         raise DltkError(f"--out: '{out}' is a folder; give a file name such as model.safetensors")
+    if Path(out).exists() and not force:
+        raise DltkError(f"--out: '{out}' exists; pass --force to replace it")
     trained, meta, path = load_trained(registry, source, "cpu")
     tensors = {
         f"{name}.{key}": value.detach().clone().contiguous()
@@ -210,6 +238,7 @@ def export_trained(registry: Registry, source: Path, out: Path) -> Path:
     }
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
+    metadata["sha256"] = export_digest(tensors, metadata)
     payload = save(tensors, metadata=metadata)
     _checkpoint.atomic_write(out, lambda handle: handle.write(payload))
     return path
@@ -265,6 +294,7 @@ def generate_images(
         )
     classes = tuple(getattr(trained.sampler, "classes", None) or ())
     chosen = {} if label is None else {"label": class_index(classes, str(label), str(meta.get("recipe")))}
+    _check_room(out, num, _data_of(meta, path))
     out.mkdir(parents=True, exist_ok=True)
     width = max(4, len(str(num - 1)))
     kept = []
@@ -272,7 +302,7 @@ def generate_images(
     for images in trained.sampler.batches(num, seed=seed, batch_size=batch_size, **chosen):
         images = images.cpu()
         for image in images:
-            save_png(to_uint8(image), out / f"{index:0{width}d}.png")
+            save_png(to_uint8(image), out / f"{index:0{width}d}.png", durable=False)  # many: renamed, not fsynced
             index += 1
         if grid and sum(len(k) for k in kept) < 256:
             kept.append(images)
@@ -284,6 +314,17 @@ def generate_images(
         all_images = torch.cat(kept)[:256]
         save_png(image_grid(all_images, nrow=max(1, int(len(all_images) ** 0.5))), out / "grid.png")
     return f"{index} images"
+
+
+def _check_room(out: Path, num: int, data: DataSpec) -> None:
+    """Refuse ``--num`` images that cannot fit on the disk under ``out`` (a PNG of noise-like pixels
+    is about its raw size; plus the file system's block for each file)."""
+    from dltoolkit._limits import check_disk_for_files
+
+    pixels = 1
+    for size in data.shape:
+        pixels *= int(size)
+    check_disk_for_files(out, num, pixels // 2 + 4096, "--num")
 
 
 def class_index(classes: tuple[str, ...], label: str, recipe: str) -> int:

@@ -12,7 +12,9 @@ free memory; elsewhere nothing is refused.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from dltoolkit._errors import DltkError
@@ -125,3 +127,21 @@ def check_images_fit(count: int, shape: tuple[int, int, int], size: int, chunk: 
             f"{gib(needed)} while resizing; this machine has {gib(free)} available (use a smaller image_size, or "
             "image-folder, which reads images one at a time)"
         )
+
+
+def check_disk_for_files(folder: Path, count: int, bytes_each: int, what: str) -> None:
+    """Refuse to write ``count`` files of about ``bytes_each`` bytes under ``folder`` when its file
+    system has not the room or the free inodes for them (``what`` says which option asked)."""
+    probe = Path(folder)
+    while not probe.exists() and probe != probe.parent:
+        probe = probe.parent
+    try:
+        stats = os.statvfs(probe)
+    except (OSError, AttributeError):
+        return
+    free = stats.f_bavail * stats.f_frsize
+    needed = count * bytes_each
+    if needed > free:
+        raise DltkError(f"{what}: {count} files need about {gib(needed)} on disk; {gib(free)} is free under '{probe}'")
+    if stats.f_files and count > stats.f_favail:
+        raise DltkError(f"{what}: {count} files, but the file system under '{probe}' has room for {stats.f_favail}")

@@ -7,6 +7,9 @@ from collections.abc import Iterator
 import torch
 from torch import Tensor, nn
 
+NOISE_BLOCK = 1 << 22
+"""Noise numbers drawn at once when sampling in batches (16 MiB of float32)."""
+
 
 class ImageSampler:
     """How recipes, callbacks, metrics and ``dltk generate`` draw images from a trained model.
@@ -39,7 +42,19 @@ class ImageSampler:
             self.module.train(was_training)
 
     def batches(self, n: int, *, seed: int, batch_size: int = 256) -> Iterator[Tensor]:
-        """``n`` images in batches of at most ``batch_size``; the same ``seed`` gives the same images."""
-        z = self.noise(n, seed)
-        for start in range(0, n, batch_size):
-            yield self.generate(z[start : start + batch_size])
+        """``n`` images in batches of at most ``batch_size``; the same ``seed`` gives the same images.
+
+        Memory stays constant in ``n``: beyond ``NOISE_BLOCK`` numbers the noise is drawn a block
+        at a time from one seeded generator (``dltk generate --num 2000000000`` holds one block).
+        """
+        rows = max(batch_size, NOISE_BLOCK // max(self.noise_dim, 1))
+        if n <= rows:  # one draw: the noise every earlier version drew for this seed
+            z = self.noise(n, seed)
+            for start in range(0, n, batch_size):
+                yield self.generate(z[start : start + batch_size])
+            return
+        rng = torch.Generator().manual_seed(seed)
+        for block in range(0, n, rows):
+            z = torch.randn(min(rows, n - block), self.noise_dim, generator=rng).to(self.device)
+            for start in range(0, len(z), batch_size):
+                yield self.generate(z[start : start + batch_size])

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import errno
 import os
 import sys
 from collections.abc import Sequence
@@ -135,6 +136,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     exp.add_argument("run_dir", type=Path, metavar="SOURCE")
     exp.add_argument("--out", type=Path, required=True, metavar="FILE.safetensors")
+    exp.add_argument("--force", action="store_true", help="replace --out if it exists")
     _plugin_args(exp)
 
     pred = sub.add_parser(
@@ -442,7 +444,7 @@ def cmd_export(args: argparse.Namespace) -> int:
     from dltoolkit._generate import export_trained
 
     _host, registry = _setup(args)
-    source = export_trained(registry, args.run_dir, args.out)
+    source = export_trained(registry, args.run_dir, args.out, force=args.force)
     print(f"dltk: exported {source} to {args.out}")
     return ExitCode.OK
 
@@ -521,7 +523,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return int(ExitCode.INTERRUPTED)
     except OSError as exc:  # a file system refusal outside a run's training (which reports its own)
         where = exc.filename if exc.filename is not None else "dltk"
-        print(one_line(f"{where}: {exc.strerror or exc}"), file=sys.stderr)
+        what = exc.strerror or str(exc)
+        if exc.errno == errno.ENOSPC:
+            what = f"disk full ({what}); free some space and try again"
+        print(one_line(f"{where}: {what}"), file=sys.stderr)
         return int(ExitCode.BAD_INPUT)
 
 

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 import attrs
 
 from dltoolkit import Component, DltkError, Scalar, hookimpl, option
+from dltoolkit._atomic import atomic_write
 
 if TYPE_CHECKING:
     from ignite.engine import Engine
@@ -117,9 +118,12 @@ def write_gif(folder: Path, frame_ms: int = 400, loop: int = 0) -> Path | None:
         with Image.open(path) as img:
             frames.append(img.convert("RGB"))
     out = folder / "progress.gif"
-    tmp = folder / ".tmp-progress.gif"
-    frames[0].save(tmp, format="GIF", save_all=True, append_images=frames[1:], duration=frame_ms, loop=loop)
-    tmp.replace(out)
+    atomic_write(
+        out,
+        lambda handle: frames[0].save(
+            handle, format="GIF", save_all=True, append_images=frames[1:], duration=frame_ms, loop=loop
+        ),
+    )
     return out
 
 
@@ -205,10 +209,10 @@ def plot_scalars(metrics_file: Path, out: Path, scalars: Sequence[Scalar]) -> Pa
         ax.legend()
     axes[-1, 0].set_xlabel("iteration")
     fig.tight_layout()
-    tmp = out.with_name(f".tmp-{out.name}")
-    fig.savefig(tmp, format="png", dpi=100)
-    plt.close(fig)
-    tmp.replace(out)
+    try:
+        atomic_write(out, lambda handle: fig.savefig(handle, format="png", dpi=100))
+    finally:
+        plt.close(fig)
     return out
 
 

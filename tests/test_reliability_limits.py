@@ -137,3 +137,69 @@ def test_control_characters_in_names_are_shown_escaped_on_one_line(dltk, tmp_pat
     result = dltk("check", odd)
     assert result.exit_code == 2
     assert result.err == f"{tmp_path}/two\\nlines\\x1b[31m.toml: no such file\n"
+
+
+FOLDER = """seed = 0
+[run]
+device = "cpu"
+[recipe]
+name = "gan"
+epochs = 1
+batch_size = 2
+[model]
+name = "mlp-gan"
+latent_dim = 4
+hidden_dim = 8
+depth = 1
+[dataset]
+name = "image-folder"
+root = "{root}"
+image_size = 8
+split = "all"
+"""
+
+
+def test_images_above_the_pixel_limit_are_refused_by_name(dltk, tmp_path):
+    from dltoolkit.testing import write_image_folder
+
+    paths = write_image_folder(tmp_path / "images", 4, size=(40, 30))
+    recipe = tmp_path / "folder.toml"
+    recipe.write_text(FOLDER.format(root=(tmp_path / "images").as_posix()))
+    result = dltk("run", recipe, "dataset.max_pixels=1000", "--run-dir", tmp_path / "run")
+    assert result.exit_code == 2, result.err
+    assert result.err_lines == [
+        f"{recipe}: dataset.max_pixels: image '{p}' is 40x30 (1200 pixels), more than 1000; "
+        "shrink it, remove it, or raise dataset.max_pixels"
+        for p in sorted(paths)
+    ]
+    assert not (tmp_path / "run").exists()
+
+
+def test_pillows_decompression_bomb_error_is_one_line(dltk, tmp_path, monkeypatch):
+    from PIL import Image
+
+    from dltoolkit.testing import write_image_folder
+
+    write_image_folder(tmp_path / "images", 2, size=(40, 30))
+    recipe = tmp_path / "folder.toml"
+    recipe.write_text(FOLDER.format(root=(tmp_path / "images").as_posix()))
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 500)  # 1200 pixels > 2 x 500: Pillow refuses
+    result = dltk("run", recipe, "--run-dir", tmp_path / "run")
+    assert result.exit_code == 2, result.err
+    assert "Traceback" not in result.err and len(result.err_lines) == 2
+    assert all("refused by Pillow: Image size (1200 pixels) exceeds limit" in line for line in result.err_lines)
+
+
+def test_a_long_thin_image_is_resized_without_a_huge_intermediate(tmp_path):
+    """A 1 x 2,000,000 image resized to 64 once meant a 64 x 128,000,000 intermediate (8 GB as RGB)."""
+    import numpy as np
+    from PIL import Image
+
+    from dltoolkit.builtin.datasets import ImageFolderConfig, image_folder
+
+    (tmp_path / "thin").mkdir()
+    Image.fromarray(np.full((1, 2_000_000), 200, dtype=np.uint8)).save(tmp_path / "thin" / "a.png")
+    Image.fromarray(np.full((8, 8), 10, dtype=np.uint8)).save(tmp_path / "thin" / "b.png")
+    dataset = image_folder(ImageFolderConfig(root=str(tmp_path / "thin"), image_size=64, channels=1, split="all"))
+    image, _ = dataset[0]
+    assert image.shape == (1, 64, 64)

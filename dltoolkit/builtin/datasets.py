@@ -26,6 +26,9 @@ FASHION_NAMES = (
 IMAGES = ("images", "labels")
 RESIZE_CHUNK = 2048
 """Images resized at a time (the memory check counts one chunk's float buffers)."""
+MAX_PIXELS = 1 << 26
+"""Default ``max_pixels`` of image-folder: 67 million pixels (about 200 MB as RGB)."""
+"""Images resized at a time (the memory check counts one chunk's float buffers)."""
 
 
 def _optional_range(low: int, high: int) -> Any:
@@ -156,9 +159,16 @@ class ImageFolder:
     """Image files, decoded per item, resized and centre-cropped; labels from class folders."""
 
     def __init__(
-        self, files: list[Path], image_size: int, channels: int, labels: list[int] | None = None, classes: tuple = ()
+        self,
+        files: list[Path],
+        image_size: int,
+        channels: int,
+        labels: list[int] | None = None,
+        classes: tuple = (),
+        max_pixels: int = MAX_PIXELS,
     ):
         self.files = files
+        self.max_pixels = max_pixels
         self.size = image_size
         self.channels = channels
         self.labels = labels
@@ -182,17 +192,11 @@ class ImageFolder:
         path = self.files[index]
         try:
             with Image.open(path) as img:
+                too_large(path, img.size, self.max_pixels)
                 img = img.convert("L" if self.channels == 1 else "RGB")
-                w, h = img.size
-                scale = self.size / min(w, h)
-                img = img.resize(
-                    (max(self.size, round(w * scale)), max(self.size, round(h * scale))), Image.Resampling.BILINEAR
-                )
-                w, h = img.size
-                left, top = (w - self.size) // 2, (h - self.size) // 2
-                img = img.crop((left, top, left + self.size, top + self.size))
+                img = resize_centre_crop(img, self.size)
                 array = np.asarray(img, dtype=np.uint8)
-        except OSError as exc:
+        except (OSError, Image.DecompressionBombError) as exc:
             raise DltkError(f"dataset.root: cannot read image '{path}': {exc}") from None
         tensor = torch.from_numpy(array.copy())
         tensor = tensor.unsqueeze(0) if tensor.dim() == 2 else tensor.permute(2, 0, 1)
@@ -214,6 +218,12 @@ class ImageFolderConfig(ImageDatasetConfig):
         0.1,
         doc="Share of the images held out as the test split when `root` has no train/ and test/ folders.",
         validator=[attrs.validators.ge(0.0), attrs.validators.lt(1.0)],
+    )
+    max_pixels: int = option(
+        MAX_PIXELS,
+        doc="Largest image accepted, in pixels (width x height); a larger file is refused by name "
+        "before it is decoded (a small file can hold a huge image).",
+        validator=attrs.validators.ge(1),
     )
 
 
@@ -256,10 +266,16 @@ def image_folder(config: ImageFolderConfig, split: str | None = None) -> ImageFo
     if not files:
         raise DltkError(f"dataset.root: no images ({', '.join(IMAGE_SUFFIXES)}) under '{root}'")
     problems = []
+    limit = getattr(config, "max_pixels", MAX_PIXELS)
     for path in files:
         try:
             with Image.open(path) as img:
+                too_large(path, img.size, limit)
                 img.verify()
+        except DltkError as exc:
+            problems.extend(exc.problems)
+        except Image.DecompressionBombError as exc:
+            problems.append(f"dataset.root: image '{path}' refused by Pillow: {exc}")
         except (OSError, UnidentifiedImageError, SyntaxError) as exc:
             problems.append(f"dataset.root: cannot read image '{path}': {exc}")
     if problems:
@@ -273,7 +289,34 @@ def image_folder(config: ImageFolderConfig, split: str | None = None) -> ImageFo
                 "add images or change dataset.test_fraction"
             )
     labels = [classes.index(f.relative_to(root).parts[0]) for f in files] if classes else None
-    return ImageFolder(files, config.image_size or 64, config.channels or 3, labels, classes)
+    return ImageFolder(files, config.image_size or 64, config.channels or 3, labels, classes, limit)
+
+
+def too_large(path: Path, size: tuple[int, int], limit: int) -> None:
+    """Refuse an image of more than ``limit`` pixels, by name, before it is decoded."""
+    w, h = size
+    if w * h > limit:
+        raise DltkError(
+            f"dataset.max_pixels: image '{path}' is {w}x{h} ({w * h} pixels), more than {limit}; "
+            "shrink it, remove it, or raise dataset.max_pixels"
+        )
+
+
+def resize_centre_crop(img: Any, size: int) -> Any:
+    """Scale the shorter side to ``size`` and keep the centred ``size`` x ``size`` square.
+
+    Resamples only the source box that becomes the square (what resizing the whole image and then
+    cropping gives), so a 1 x 10,000,000 image never becomes a 64 x 640,000,000 one in memory.
+    """
+    from PIL import Image
+
+    w, h = img.size
+    scale = size / min(w, h)
+    full_w, full_h = max(size, round(w * scale)), max(size, round(h * scale))
+    left, top = (full_w - size) // 2, (full_h - size) // 2
+    sx, sy = w / full_w, h / full_h
+    box = (left * sx, top * sy, (left + size) * sx, (top + size) * sy)
+    return img.resize((size, size), Image.Resampling.BILINEAR, box=box)
 
 
 @hookimpl

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import json
 import math
@@ -12,7 +13,7 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +27,7 @@ from dltoolkit._config import RECIPE_NAME, ComponentTable, RecipeFile, scores_of
 from dltoolkit._dataspec import DataSpec, spec_of
 from dltoolkit._errors import DltkError, ExitCode, Interrupted, RunFailed
 from dltoolkit._manager import PluginHost
+from dltoolkit._paths import one_line
 from dltoolkit._registry import Registry
 from dltoolkit._resumecheck import TRAIN_SIZE, changes
 from dltoolkit._scalars import FiniteWatch, ScalarMeans, as_vector
@@ -219,6 +221,11 @@ class Run:
         os.write(fd, f"{os.getpid()}\n".encode())
         self._lock_fd = fd
 
+    @property
+    def owns_dir(self) -> bool:
+        """Whether this run made its directory (it holds the lock of a folder it created or found empty)."""
+        return self.created or self._lock_fd is not None
+
     def _unlock(self) -> None:
         if self._lock_fd is not None:
             os.close(self._lock_fd)
@@ -256,8 +263,12 @@ class Run:
             self._metrics_file.close()
             self._metrics_file = None
         if self._tb is not None:
-            self._tb.close()
-            self._tb = None
+            tb, self._tb = self._tb, None
+            try:
+                tb.close()
+            except OSError as exc:  # its folder went away or filled up: the run's own error says so
+                shown = one_line(f"dltk: TensorBoard events not finished: {exc.filename}: {exc.strerror}")
+                print(shown, file=sys.stderr)
         if self.rank > 0:
             shutil.rmtree(self.path.parent, ignore_errors=True)
 
@@ -1058,6 +1069,48 @@ def _json_default(value: Any) -> Any:
     raise TypeError(f"not JSON serialisable: {value!r}")
 
 
+@contextlib.contextmanager
+def _quiet_ignite_errors() -> Iterator[None]:
+    """Ignite logs an engine's exception before raising it; dltk reports it itself (once)."""
+    import logging
+
+    previous_hook = threading.excepthook
+
+    def thread_hook(args: Any) -> None:  # a writer thread's OSError reaches the run through its writer
+        if not issubclass(args.exc_type, OSError):
+            previous_hook(args)
+
+    threading.excepthook = thread_hook
+    logger = logging.getLogger("ignite.engine.engine")
+    children = [logging.getLogger(n) for n in list(logging.root.manager.loggerDict) if n.startswith(logger.name + ".")]
+    saved = [(each, each.level) for each in (logger, *children)]
+    for each, _level in saved:
+        each.setLevel(logging.CRITICAL)
+    try:
+        yield
+    finally:
+        for each, level in saved:
+            each.setLevel(level)
+        threading.excepthook = previous_hook
+
+
+def _os_error(run: Run, exc: OSError) -> DltkError:
+    """An ``OSError`` from a run as one line: exit 1 once training started, else 2 (bad input)."""
+    where = exc.filename if exc.filename is not None else run.path
+    what = exc.strerror or str(exc)
+    if exc.errno == errno.ENOSPC:
+        what = f"disk full ({what})"
+    iteration = run.trainer.state.iteration if run.trainer is not None else 0
+    if iteration > 0:
+        return RunFailed(
+            f"{where}: {what} at iteration {iteration}; the checkpoints already written are intact unless the "
+            f"run directory itself was changed. Once fixed, continue with: dltk run --resume {run.path}"
+        )
+    if exc.errno == errno.ENOSPC:
+        return DltkError(f"{where}: {what}; free some space and try again")
+    return DltkError(f"{where}: {what}")
+
+
 def execute(run: Run) -> ExitCode:
     """Run the recipe, fire ``dltk_run_finished`` whatever happens, and return the exit code.
 
@@ -1067,16 +1120,20 @@ def execute(run: Run) -> ExitCode:
     exit_code = ExitCode.RUN_FAILED
     pre_existing = run.path.exists()
     try:
-        run.hook.dltk_configure(run=run)
-        table = run.recipe_file.recipe
-        table.component.build(table.config, run=run)
+        try:
+            with _quiet_ignite_errors():  # the error is said once, by dltk, not also by Ignite's logger
+                run.hook.dltk_configure(run=run)
+                table = run.recipe_file.recipe
+                table.component.build(table.config, run=run)
+        except OSError as exc:  # the file system refused: a user's problem, said in one line
+            raise _os_error(run, exc) from None
         exit_code = ExitCode.OK
         return exit_code
     except DltkError as exc:
         exit_code = exc.exit_code
         trained = run.trainer is not None and run.trainer.state.iteration > 0
         # only what this run created itself: a run that lost its directory to another removes nothing
-        if exit_code == ExitCode.BAD_INPUT and not trained and not run.resuming and not pre_existing and run.created:
+        if exit_code == ExitCode.BAD_INPUT and not trained and not run.resuming and not pre_existing and run.owns_dir:
             run.close()
             shutil.rmtree(run.path, ignore_errors=True)
         raise

@@ -3,6 +3,7 @@ scikit-learn's bundled 8x8 digits (real data that needs no download)."""
 
 from __future__ import annotations
 
+import pickle
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -88,6 +89,11 @@ def _torchvision(cls_name: str, display: str, expected: str, config: ImageDatase
                 f"dataset.root: {display} not found in '{config.root}': put {expected} there, or {how}"
             ) from None
         raise DltkError(f"dataset: {display}: could not load from '{config.root}': {exc}") from None
+    except (KeyError, ValueError, TypeError, EOFError, pickle.UnpicklingError) as exc:  # right name, wrong content
+        raise DltkError(
+            f"dataset: {display}: could not load from '{config.root}': a file there has the expected name but not "
+            f"the expected content ({type(exc).__name__}: {exc}); replace it with the original"
+        ) from None
     except OSError as exc:  # URLError, socket errors, permission problems during download
         raise DltkError(
             f"dataset.download: could not download {display} ({type(exc).__name__}: {exc}); "

@@ -96,3 +96,24 @@ def dltk_engine_created(run, engine, role) -> None:
                 os.kill(os.getpid(), signum)
 
         engine.add_event_handler(Events.ITERATION_COMPLETED(once=int(at)), send)
+
+
+@hookimpl(specname="dltk_engine_created")
+def break_the_run_directory(run, engine, role) -> None:
+    """``DLTK_FAULT_RMTREE_AT=k`` deletes the run directory, ``DLTK_FAULT_READONLY_AT=k`` makes it
+    read-only, when iteration k completes."""
+    import shutil
+    from pathlib import Path
+
+    if role != "trainer":
+        return
+    remove_at, read_only_at = _int("DLTK_FAULT_RMTREE_AT"), _int("DLTK_FAULT_READONLY_AT")
+
+    def read_only(path: Path) -> None:
+        for sub in (path, *[p for p in path.rglob("*") if p.is_dir()]):
+            sub.chmod(0o500)
+
+    if remove_at is not None:
+        engine.add_event_handler(Events.ITERATION_COMPLETED(once=remove_at), lambda _: shutil.rmtree(run.path))
+    if read_only_at is not None:
+        engine.add_event_handler(Events.ITERATION_COMPLETED(once=read_only_at), lambda _: read_only(run.path))

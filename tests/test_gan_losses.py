@@ -119,3 +119,13 @@ def test_cutout_zeroes_a_half_size_square():
     out = cutout(torch.ones(32, 1, 8, 8))
     zeros = (out == 0).flatten(1).sum(1)
     assert zeros.max() == 16 and zeros.min() >= 4  # a 4x4 square, clipped at the border
+
+
+def test_ema_decay_ramps_up_to_the_chosen_one():
+    from dltoolkit_gan.recipe import ema_decay_at
+
+    assert ema_decay_at(0, 0.999) == pytest.approx(0.1)  # the first average is mostly the trained weights
+    assert ema_decay_at(90, 0.999) == pytest.approx(0.91)
+    assert ema_decay_at(100_000, 0.999) == 0.999
+    initial_share = math.prod(ema_decay_at(t, 0.999) for t in range(850))
+    assert initial_share < 1e-6 < 0.999**850  # a fixed decay would keep 43% of the random start

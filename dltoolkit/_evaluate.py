@@ -111,6 +111,8 @@ def evaluate_command(registry: Registry, args: argparse.Namespace) -> int:
     names = [name for name, _options in tables]
     problems = [registry.problem_with("metric", n) for n in names]
     problems = [f"--metrics: {p}" for p in problems if p]
+    if args.source is not None and not Path(args.source).exists():
+        raise DltkError(f"{args.source}: no such run directory or file")  # before asking for --metrics
     if not names:
         installed = ", ".join(registry.names("metric")) or "none installed"
         problems.append(f"--metrics: name at least one metric ({installed})")

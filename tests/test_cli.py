@@ -11,10 +11,17 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 
 
-@pytest.mark.parametrize("command", ["run", "check", "list", "plugins", "generate", "export"])
+@pytest.mark.parametrize("command", ["run", "check", "list", "plugins", "generate", "export", "predict", "eval"])
 def test_every_command_has_help(dltk, command):
     result = dltk(command, "--help")
-    assert result.exit_code == 0 and "usage: dltk" in result.out
+    assert result.exit_code == 0 and f"usage: dltk {command}" in result.out
+
+
+def test_the_help_test_covers_every_command():
+    from dltoolkit.cli import COMMANDS
+
+    covered = {"run", "check", "list", "plugins", "generate", "export", "predict", "eval"}
+    assert set(COMMANDS) - covered <= {"compare", "new"}, "add the new command to test_every_command_has_help"
 
 
 def test_check_validates_without_building(dltk, tiny_gan, tmp_path):
@@ -159,3 +166,8 @@ def test_overrides_after_options_and_plugins_before_the_command(dltk, tiny_gan, 
     assert "epochs = 1" in (tmp_path / "r" / "recipe.toml").read_text()
     result = dltk("run", path, "--run-dir", tmp_path / "r2", "--bogus")
     assert result.exit_code == 2 and "unrecognized arguments: --bogus" in result.err
+
+
+def test_eval_of_a_missing_source_names_it_before_asking_for_metrics(dltk, tmp_path):
+    result = dltk("eval", tmp_path / "no-such-run")
+    assert (result.exit_code, result.err_lines) == (2, [f"{tmp_path / 'no-such-run'}: no such run directory or file"])

@@ -1,0 +1,358 @@
+"""Every shell command shown in README.md and docs/*.md runs, on tiny data, so that the docs stay true.
+
+Commands are the lines of ```bash / ```sh / ```console blocks and the ``$ `` lines of any other
+block (the lines after a ``$`` line, up to the next, are its output). They run in document order
+(``dltk run`` commands first, so later commands find their run directories), one workspace per
+page, in-process through ``dltoolkit.testing.run_cli``, on tiny copies of ``recipes/``: one or two
+epochs, MNIST / Fashion-MNIST / CIFAR-10 replaced by tiny files in their real formats, and
+metrics that need torch-fidelity's Inception weights (a download) left out.
+
+A command that exits non-zero fails the test unless its shown output is the error it prints (then
+every shown line must be printed). The output shown for ``dltk check`` / ``list`` / ``plugins``
+must be printed as shown (lines with ``...`` are elisions and are not compared).
+
+A command that cannot run here (a download, a GPU, several machines, minutes of measuring)
+goes in SKIP (or SKIP_PATTERNS) below, with the reason.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import shlex
+import subprocess
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+import tomli_w
+import tomllib
+
+from dltoolkit.testing import CliResult, run_cli, use_cifar10_checksums, write_cifar10, write_image_folder, write_mnist
+
+ROOT = Path(__file__).resolve().parent.parent
+PAGES = ["README.md", *sorted(str(p.relative_to(ROOT)) for p in (ROOT / "docs").glob("*.md"))]
+
+# command as written in the docs (without "$ " and a trailing comment) -> why it does not run here
+SKIP: dict[str, str] = {
+    "uv run pytest": "the test suite itself",
+    "uv run dltk run recipes/dcgan_cifar10.toml recipe.precision=bf16 recipe.channels_last=true": (
+        "bf16 autocast and channels_last are for a GPU; CI has none (tests/test_dcgan.py covers the flags)"
+    ),
+    "uv run dltk eval runs/dcgan_cifar10-20261123-101500 --metrics fid,isc,kid,prc --num-samples 10000": (
+        "FID/IS/KID/PRC need torch-fidelity's Inception weights, a download (tests/test_fidelity.py uses a stand-in)"
+    ),
+    "uv run dltk eval runs/dcgan_cifar10-20261123-101500 --metrics fid,isc,kid,prc --num-samples 10000 "
+    "--json scores.json": "Inception weights, a download (as above)",
+    "uv run dltk eval --real photos/ --fake samples-again/ --metrics fid": "Inception weights, a download",
+    "uv run dltk eval generator.safetensors --metrics fid --reference test": "Inception weights, a download",
+    "uv run dltk eval --real real_images/ --fake generated_images/ --metrics fid,kid": "Inception weights, a download",
+    "pip install -e . -e plugins/dltoolkit-gan -e plugins/dltoolkit-vae -e plugins/dltoolkit-vision "
+    "-e plugins/dltoolkit-sequence -e plugins/dltoolkit-fidelity": (
+        "installs into the environment; the suite runs in the uv environment that the README sets up"
+    ),
+    "uv pip install -e tests/example_plugin": (
+        "installs into the environment; tests/test_installed_plugin.py installs the example plugin into a folder"
+    ),
+    "uv run dltk plugins | grep example": "needs the example plugin installed (tests/test_installed_plugin.py)",
+    "DLTK_LOAD_PLUGINS=example,gan uv run dltk list models -v": "needs the example plugin installed",
+    "uv run dltk check third.toml model.width=16": "third.toml uses the example plugin's tiny-gan (not installed)",
+    "uv run dltk run third.toml model.width=16": "third.toml uses the example plugin's tiny-gan (not installed)",
+    "DLTK_LOAD_PLUGINS=example uv run dltk check third.toml": "needs the example plugin installed",
+    "uv run dltk check third.toml recipe.epochs=0 model.widht=3 'dataset={name=\"npz-images\"}'": (
+        "needs the example plugin installed (its npz-images dataset and tiny-gan model)"
+    ),
+    "uv run dltk check third.toml 'recipe.betas_g=[0.5, 1.5]' model.width=2.5": "needs the example plugin installed",
+    # each --nproc-per-node run spends ~35 s starting its processes on a 2-core CPU: the page's first
+    # one runs here, tests/test_distributed.py covers the others
+    "uv run dltk run recipes/cnn_digits.toml --nproc-per-node 2 --backend gloo": "process start-up (see above)",
+    "uv run dltk run --resume runs/quickstart-20261128-101500 --nproc-per-node 2": "process start-up (see above)",
+    "PYTHONPATH=tests/example_plugin uv run dltk generate runs/ae --num 2 --out g -p dltoolkit_example": (
+        "needs a run of the example plugin's autoencode recipe (tests/test_contract.py makes one)"
+    ),
+}
+# families of commands, by regular expression -> why they do not run here
+SKIP_PATTERNS: list[tuple[str, str]] = [
+    (r"^uv run python benchmarks/", "a measurement that takes minutes; its figures are on the page that shows it"),
+    (r"^torchrun ", "several processes or machines; tests/test_distributed.py covers what CI can run"),
+    (r"--nproc-per-node [3-9]", "one process per GPU: that many GPUs (tests/test_distributed.py runs 2 on CPU)"),
+    (
+        r"recipe\.compile=true",
+        "torch.compile builds kernels for minutes on a CPU (tests/test_distributed.py covers it)",
+    ),
+]
+
+# files a page names but shows only in part (or not at all), written into the workspace
+DOC_FILES = {
+    "mismatch.toml": '[recipe]\nname = "vae"\n\n[model]\nname = "mlp-gan"\n\n[dataset]\nname = "digits"\n',
+    "gan_elbo.toml": (
+        '[recipe]\nname = "gan"\n\n[model]\nname = "mlp-gan"\n\n[dataset]\nname = "digits"\n\n'
+        '[[metrics]]\nname = "elbo"\n'
+    ),
+}
+# run directories a page names without making them on that page -> the dltk arguments that make it
+NAMED_RUNS = {
+    # docs/writing_plugins.md makes it; docs/evaluation.md shows `dltk eval` of it
+    "runs/vae-run": ["run", "recipes/vae_digits.toml", "recipe.epochs=3", "--run-dir", "runs/vae-run"],
+}
+INCEPTION_METRICS = {"fid", "isc", "kid", "prc"}  # their weights are a download
+TINY_DATA = {"mnist", "fashion-mnist", "cifar10", "image-folder"}  # written tiny into the workspace
+# commands that start processes of their own: run in a fresh `dltk` process, as a user would
+# (forking this test process, in which autograd already ran, is refused by torch)
+FRESH_PROCESS_FLAGS = ("--nproc-per-node",)
+SHOWN_OUTPUT_COMMANDS = {"check", "list", "plugins"}  # deterministic: the shown output is compared
+ADVICE = (
+    "If this command cannot run in the test suite (a download, a GPU, several machines, minutes of "
+    "measuring), add it to SKIP in tests/test_docs_commands.py with the reason."
+)
+
+
+@dataclass
+class DocCommand:
+    page: str
+    line: int
+    text: str  # as written, without "$ " and a trailing comment
+    shown: list[str] = field(default_factory=list)  # the output the page shows after it
+
+
+def _strip_comment(text: str) -> str:
+    """The command without a trailing ``# comment`` (a ``#`` outside quotes, after a space)."""
+    quote = None
+    for i, char in enumerate(text):
+        if quote:
+            quote = None if char == quote else quote
+        elif char in "'\"":
+            quote = char
+        elif char == "#" and (i == 0 or text[i - 1].isspace()):
+            return text[:i].rstrip()
+    return text.rstrip()
+
+
+def commands_of(page: str) -> list[DocCommand]:
+    """The shell commands of one page, with the output shown after ``$`` lines."""
+    found: list[DocCommand] = []
+    lines = (ROOT / page).read_text(encoding="utf-8").splitlines()
+    fence: str | None = None
+    pending = ""
+    current: DocCommand | None = None
+    for number, raw in enumerate(lines, 1):
+        opening = re.match(r"^\s*```(\S*)", raw)
+        if opening:
+            fence = opening.group(1) if fence is None else None
+            current = None
+            continue
+        if fence is None:
+            continue
+        text = raw.strip()
+        if fence in ("bash", "sh", "shell", "console"):
+            text = text.removeprefix("$ ")
+            if not text or text.startswith("#"):
+                continue
+            pending += text
+            if pending.endswith("\\"):
+                pending = pending[:-1].rstrip() + " "
+                continue
+            found.append(DocCommand(page, number, _strip_comment(pending)))
+            pending = ""
+        elif text.startswith("$ "):
+            current = DocCommand(page, number, _strip_comment(text[2:]))
+            found.append(current)
+        elif current is not None and text:
+            current.shown.append(raw.rstrip())
+        elif fence == "" and re.match(r"^(uv run )?dltk \S", text):
+            pytest.fail(
+                f"{page}:{number}: a command in an untagged code block: tag the block ```bash (commands to run) "
+                "or ```text (a synopsis or output)"
+            )
+    return found
+
+
+def skip_reason(command: DocCommand) -> str | None:
+    if command.text in SKIP:
+        return SKIP[command.text]
+    for pattern, reason in SKIP_PATTERNS:
+        if re.search(pattern, command.text):
+            return reason
+    return None
+
+
+# --- the workspace: tiny recipes and data ------------------------------------------------------
+
+
+def tiny_recipe(data: dict) -> dict:
+    """A recipe file made tiny: one epoch, no download, no Inception metric."""
+    data = {key: (dict(value) if isinstance(value, dict) else value) for key, value in data.items()}
+    recipe = data.setdefault("recipe", {})
+    if isinstance(recipe.get("epochs"), int):
+        recipe["epochs"] = 1
+    data.setdefault("run", {}).update(device="cpu", threads=1)
+    dataset = data.get("dataset", {})
+    if "download" in dataset:
+        dataset["download"] = False
+    if dataset.get("name") in TINY_DATA:  # a few dozen images: batches that fit
+        recipe["batch_size"] = min(int(recipe.get("batch_size", 16)), 16)
+    if dataset.get("name") == "image-folder":
+        dataset["image_size"] = min(int(dataset.get("image_size", 32)), 32)
+    metrics = [m for m in data.get("metrics", []) if m.get("name") not in INCEPTION_METRICS]
+    if "metrics" in data:
+        data["metrics"] = metrics
+    if data.get("checkpoint", {}).get("best_by") in INCEPTION_METRICS:
+        del data["checkpoint"]["best_by"]
+    return data
+
+
+@pytest.fixture
+def workspace(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    """A folder laid out like a checkout: tiny recipes/, tiny data/, the files pages name."""
+    (tmp_path / "recipes").mkdir()
+    for path in sorted((ROOT / "recipes").glob("*.toml")):
+        data = tiny_recipe(tomllib.loads(path.read_text(encoding="utf-8")))
+        (tmp_path / "recipes" / path.name).write_text(tomli_w.dumps(data), encoding="utf-8")
+    write_mnist(tmp_path / "data", n_train=64, n_test=16, folder="MNIST")
+    write_mnist(tmp_path / "data", n_train=64, n_test=16, folder="FashionMNIST")
+    sums = write_cifar10(tmp_path / "data", per_batch=8, n_test=8)
+    write_image_folder(tmp_path / "data" / "my_images", n=12)
+    write_image_folder(tmp_path / "my_digits", n=3)
+    (tmp_path / "book.txt").write_text("Once upon a time there was a tiny test of a language model. " * 160)
+    for name, text in DOC_FILES.items():
+        (tmp_path / name).write_text(text, encoding="utf-8")
+    monkeypatch.chdir(tmp_path)
+    with use_cifar10_checksums(sums):
+        yield tmp_path
+
+
+# --- running one command -----------------------------------------------------------------------
+
+
+def resolve_run_dirs(args: list[str], workspace: Path, made: dict[str, Path]) -> list[str]:
+    """``runs/<stem>-<stamp>`` placeholders (``-<stamp>``, ``-20261123-101500``) -> the run of that stem;
+    ``/tmp/...`` -> the same path in the workspace."""
+    resolved = []
+    for arg in args:
+        if arg.startswith("/tmp/"):  # a scratch folder of the page: the workspace's own
+            arg = str(workspace / arg[1:])
+        match = re.fullmatch(r"runs/([A-Za-z0-9_]+)-(<stamp>|\d{8}-\d{6})/?", arg)
+        if match and not (workspace / arg).exists():
+            stem = match.group(1)
+            found = [made[stem]] if stem in made else sorted((workspace / "runs").glob(f"{stem}-*"))
+            assert found, f"{arg}: no run of recipes/{stem}.toml was made by an earlier command on this page"
+            arg = str(found[-1])
+        elif arg.rstrip("/") in NAMED_RUNS and not (workspace / arg).exists():
+            result = run_cli(*NAMED_RUNS[arg.rstrip("/")])
+            assert result.exit_code == 0, result.err
+        resolved.append(arg)
+    return resolved
+
+
+@contextlib.contextmanager
+def environment(assignments: dict[str, str]) -> Iterator[None]:
+    saved = {name: os.environ.get(name) for name in assignments}
+    os.environ.update(assignments)
+    try:
+        yield
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+
+
+def dltk_args(command: DocCommand) -> tuple[dict[str, str], list[str], str | None]:
+    """(environment, dltk arguments, grep pattern) of a ``dltk`` command line."""
+    text, _, grep = command.text.partition(" | grep ")
+    words = shlex.split(text)
+    env = {}
+    while words and re.fullmatch(r"[A-Z_][A-Z0-9_]*=.*", words[0]):
+        name, _, value = words.pop(0).partition("=")
+        env[name] = value
+    if words[:3] == ["uv", "run", "dltk"]:
+        words = words[3:]
+    elif words[:1] == ["dltk"]:
+        words = words[1:]
+    else:
+        pytest.fail(f"{command.page}:{command.line}: `{command.text}`: not a dltk command this test can run. {ADVICE}")
+    return env, words, (shlex.split(grep)[0] if grep else None)
+
+
+def run_command(command: DocCommand, workspace: Path, made: dict[str, Path]) -> None:
+    """Run one command; ``made`` maps recipe stems to the run directories made so far."""
+    env, args, grep = dltk_args(command)
+    args = resolve_run_dirs(args, workspace, made)
+    if args[:1] == ["run"] and "--resume" in args and not any(a.startswith("recipe.epochs=") for a in args):
+        # the page's run was stopped early; the tiny one finished: continue it for one more epoch
+        resumed = Path(args[args.index("--resume") + 1])
+        epochs = tomllib.loads((resumed / "recipe.toml").read_text())["recipe"]["epochs"]
+        args.append(f"recipe.epochs={epochs + 1}")
+    if args[:1] == ["run"] and "--resume" not in args:
+        args = [
+            re.sub(r"^recipe\.epochs=(\d+)$", lambda m: f"recipe.epochs={min(int(m.group(1)), 2)}", a) for a in args
+        ]
+    if any(flag in args for flag in FRESH_PROCESS_FLAGS):
+        exe = Path(sys.executable).parent / "dltk"
+        done = subprocess.run([str(exe), *args], capture_output=True, text=True, env={**os.environ, **env}, timeout=600)
+        result = CliResult(done.returncode, done.stdout, done.stderr)
+    else:
+        with environment(env):
+            result = run_cli(*args)
+    where = f"{command.page}:{command.line}: `{command.text}`"
+    done = re.search(r"^dltk: done\. Results in (.+?)/(?: |;|$)", result.out, flags=re.M)
+    if args[:1] == ["run"] and done and "--resume" not in args:
+        made[Path(args[1]).stem] = Path(done.group(1))
+    out_lines = result.out.splitlines()
+    if grep is not None:
+        out_lines = [line for line in out_lines if grep in line]
+    compared = [line for line in command.shown if "..." not in line]
+    if result.exit_code != 0:
+        printed = result.err_lines + out_lines
+        assert compared, f"{where} exited {result.exit_code}:\n{result.err[-2000:]}\n{ADVICE}"
+        missing = [line for line in compared if line not in printed]
+        assert not missing, f"{where}: the page shows lines it does not print:\n{missing}\nit printed:\n{printed}"
+    elif args[:1] and args[0] in SHOWN_OUTPUT_COMMANDS and compared:
+        printed = [line.rstrip() for line in out_lines + result.err_lines]
+        missing = [line for line in compared if line not in printed]
+        assert not missing, f"{where}: the page shows lines it does not print:\n{missing}\nit printed:\n{printed}"
+    elif compared and not any(line.startswith(("epoch ", "metric ")) for line in compared):
+        # a run's or a command's last line (dltk: done..., dltk: wrote ...) names what it wrote
+        assert not [line for line in compared if line.startswith("dltk: wrote") and line not in out_lines], (
+            f"{where}: printed {out_lines}"
+        )
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("page", PAGES)
+def test_every_command_of_the_page_runs(page, workspace):
+    commands = [c for c in commands_of(page) if skip_reason(c) is None]
+    first = [c for c in commands if re.match(r"^(\S+=\S+ )*(uv run )?dltk run ", c.text) and "--resume" not in c.text]
+    made: dict[str, Path] = {}
+    for command in first + [c for c in commands if c not in first]:
+        run_command(command, workspace, made)
+
+
+def test_commands_are_found_and_skips_are_still_in_the_docs():
+    """The extractor sees the commands (a typo in a fence would hide them) and SKIP lists no stale entry."""
+    every = [c.text for page in PAGES for c in commands_of(page)]
+    assert "uv run dltk run recipes/quickstart.toml" in every
+    assert any(text.startswith("uv run dltk check ") for text in every)
+    stale = [text for text in SKIP if text not in every]
+    assert not stale, f"SKIP lists commands no page shows any more (remove them): {stale}"
+
+
+def test_no_bare_dltk_in_the_uv_workflow():
+    """The README teaches `uv run dltk`; a bare `dltk` is only right after a pip install in the same block."""
+    bare = [
+        c
+        for c in commands_of("README.md")
+        if c.text.startswith("dltk ") and "pip install" not in (ROOT / "README.md").read_text().split(c.text)[0][-400:]
+    ]
+    assert not bare, [f"README.md:{c.line}: {c.text}" for c in bare]
+
+
+def test_workspace_recipes_are_tiny(workspace):
+    data = tomllib.loads((workspace / "recipes" / "dcgan_cifar10.toml").read_text())
+    assert data["recipe"]["epochs"] == 1 and data["dataset"]["download"] is False
+    assert not [m for m in data.get("metrics", []) if m["name"] in INCEPTION_METRICS]
+    assert "best_by" not in data["checkpoint"]  # it named fid

@@ -62,6 +62,10 @@ def test_loss_plot_is_a_png_of_the_logged_losses(trained):
     with Image.open(trained / "samples" / "losses.png") as plot:
         assert plot.format == "PNG" and plot.size == (900, 600)
         assert len(np.unique(np.asarray(plot.convert("L")))) > 10  # something was drawn
+        rgb = np.asarray(plot.convert("RGB")).astype(int)
+    # the two loss lines in matplotlib's first two colours, more than a legend's short samples of them
+    for colour in ((0x1F, 0x77, 0xB4), (0xFF, 0x7F, 0x0E)):
+        assert (np.abs(rgb - colour).sum(axis=2) < 60).sum() > 300, colour
 
 
 def test_real_grid_written_once(trained):

@@ -10,7 +10,7 @@ from pathlib import Path
 import attrs
 import pytest
 
-from dltoolkit import Component, DltkError, ExitCode, hookimpl, hookspecs, option
+from dltoolkit import Component, DataSpec, DltkError, ExitCode, hookimpl, hookspecs, option
 from dltoolkit._manager import make_plugin_host
 from dltoolkit._registry import Registry
 
@@ -50,25 +50,55 @@ def make_plugin(recorder: Recorder) -> types.ModuleType:
             recorder.calls.append(("evaluate", {"n": len(metrics)}))
             return {"count": {"value": 1.0, "note": "protocol"}}
 
+    def probe_recipe(config, **context):
+        """Builds every part the way recipes do, so each factory's arguments can be checked."""
+        recorder.calls.append(("recipe-factory", context))
+        run = context["run"]
+        run.build_dataset()
+        run.build_model()
+        run.reference("test")
+        run.build_metrics()
+        run.build_callbacks()
+
+    class Samples:
+        spec = DataSpec.images((1, 4, 4))
+
+        def __len__(self) -> int:
+            return 4
+
+    def model_factory(config, **context):
+        recorder.calls.append(("model-factory", context))
+
+    def dataset_factory(config, **context):
+        recorder.calls.append(("dataset-factory", context))
+        return Samples()
+
+    def metric_factory(config, **context):
+        recorder.calls.append(("metric-factory", context))
+        return Counter(config)
+
+    def callback_factory(config, **context):
+        recorder.calls.append(("callback-factory", context))
+
     @hookimpl
     def dltk_register_recipes():
-        return [Component("noop", noop_recipe, NoOptions)]
+        return [Component("noop", noop_recipe, NoOptions), Component("probe", probe_recipe, NoOptions)]
 
     @hookimpl
     def dltk_register_models():
-        return [Component("null-model", lambda c, **k: None, NoOptions, summary="a model")]
+        return [Component("null-model", model_factory, NoOptions, summary="a model")]
 
     @hookimpl
     def dltk_register_datasets():
-        return [Component("null-data", lambda c, **k: None, NoOptions, summary="a dataset")]
+        return [Component("null-data", dataset_factory, NoOptions, summary="a dataset")]
 
     @hookimpl
     def dltk_register_metrics():
-        return [Component("count", lambda c, run: Counter(c), EveryConfig, summary="a metric")]
+        return [Component("count", metric_factory, EveryConfig, summary="a metric")]
 
     @hookimpl
     def dltk_register_callbacks():
-        return [Component("null-callback", lambda c: None, NoOptions, summary="a callback")]
+        return [Component("null-callback", callback_factory, NoOptions, summary="a callback")]
 
     @hookimpl
     def dltk_configure(run):
@@ -124,20 +154,58 @@ def test_hook_dltk_register_recipes(recorder, dltk, recipe_file):
     assert [c[0] for c in recorder.calls] == ["configure", "recipe", "run_finished"]
 
 
-def test_hook_dltk_register_models(recorder):
+PROBE = """
+[run]
+device = "cpu"
+[recipe]
+name = "probe"
+[model]
+name = "null-model"
+[dataset]
+name = "null-data"
+[[metrics]]
+name = "count"
+[[callbacks]]
+name = "null-callback"
+"""
+
+
+@pytest.fixture
+def probed(recorder, dltk, recipe_file) -> dict[str, list[dict]]:
+    """Each factory's keyword arguments in a run of the probe recipe, by kind."""
+    result = dltk("run", recipe_file(PROBE), "-p", "recording_plugin")
+    assert result.exit_code == 0, result.err
+    calls: dict[str, list[dict]] = {}
+    for name, context in recorder.calls:
+        if name.endswith("-factory"):
+            calls.setdefault(name.removesuffix("-factory"), []).append(context)
+    return calls
+
+
+def test_hook_dltk_register_models(recorder, probed):
     assert registry_with("recording_plugin").get("model", "null-model").summary == "a model"
+    assert probed["model"]  # the documented arguments: data=DataSpec and, for images, image_shape=(C, H, W)
+    for context in probed["model"]:
+        assert set(context) == {"data", "image_shape"}
+        assert context["data"] == DataSpec.images((1, 4, 4)) and context["image_shape"] == (1, 4, 4)
 
 
-def test_hook_dltk_register_datasets(recorder):
+def test_hook_dltk_register_datasets(recorder, probed):
     assert registry_with("recording_plugin").get("dataset", "null-data").summary == "a dataset"
+    assert probed["dataset"] == [{}, {"split": "test"}]  # the training data, then an evaluation's split
 
 
-def test_hook_dltk_register_metrics(recorder):
+def test_hook_dltk_register_metrics(recorder, probed):
     assert registry_with("recording_plugin").get("metric", "count").summary == "a metric"
+    (context,) = probed["metric"]
+    assert set(context) == {"run"} and context["run"].recipe_file.recipe.name == "probe"
 
 
-def test_hook_dltk_register_callbacks(recorder):
+def test_hook_dltk_register_callbacks(recorder, probed):
     assert registry_with("recording_plugin").get("callback", "null-callback").summary == "a callback"
+    assert probed["callback"] == [{}]  # factory(config), nothing else
+    (context,) = probed["recipe"]
+    assert set(context) == {"run"}  # and a recipe's factory(config, run=run)
 
 
 def test_hook_dltk_configure(recorder, dltk, recipe_file):
@@ -178,6 +246,15 @@ def test_hook_dltk_run_finished(dltk, tiny_gan, monkeypatch):
     result = dltk("run", tiny_gan(), "recipe.batch_size=5000", "-p", "recording_plugin")
     assert result.exit_code == 2
     assert rec.calls[-1] == ("run_finished", {"exit_code": ExitCode.BAD_INPUT})
+    # after a failure during training (a non-finite loss) and after an interrupt (SIGTERM)
+    monkeypatch.syspath_prepend(str(Path(__file__).resolve().parent / "helpers"))
+    for env, code in (("DLTK_FAULT_NAN_AT", ExitCode.RUN_FAILED), ("DLTK_FAULT_SIGNAL_AT", ExitCode.TERMINATED)):
+        monkeypatch.setenv(env, "3" if env.endswith("NAN_AT") else "3:TERM")
+        rec.calls.clear()
+        result = dltk("run", tiny_gan(), "recipe.epochs=1", "-p", "recording_plugin", "-p", "fault_plugin")
+        monkeypatch.delenv(env)
+        assert result.exit_code == code, result.err
+        assert rec.calls[-1] == ("run_finished", {"exit_code": code})
 
 
 def test_metrics_are_evaluated_together_on_schedule(recorder, dltk, tiny_gan):

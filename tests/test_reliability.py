@@ -231,29 +231,44 @@ def test_pickle_payload_in_a_checkpoint_never_runs(straight, dltk, tmp_path):
     assert not marker.exists()
 
 
-def test_disk_full_outside_checkpoints_is_reported_not_a_traceback(straight, dltk, tmp_path, monkeypatch):
+@pytest.mark.parametrize("where", ["logs", "grids", "tensorboard"])
+def test_disk_full_outside_checkpoints_is_reported_not_a_traceback(straight, dltk, tmp_path, monkeypatch, where):
+    """ENOSPC in metrics.jsonl, in a sample grid, or in TensorBoard's events: exit 1 naming the file."""
     import errno
 
+    from torch.utils.tensorboard import SummaryWriter
+
+    from dltoolkit import _images
     from dltoolkit._run import Run
 
     recipe, _ = straight
-    original, calls = Run.log, []
-
-    def log(self, record):
-        calls.append(record)
-        if len(calls) == 4:
-            raise OSError(errno.ENOSPC, "No space left on device", str(self.path / "metrics.jsonl"))
-        original(self, record)
-
-    monkeypatch.setattr(Run, "log", log)
     run = tmp_path / "run"
-    result = dltk("run", recipe, *ITERATION_CHECKPOINTS, "--run-dir", run)
-    assert result.exit_code == 1
-    assert result.err_lines[-1] == (
-        f"{run / 'metrics.jsonl'}: disk full at iteration 20; the checkpoints already written are intact. "
-        f"Free some space, then continue with: dltk run --resume {run}"
+    calls: list[object] = []
+    target = {
+        "logs": (Run, "log", run / "metrics.jsonl", 4),
+        "grids": (_images, "atomic_write", run / "samples" / "grid_0000000020.png", 2),
+        "tensorboard": (SummaryWriter, "add_scalar", run / "tb" / "events", 13),
+    }[where]
+    owner, name, path, nth = target
+    original = getattr(owner, name)
+
+    def full(*args, **kwargs):
+        calls.append(args)
+        if len(calls) == nth:
+            raise OSError(errno.ENOSPC, "No space left on device", str(path))
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(owner, name, full)
+    result = dltk("run", recipe, *ITERATION_CHECKPOINTS, "callbacks=[{name='samples',unit='iteration',every=10}]",
+                  "--run-dir", run)  # fmt: skip
+    assert result.exit_code == 1, result.err
+    assert len(calls) == nth  # the fault was injected where it was meant to be
+    assert result.err_lines[-1].startswith(f"{path}: disk full at iteration ")
+    assert result.err_lines[-1].endswith(
+        f"; the checkpoints already written are intact. Free some space, then continue with: dltk run --resume {run}"
     )
     assert "Traceback" not in result.err
+    assert checkpoints_in(run / "checkpoints")  # and they are
 
 
 def test_a_run_directory_has_one_owner(dltk, tiny_gan, tmp_path):

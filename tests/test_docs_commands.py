@@ -21,8 +21,6 @@ import contextlib
 import os
 import re
 import shlex
-import subprocess
-import sys
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -31,7 +29,7 @@ import pytest
 import tomli_w
 import tomllib
 
-from dltoolkit.testing import CliResult, run_cli, use_cifar10_checksums, write_cifar10, write_image_folder, write_mnist
+from dltoolkit.testing import run_cli, use_cifar10_checksums, write_cifar10, write_image_folder, write_mnist
 
 ROOT = Path(__file__).resolve().parent.parent
 PAGES = ["README.md", *sorted(str(p.relative_to(ROOT)) for p in (ROOT / "docs").glob("*.md"))]
@@ -71,10 +69,6 @@ SKIP: dict[str, str] = {
     "uv pip install -e .": "installs into the environment (tests/test_new_plugin.py installs into a folder)",
     "uv run pytest": "the test suite itself; in a generated plugin, tests/test_new_plugin.py runs its tests",
     "uv run dltk run examples/my-blocks.toml": "needs the generated plugin installed (tests/test_new_plugin.py)",
-    # each --nproc-per-node run spends ~35 s starting its processes on a 2-core CPU: the page's first
-    # one runs here, tests/test_distributed.py covers the others
-    "uv run dltk run recipes/cnn_digits.toml --nproc-per-node 2 --backend gloo": "process start-up (see above)",
-    "uv run dltk run --resume runs/quickstart-20261128-101500 --nproc-per-node 2": "process start-up (see above)",
     "PYTHONPATH=tests/example_plugin uv run dltk generate runs/ae --num 2 --out g -p dltoolkit_example": (
         "needs a run of the example plugin's autoencode recipe (tests/test_contract.py makes one)"
     ),
@@ -92,6 +86,10 @@ SKIP_PATTERNS: list[tuple[str, str]] = [
     (r"^uv run python benchmarks/", "a measurement that takes minutes; its figures are on the page that shows it"),
     (r"^torchrun ", "several processes or machines; tests/test_distributed.py covers what CI can run"),
     (r"--nproc-per-node [3-9]", "one process per GPU: that many GPUs (tests/test_distributed.py runs 2 on CPU)"),
+    (
+        r"--nproc-per-node 2",
+        "starts 2 processes: ~35 s of start-up a run on a 2-core CPU; tests/test_distributed.py runs them",
+    ),
     (
         r"recipe\.compile=true",
         "torch.compile builds kernels for minutes on a CPU (tests/test_distributed.py covers it)",
@@ -113,9 +111,6 @@ NAMED_RUNS = {
 }
 INCEPTION_METRICS = {"fid", "isc", "kid", "prc"}  # their weights are a download
 TINY_DATA = {"mnist", "fashion-mnist", "cifar10", "image-folder"}  # written tiny into the workspace
-# commands that start processes of their own: run in a fresh `dltk` process, as a user would
-# (forking this test process, in which autograd already ran, is refused by torch)
-FRESH_PROCESS_FLAGS = ("--nproc-per-node",)
 SHOWN_OUTPUT_COMMANDS = {"check", "list", "plugins"}  # deterministic: the shown output is compared
 ADVICE = (
     "If this command cannot run in the test suite (a download, a GPU, several machines, minutes of "
@@ -307,13 +302,8 @@ def run_command(command: DocCommand, workspace: Path, made: dict[str, Path]) -> 
         args = [
             re.sub(r"^recipe\.epochs=(\d+)$", lambda m: f"recipe.epochs={min(int(m.group(1)), 2)}", a) for a in args
         ]
-    if any(flag in args for flag in FRESH_PROCESS_FLAGS):
-        exe = Path(sys.executable).parent / "dltk"
-        done = subprocess.run([str(exe), *args], capture_output=True, text=True, env={**os.environ, **env}, timeout=600)
-        result = CliResult(done.returncode, done.stdout, done.stderr)
-    else:
-        with environment(env):
-            result = run_cli(*args)
+    with environment(env):
+        result = run_cli(*args)
     where = f"{command.page}:{command.line}: `{command.text}`"
     done = re.search(r"^dltk: done\. Results in (.+?)/(?: |;|$)", result.out, flags=re.M)
     if args[:1] == ["run"] and done and "--resume" not in args:
@@ -341,14 +331,19 @@ def run_command(command: DocCommand, workspace: Path, made: dict[str, Path]) -> 
         )
 
 
-@pytest.mark.slow
-@pytest.mark.parametrize("page", PAGES)
-def test_every_command_of_the_page_runs(page, workspace):
+def run_page(page: str, workspace: Path) -> None:
+    """Run the commands of ``page`` not skipped: its ``dltk run`` commands first, then the rest."""
     commands = [c for c in commands_of(page) if skip_reason(c) is None]
     first = [c for c in commands if re.match(r"^(\S+=\S+ )*(uv run )?dltk run ", c.text) and "--resume" not in c.text]
     made: dict[str, Path] = {}
     for command in first + [c for c in commands if c not in first]:
         run_command(command, workspace, made)
+
+
+@pytest.mark.slow
+def test_every_command_of_the_readme_runs(workspace):
+    """README.md here; the pages of docs/ in tests/test_docs_pages.py (the two run side by side under xdist)."""
+    run_page("README.md", workspace)
 
 
 def test_commands_are_found_and_skips_are_still_in_the_docs():

@@ -104,6 +104,45 @@ def world_size() -> int:
 # -- the launcher ------------------------------------------------------------------------------
 
 
+def start_method_for(backend: str) -> str:
+    """How the ranks are started: ``$DLTK_START_METHOD`` if set (fork, forkserver, spawn); else fork
+    with gloo (the ranks start at once with what the launcher imported; torch takes seconds to
+    import) and spawn with CUDA (which cannot be used in forked processes)."""
+    import multiprocessing
+
+    chosen = os.environ.get("DLTK_START_METHOD")
+    if chosen:
+        if chosen not in multiprocessing.get_all_start_methods():
+            raise DltkError(
+                f"DLTK_START_METHOD: '{chosen}' is not a start method here; "
+                f"choose {', '.join(multiprocessing.get_all_start_methods())}"
+            )
+        return chosen
+    if backend != "gloo" or "fork" not in multiprocessing.get_all_start_methods():
+        return "spawn"
+    return "fork" if _fork_is_safe() else "forkserver"
+
+
+def _fork_is_safe() -> bool:
+    """Whether autograd works in a process forked from this one (torch refuses it once this
+    process ran autograd on worker threads): a forked child runs one tiny backward."""
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - the child
+        code = 0
+        try:
+            import torch
+
+            torch.ones(1, requires_grad=True).sum().backward()
+        except BaseException:
+            code = 3
+        os._exit(code)
+    _, status = os.waitpid(pid, 0)
+    return os.waitstatus_to_exitcode(status) == 0
+
+
+FORK_REFUSED = "Unable to handle autograd's threading in combination with fork-based multiprocessing"
+
+
 def _die_with_parent() -> None:
     """Linux: be killed when the launcher dies (kill -9 included), so no rank trains on alone."""
     try:
@@ -117,7 +156,7 @@ def _die_with_parent() -> None:
         os._exit(int(ExitCode.RUN_FAILED))
 
 
-def _worker(local_rank: int, outcomes: Any, command: Callable[[Any], int], args: Any) -> None:
+def _worker(local_rank: int, outcomes: Any, command: Callable[[Any], int], args: Any, environ: dict[str, str]) -> None:
     """One process started by :func:`launch`: run ``command(args)``; report its outcome to the launcher.
 
     Only the launcher prints a failure (the first one reported), so N ranks failing alike print
@@ -125,6 +164,8 @@ def _worker(local_rank: int, outcomes: Any, command: Callable[[Any], int], args:
     """
     import ignite.distributed as idist
 
+    # the launcher's environment now (a forkserver started earlier holds an older one), ranks' own kept
+    os.environ.update({k: v for k, v in environ.items() if k not in TORCHRUN_VARIABLES})
     _die_with_parent()
     os.setpgrp()  # a terminal's Ctrl-C reaches the launcher only; it forwards it to every rank
     quiet_logs()
@@ -142,6 +183,11 @@ def _worker(local_rank: int, outcomes: Any, command: Callable[[Any], int], args:
     except BaseException as exc:  # an internal error keeps its traceback, shown once by the launcher
         if isinstance(exc, SystemExit) and not exc.code:
             code = int(ExitCode.OK)
+        elif FORK_REFUSED in str(exc):  # the launching process ran autograd on threads before forking
+            lines = [
+                "dltk: the ranks could not be forked from this process (it already ran autograd on "
+                "several threads); start them fresh with DLTK_START_METHOD=forkserver or spawn"
+            ]
         else:
             lines = [f"rank {me}: " + "".join(traceback.format_exception(exc)).rstrip()]
     for scratch, real in PATH_ALIASES.items():
@@ -165,9 +211,9 @@ def launch(command: Callable[[Any], int], args: Any, nproc: int, backend: str) -
     from torch.multiprocessing import ProcessExitedException, ProcessRaisedException
 
     quiet_logs()
-    # gloo (CPU): fork, so the ranks start at once with what this process imported (torch takes
-    # seconds to import); CUDA needs fresh processes (spawn)
-    start_method = "fork" if backend == "gloo" and "fork" in multiprocessing.get_all_start_methods() else "spawn"
+    start_method = start_method_for(backend)
+    if start_method == "forkserver":  # one server imports torch once; each rank is forked from it
+        multiprocessing.set_forkserver_preload(["torch", "ignite.distributed", "dltoolkit.cli", "dltoolkit._run"])
     outcomes = multiprocessing.get_context(start_method).SimpleQueue()
 
     def forward(signum: int, _frame: Any) -> None:
@@ -182,7 +228,7 @@ def launch(command: Callable[[Any], int], args: Any, nproc: int, backend: str) -
         with idist.Parallel(
             backend=backend, nproc_per_node=nproc, master_port=free_port(), start_method=start_method
         ) as parallel:
-            parallel.run(_worker, outcomes, command, args)
+            parallel.run(_worker, outcomes, command, args, {**os.environ, "DLTK_LAUNCHER_PID": str(os.getpid())})
     except (ProcessExitedException, ProcessRaisedException) as exc:
         failure = exc
     finally:

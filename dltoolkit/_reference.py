@@ -12,7 +12,7 @@ from collections.abc import Sequence
 import attrs
 
 from dltoolkit._component import KINDS, type_name
-from dltoolkit._config import CheckpointSection, RunSection
+from dltoolkit._config import RECIPE_CORE_OPTIONS, CheckpointSection, RunSection
 from dltoolkit._manager import make_plugin_host
 from dltoolkit._registry import Registry
 
@@ -44,6 +44,12 @@ def markdown_reference(registry: Registry) -> str:
         "### `[checkpoint]`",
         "",
         *_table(_section_rows(CheckpointSection)),
+        "",
+        "### `[recipe]`: options of every recipe",
+        "",
+        "Besides its own options (below), every `[recipe]` table takes these; the core applies them.",
+        "",
+        *_table([(name, "bool", False, doc) for name, doc in RECIPE_CORE_OPTIONS.items()]),
     ]
     for kind in KINDS:
         for name in registry.names(kind):

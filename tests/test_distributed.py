@@ -133,7 +133,7 @@ def test_launcher_killed_mid_run_resumes_exactly_as_an_uninterrupted_run(gan_run
     monkeypatch.setenv("DLTK_FAULT_KILL_LAUNCHER_AT", "30")  # epoch 2; the last checkpoint is iteration 22
     run = tmp_path / "killed"
     argv = ["run", str(recipe), "--run-dir", str(run), "--nproc-per-node", "2", "-p", "launcher_fault_plugin"]
-    launcher = multiprocessing.get_context("fork").Process(target=_launch, args=(argv,))
+    launcher = multiprocessing.get_context("fork").Process(target=_launch, args=(argv,))  # a launcher to kill
     launcher.start()
     launcher.join(timeout=240)
     assert launcher.exitcode == -signal.SIGKILL
@@ -233,3 +233,71 @@ def test_a_failure_on_one_rank_stops_the_run_with_one_message(gan_runs, tmp_path
     assert result.err.startswith("rank 1: Traceback (most recent call last)")
     assert result.err.strip().endswith("RuntimeError: injected failure on rank 1")
     assert result.err.count("Traceback") == 1
+
+
+def test_sync_batchnorm_converts_the_models_batchnorm_and_is_refused_on_cpu(tmp_path):
+    import attrs
+    from torch import nn
+
+    from dltoolkit._run import sync_batchnorm
+
+    @attrs.define
+    class Pair:
+        generator: nn.Module
+        discriminator: nn.Module
+        latent_dim: int = 4
+
+    pair = sync_batchnorm(Pair(nn.Sequential(nn.Linear(4, 4), nn.BatchNorm1d(4)), nn.BatchNorm2d(3)))
+    assert isinstance(pair.generator[1], nn.SyncBatchNorm) and isinstance(pair.discriminator, nn.SyncBatchNorm)
+    assert isinstance(sync_batchnorm(nn.BatchNorm2d(2)), nn.SyncBatchNorm)
+
+    recipe = tmp_path / "gan.toml"
+    recipe.write_text(GAN.format(runs=tmp_path.as_posix()))
+    result = run_cli("run", recipe, "recipe.sync_batchnorm=true", "--nproc-per-node", "2", "--run-dir", tmp_path / "r")
+    assert result.exit_code == 2
+    assert result.err.strip() == (
+        f"{recipe}: recipe.sync_batchnorm: SyncBatchNorm runs on CUDA devices only; this run trains on cpu "
+        "(set it to false)"
+    )
+
+
+def test_compile_unavailable_is_one_warning_and_the_run_goes_on(tmp_path, monkeypatch):
+    def no_compiler(*_args, **_kwargs):
+        raise RuntimeError("Compiler: cc is not found\nmore details")
+
+    monkeypatch.setattr(torch, "compile", no_compiler)
+    recipe = tmp_path / "gan.toml"
+    recipe.write_text(GAN.format(runs=tmp_path.as_posix()))
+    result = run_cli("run", recipe, "recipe.compile=true", "recipe.epochs=1", "--run-dir", tmp_path / "r")
+    assert result.exit_code == 0, result.err
+    warnings = [line for line in result.err.splitlines() if "torch.compile" in line]
+    assert warnings == [
+        "dltk: recipe.compile: torch.compile is not available here (Compiler: cc is not found); training uncompiled"
+    ]
+
+
+def test_compile_must_be_true_or_false(tmp_path):
+    recipe = tmp_path / "gan.toml"
+    recipe.write_text(GAN.format(runs=tmp_path.as_posix()))
+    result = run_cli("check", recipe, "recipe.compile=1")
+    assert (result.exit_code, result.err.strip()) == (2, f"{recipe}: recipe.compile: expected true or false, got 1")
+
+
+@pytest.mark.slow
+def test_a_compiled_run_resumes_uncompiled_and_the_other_way_round(tmp_path):
+    """Checkpoints of compiled and uncompiled runs are the same format (no ``_orig_mod.`` keys)."""
+    recipe = tmp_path / "gan.toml"
+    recipe.write_text(GAN.format(runs=tmp_path.as_posix()))
+    run = tmp_path / "run"
+    first = run_cli("run", recipe, "recipe.compile=true", "recipe.epochs=1", "--run-dir", run)
+    assert first.exit_code == 0, first.err
+    assert "not available" not in first.err
+    keys = load_checkpoint(checkpoints_in(run / "checkpoints")[0])["generator"].keys()
+    plain = run_cli("run", recipe, "recipe.epochs=1", "--run-dir", tmp_path / "plain")
+    assert keys == load_checkpoint(checkpoints_in(tmp_path / "plain" / "checkpoints")[0])["generator"].keys()
+    assert not any("_orig_mod" in k for k in keys) and plain.exit_code == 0
+    uncompiled = run_cli("run", "--resume", run, "recipe.compile=false", "recipe.epochs=2")
+    assert uncompiled.exit_code == 0, uncompiled.err
+    compiled = run_cli("run", "--resume", run, "recipe.compile=true", "recipe.epochs=3")
+    assert compiled.exit_code == 0, compiled.err
+    assert load_checkpoint(checkpoints_in(run / "checkpoints")[0])["trainer"]["iteration"] == 66

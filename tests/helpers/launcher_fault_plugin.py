@@ -24,7 +24,7 @@ def dltk_engine_created(run, engine, role) -> None:
 
     @engine.on(Events.ITERATION_COMPLETED(once=int(at)))
     def _kill(_engine) -> None:
-        os.kill(os.getppid(), signal.SIGKILL)
+        os.kill(int(os.environ["DLTK_LAUNCHER_PID"]), signal.SIGKILL)
         time.sleep(60)  # the launcher's death kills this rank first (PR_SET_PDEATHSIG)
         os._exit(99)
 

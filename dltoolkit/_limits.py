@@ -77,7 +77,7 @@ def build_model_checked(build: Callable[[], Any], *, name: str, device: Any, sou
         with torch.random.fork_rng(devices=[]), torch.device("meta"):
             model = build()
     except DltkError:
-        raise
+        return  # the factory's own refusal: the real build says it, with the recipe file's name
     except (RuntimeError, ValueError, OverflowError, MemoryError) as exc:
         text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         if "overflow" in text.lower() or isinstance(exc, (OverflowError, MemoryError)):

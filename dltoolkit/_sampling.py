@@ -45,7 +45,7 @@ class ImageSampler:
         """``n`` images in batches of at most ``batch_size``; the same ``seed`` gives the same images.
 
         Memory stays constant in ``n``: beyond ``NOISE_BLOCK`` numbers the noise is drawn a block
-        at a time from one seeded generator (``dltk generate --num 2000000000`` holds one block).
+        at a time from one seeded random stream (``dltk generate --num 2000000000`` holds one block).
         """
         rows = max(batch_size, NOISE_BLOCK // max(self.noise_dim, 1))
         if n <= rows:  # one draw: the noise every earlier version drew for this seed

@@ -123,9 +123,10 @@ def start_method_for(backend: str) -> str:
     return "fork" if _fork_is_safe() else "forkserver"
 
 
-def _fork_is_safe() -> bool:
-    """Whether autograd works in a process forked from this one (torch refuses it once this
-    process ran autograd on worker threads): a forked child runs one tiny backward."""
+def _fork_is_safe(timeout: float = 10.0) -> bool:
+    """Whether torch works in a process forked from this one: torch refuses autograd once this
+    process ran it on worker threads, and an OpenMP thread pool this process used can hang a
+    forked child. A forked child runs one tiny backward and one multi-threaded operation."""
     pid = os.fork()
     if pid == 0:  # pragma: no cover - the child
         code = 0
@@ -133,11 +134,19 @@ def _fork_is_safe() -> bool:
             import torch
 
             torch.ones(1, requires_grad=True).sum().backward()
+            torch.ones(1 << 22).mul(2).sum()
         except BaseException:
             code = 3
         os._exit(code)
-    _, status = os.waitpid(pid, 0)
-    return os.waitstatus_to_exitcode(status) == 0
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        done, status = os.waitpid(pid, os.WNOHANG)
+        if done:
+            return os.waitstatus_to_exitcode(status) == 0
+        time.sleep(0.01)
+    os.kill(pid, signal.SIGKILL)
+    os.waitpid(pid, 0)
+    return False
 
 
 FORK_REFUSED = "Unable to handle autograd's threading in combination with fork-based multiprocessing"

@@ -79,6 +79,10 @@ class Run:
     by the core from the recipe file and the data), ``cache_dir`` and ``reference(split)``.
     """
 
+    check_every_step: bool | None = None
+    """Check the step scalars are finite every iteration (True) or at logging points and before
+    checkpoints (False); None: every iteration on a CPU, where reading them costs no device sync."""
+
     def __init__(
         self,
         recipe_file: RecipeFile,
@@ -592,7 +596,7 @@ class Run:
         # On a CPU, reading a flag costs nothing: every step is checked. On an accelerator that
         # would wait for the device each step, so the first bad step is kept on the device and read
         # at logging points and before any checkpoint (none is ever written after a bad step).
-        every_step = self.device.type == "cpu"
+        every_step = self.device.type == "cpu" if self.check_every_step is None else self.check_every_step
         watch = FiniteWatch(len(names), self.device)
 
         def fail(engine: Engine, iteration: int, values: list[float]) -> RunFailed:

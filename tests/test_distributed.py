@@ -3,6 +3,7 @@ same global batch, exact resume after the launcher is killed, one run directory,
 
 from __future__ import annotations
 
+import json
 import multiprocessing
 import os
 import signal
@@ -301,3 +302,30 @@ def test_a_compiled_run_resumes_uncompiled_and_the_other_way_round(tmp_path):
     compiled = run_cli("run", "--resume", run, "recipe.compile=true", "recipe.epochs=3")
     assert compiled.exit_code == 0, compiled.err
     assert load_checkpoint(checkpoints_in(run / "checkpoints")[0])["trainer"]["iteration"] == 66
+
+
+def test_off_the_cpu_finiteness_is_read_at_logging_points_and_still_names_the_iteration(tmp_path, monkeypatch):
+    """On an accelerator the step scalars are not read every iteration (that waits for the
+    device): the first bad iteration is kept on the device and read at the next logging point
+    or checkpoint. Forced here on the CPU."""
+    from conftest import TINY_GAN
+
+    from dltoolkit._run import Run
+
+    monkeypatch.setattr(Run, "check_every_step", False)
+    monkeypatch.syspath_prepend(str(HELPERS))
+    monkeypatch.setenv("DLTK_FAULT_NAN_AT", "33")  # detected at iteration 35 (log_every = 5)
+    recipe = tmp_path / "tiny.toml"
+    recipe.write_text(TINY_GAN.format(runs=tmp_path.as_posix()))
+    run = tmp_path / "run"
+    checkpoints = ["checkpoint.unit=iteration", "checkpoint.every=4", "checkpoint.keep=20"]
+    result = run_cli("run", recipe, *checkpoints, "--run-dir", run, "-p", "fault_plugin")
+    assert result.exit_code == 1
+    assert (
+        result.err.strip()
+        .splitlines()[-1]
+        .startswith(f"{run}: non-finite loss at iteration 33 (epoch 1): loss_d = nan")
+    )
+    assert checkpoints_in(run / "checkpoints")[0].name == "checkpoint_32.pt"  # not 36
+    logged = [json.loads(line)["iteration"] for line in (run / "metrics.jsonl").read_text().splitlines()]
+    assert max(logged) == 30  # the window holding iteration 33 was never logged

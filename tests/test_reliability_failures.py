@@ -20,6 +20,7 @@ def _helpers(monkeypatch):
     monkeypatch.syspath_prepend(str(HELPERS))
 
 
+@pytest.mark.slow
 def test_an_error_inside_training_is_printed_once(tiny_gan, tmp_path):
     """In a real process (in-process, pytest's log capture would hide Ignite's own logging of it)."""
     args = ["run", str(tiny_gan()), "recipe.epochs=1", "--run-dir", str(tmp_path / "run")]
@@ -39,6 +40,7 @@ def _subprocess(*args: str, **env: str):
     )
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("what", ["READONLY", "RMTREE"])
 def test_run_directory_made_read_only_or_deleted_mid_run_is_exit_1(tiny_gan, tmp_path, what):
     if what == "READONLY" and os.geteuid() == 0:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import inspect
 import json
+import os
 from pathlib import Path
 from typing import Any
 
@@ -255,8 +256,11 @@ def generate_images(
     batch_size: int = 256,
     device: str = "auto",
     options: dict[str, Any] | None = None,
+    force: bool = False,
 ) -> str:
     """Write samples of SOURCE's model into ``out``; return what was written, in words.
+
+    Samples already in ``out`` (numbered PNG files, ``grid.png``) are replaced only with ``force``.
 
     A recipe whose ``Trained`` has ``generate`` writes its own kind of sample (text, a forecast);
     otherwise ``num`` PNG files (and ``grid.png``) are drawn from its image sampler.
@@ -294,6 +298,8 @@ def generate_images(
         )
     classes = tuple(getattr(trained.sampler, "classes", None) or ())
     chosen = {} if label is None else {"label": class_index(classes, str(label), str(meta.get("recipe")))}
+    if not force:
+        _refuse_to_replace(out)
     _check_room(out, num, _data_of(meta, path))
     out.mkdir(parents=True, exist_ok=True)
     width = max(4, len(str(num - 1)))
@@ -314,6 +320,16 @@ def generate_images(
         all_images = torch.cat(kept)[:256]
         save_png(image_grid(all_images, nrow=max(1, int(len(all_images) ** 0.5))), out / "grid.png")
     return f"{index} images"
+
+
+def _refuse_to_replace(out: Path) -> None:
+    """``--out`` already holding samples (``0000.png``, ``grid.png``) is refused without ``--force``."""
+    if not out.is_dir():
+        return
+    for entry in os.scandir(out):
+        stem, _, suffix = entry.name.partition(".")
+        if suffix == "png" and (stem.isdigit() or stem == "grid"):
+            raise DltkError(f"--out: '{out}' already holds samples ({entry.name}, ...); pass --force to replace them")
 
 
 def _check_room(out: Path, num: int, data: DataSpec) -> None:

@@ -117,6 +117,7 @@ def build_parser() -> argparse.ArgumentParser:
     gen.add_argument("--out", type=Path, required=True, help="folder for what is written")
     gen.add_argument("--seed", type=int, default=0, help="random seed (same seed, same samples)")
     gen.add_argument("--grid", action="store_true", help="also write grid.png (images)")
+    gen.add_argument("--force", action="store_true", help="replace samples already in --out")
     gen.add_argument("--batch-size", type=int, default=256)
     gen.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N")
     gen.add_argument("--prompt", help="text to continue (recipes that generate text)")
@@ -435,6 +436,7 @@ def cmd_generate(args: argparse.Namespace) -> int:
         batch_size=args.batch_size,
         device=args.device,
         options=extra,
+        force=args.force,
     )
     print(f"dltk: wrote {written} to {args.out}/")
     return ExitCode.OK

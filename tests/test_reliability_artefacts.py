@@ -200,3 +200,18 @@ def test_disk_full_during_generate_or_export_is_one_line(trained, dltk, tmp_path
     assert len(result.err_lines) == 1, result.err
     assert result.err_lines[0].endswith("disk full (No space left on device); free some space and try again")
     assert not list(tmp_path.rglob(".tmp-*"))
+
+
+def test_generate_does_not_replace_samples_without_force(trained, dltk, tmp_path):
+    out = tmp_path / "samples"
+    assert dltk("generate", trained, "--num", "3", "--out", out).exit_code == 0
+    before = (out / "0000.png").read_bytes()
+    again = dltk("generate", trained, "--num", "3", "--seed", "9", "--out", out)
+    assert (again.exit_code, again.err_lines) == (
+        2,
+        [f"--out: '{out}' already holds samples (" + again.err_lines[0].split("(", 1)[1]],
+    )
+    assert again.err_lines[0].endswith("pass --force to replace them")
+    assert (out / "0000.png").read_bytes() == before
+    assert dltk("generate", trained, "--num", "3", "--seed", "9", "--out", out, "--force").exit_code == 0
+    assert (out / "0000.png").read_bytes() != before

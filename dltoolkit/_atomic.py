@@ -19,7 +19,15 @@ TEMP_PREFIX = ".tmp-"
 
 
 def current_umask() -> int:
-    """The process's umask (read by setting it and putting it back)."""
+    """The process's umask: read from ``/proc/self/status`` where it can be (Linux), else by
+    setting it and putting it back (which, for an instant, other threads would see)."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as status:
+            for line in status:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
     mask = os.umask(0o022)
     os.umask(mask)
     return mask

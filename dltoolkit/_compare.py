@@ -246,7 +246,8 @@ def _number(value: float) -> str:
     return f"{value:.4g}"
 
 
-def _count(n: int) -> str:
+def count_text(n: int) -> str:
+    """A parameter count as the table shows it: 7328, 271.4k, 1.25M."""
     if n >= 1_000_000:
         return f"{n / 1e6:.2f}M"
     if n >= 10_000:
@@ -258,9 +259,9 @@ def parameters_text(run: RunRecord) -> str:
     if not run.parameters:
         return "-"
     trained = [m for m in run.trained_modules if m in run.parameters]
-    parts = [f"{name} {_count(int(n))}" for name, n in run.parameters.items()]
+    parts = [f"{name} {count_text(int(n))}" for name, n in run.parameters.items()]
     total = sum(int(n) for n in run.parameters.values())
-    text = ", ".join(parts) if len(parts) > 1 else _count(total)
+    text = ", ".join(parts) if len(parts) > 1 else count_text(total)
     if len(parts) > 1 and trained and len(trained) < len(parts):
         text += f" (kept for inference: {', '.join(trained)})"
     return text

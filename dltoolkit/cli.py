@@ -190,8 +190,10 @@ def build_parser() -> argparse.ArgumentParser:
             "sample grids; print the tables as Markdown."
         ),
     )
-    cmp.add_argument("runs", type=Path, nargs="+", metavar="RUN")
-    cmp.add_argument("--out", type=Path, help="folder for the page (default: compare-<stamp> beside the first run)")
+    cmp.add_argument("runs", type=Path, nargs="+", metavar="RUN", help="a run directory (dltk run wrote it)")
+    cmp.add_argument(
+        "--out", type=Path, metavar="DIR", help="folder for the page (default: compare-<stamp> beside the first run)"
+    )
     _plugin_args(cmp)
 
     new = sub.add_parser("new", help="start something new from a template", description="Write a template.")
@@ -208,7 +210,9 @@ def build_parser() -> argparse.ArgumentParser:
     new_plugin.add_argument(
         "--kind", default="model", choices=("model", "dataset", "metric", "callback", "recipe"), help="(default: model)"
     )
-    new_plugin.add_argument("--out", type=Path, default=Path("."), help="write dltoolkit-NAME/ in this folder")
+    new_plugin.add_argument(
+        "--out", type=Path, default=Path("."), metavar="DIR", help="write dltoolkit-NAME/ in this folder (default: .)"
+    )
     return parser
 
 

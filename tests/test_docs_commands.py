@@ -75,12 +75,7 @@ SKIP: dict[str, str] = {
 }
 # commands whose shown output is what dltoolkit should print but does not yet: each must still
 # differ (the test says when it is fixed, so the entry goes)
-KNOWN_WRONG: dict[str, str] = {
-    "uv run dltk run recipes/vae_digits.toml 'model={name=\"conv-vae\"}' dataset.image_size=8": (
-        "the model factory's DltkError reaches the user without the recipe file in front: the model is "
-        "built outside Run.build (Run._checked_model_context), which adds it"
-    ),
-}
+KNOWN_WRONG: dict[str, str] = {}
 # families of commands, by regular expression -> why they do not run here
 SKIP_PATTERNS: list[tuple[str, str]] = [
     (r"^uv run python benchmarks/", "a measurement that takes minutes; its figures are on the page that shows it"),

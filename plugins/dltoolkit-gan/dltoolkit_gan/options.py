@@ -114,8 +114,8 @@ class GanRecipeConfig:
         doc="Keep an exponential moving average of the generator's weights with this decay per generator "
         "step (for example 0.999; Yazici et al. 2019), ramped up as min(ema_decay, (1 + t) / (10 + t)) over "
         "the first t steps; samples, evaluation, dltk generate and dltk export then use the averaged "
-        "generator. Default: off.",
-        validator=attrs.validators.optional([attrs.validators.gt(0.0), attrs.validators.lt(1.0)]),
+        "generator. Default: off (0 also turns it off, e.g. recipe.ema_decay=0 on the command line).",
+        validator=attrs.validators.optional([attrs.validators.ge(0.0), attrs.validators.lt(1.0)]),
     )
     diffaugment: tuple[str, ...] = option(
         (),

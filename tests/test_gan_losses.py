@@ -129,3 +129,19 @@ def test_ema_decay_ramps_up_to_the_chosen_one():
     assert ema_decay_at(100_000, 0.999) == 0.999
     initial_share = math.prod(ema_decay_at(t, 0.999) for t in range(850))
     assert initial_share < 1e-6 < 0.999**850  # a fixed decay would keep 43% of the random start
+
+
+def test_label_names_resolve_to_class_indices():
+    from dltoolkit._errors import DltkError
+    from dltoolkit._generate import class_index
+
+    fashion = ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot")
+    assert class_index(fashion, "Sneaker", "gan") == 7
+    assert class_index(fashion, "ankle BOOT", "gan") == 9  # any case
+    assert class_index(fashion, "3", "gan") == 3  # an index where no class has that name
+    assert class_index(tuple("0123456789"), "7", "gan") == 7
+    assert class_index(("1", "2", "3"), "1", "gan") == 0  # a class name wins over an index
+    with pytest.raises(DltkError, match=r"^--label: 'Boot' is not a class of this run; give a name or an index"):
+        class_index(fashion, "Boot", "gan")
+    with pytest.raises(DltkError, match=r"^--label: this 'gan' run draws unconditionally"):
+        class_index((), "3", "gan")

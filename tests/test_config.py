@@ -28,7 +28,8 @@ def test_valid_recipe_is_frozen_and_typed(tiny_gan, registry):
     recipe = RecipeFile.from_toml(tiny_gan(), registry)
     assert recipe.recipe.name == "gan"
     assert recipe.recipe.config.epochs == 2
-    assert recipe.recipe.config.betas_g == (0.5, 0.999)
+    assert recipe.recipe.config.betas_g is None  # unset: the loss's own betas
+    assert recipe.recipe.config.adam_betas == ((0.5, 0.999), (0.5, 0.999))
     assert recipe.model.config.hidden_dim == 16
     assert recipe.callbacks[0].name == "samples"
     assert recipe.checkpoint.keep == 2
@@ -78,7 +79,7 @@ channels = 2
     assert problems(path, registry) == [
         f"{path}: recipe.epochs: must be >= 1, got 0",
         f"{path}: recipe.lr_g: must be > 0, got -1.0",
-        f"{path}: recipe.loss: must be one of ('non-saturating', 'minimax'), got 'wasserstein'",
+        f"{path}: recipe.loss: must be one of ('non-saturating', 'minimax', 'hinge', 'least-squares', 'wasserstein-gp'), got 'wasserstein'",
         f"{path}: model.depth: must be >= 1, got 0",
         f"{path}: dataset.channels: must be one of (1, 3), got 2",
     ]
@@ -120,7 +121,7 @@ name = "sample"
     assert lines[0].startswith(f"{path}: recipe.name: unknown recipe 'gann' (did you mean 'gan'?); available: 'gan'")
     assert lines[1].startswith(
         f"{path}: model.name: unknown model 'torch.nn.Linear': a recipe file names registered "
-        "components, not import paths; available: 'dcgan' or 'mlp-gan'"
+        "components, not import paths; available: 'cdcgan', 'cgan', 'dcgan' or 'mlp-gan'"
     )
     assert lines[2].startswith(f"{path}: dataset.name: unknown dataset 'mnst' (did you mean 'mnist'?)")
     assert lines[3].startswith(f"{path}: callbacks.0.name: unknown callback 'sample' (did you mean 'samples'?)")
@@ -134,7 +135,7 @@ name = "gan"
 latent_dim = 3
 """)
     assert problems(path, registry) == [
-        f"{path}: model.name: missing: which model? ('dcgan' or 'mlp-gan')",
+        f"{path}: model.name: missing: which model? ('cdcgan', 'cgan', 'dcgan' or 'mlp-gan')",
         f"{path}: dataset: the 'gan' recipe needs a [dataset] table",
     ]
     empty = recipe_file("seed = 1\n", "empty.toml")

@@ -104,7 +104,7 @@ def test_check_refuses_a_model_or_data_of_another_family_with_one_line(dltk, rec
     assert result.exit_code == 2
     assert result.err_lines == [
         f"{gan}: model.name: model 'tiny-ae' provides 'autoencoder', but the recipe 'gan' needs a model that "
-        "provides 'gan' (models that do: dcgan, mlp-gan, tiny-gan)"
+        "provides 'gan' (models that do: cdcgan, cgan, dcgan, mlp-gan, tiny-gan)"
     ]
     # a metric that scores samples, on a recipe that draws none; the same at dltk run, nothing written
     result = dltk("run", path, "metrics.0.name=fid", "checkpoint.best_by=fid", *example)
@@ -257,7 +257,10 @@ def test_resume_accepts_only_options_declared_resumable(dltk, recipe_file, examp
         f"{tmp_path / 'r' / 'recipe.toml'}: recipe.batch_size",
         f"{tmp_path / 'r' / 'recipe.toml'}: model.code",
     ]
-    allowed = "run.device, run.threads, checkpoint.every, checkpoint.keep, recipe.epochs, recipe.lr"
+    allowed = (
+        "run.device, run.threads, checkpoint.every, checkpoint.keep, recipe.epochs, recipe.lr, "
+        "recipe.compile, recipe.sync_batchnorm"  # the core's [recipe] options: how a run executes
+    )
     assert f"(only {allowed} can)" in result.err_lines[0]
     result = dltk("run", "--resume", tmp_path / "r", "recipe.epochs=2", "recipe.lr=0.0005", *example)
     assert result.exit_code == 0, result.err

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
-from common import alternating_blocks, dltk_seconds_per_iteration, plain_seconds_per_iteration, summary
+from common import alternating_blocks, dltk_seconds_per_iteration, plain_seconds_per_iteration, summary, use_clock
 
 from dltoolkit.testing import write_mnist
 from dltoolkit_gan import MlpGanConfig, mlp_gan
@@ -112,7 +112,9 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=6)
     parser.add_argument("--iterations", type=int, default=600)
     parser.add_argument("--warmup", type=int, default=20)
+    parser.add_argument("--clock", choices=("wall", "cpu"), default="wall", help="cpu: this process's CPU time")
     args = parser.parse_args()
+    use_clock(args.clock)
     count = args.iterations * 64 // 2  # two epochs, so epoch-end handlers (checkpoint, logs) count too
     ratios = []
     for r in range(args.rounds):

@@ -96,6 +96,10 @@ def rank() -> int:
 
 
 def world_size() -> int:
+    import torch.distributed as dist
+
+    if not (dist.is_available() and dist.is_initialized()):  # one process: skip idist's bookkeeping
+        return 1
     import ignite.distributed as idist
 
     return int(idist.get_world_size())

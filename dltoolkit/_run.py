@@ -77,6 +77,10 @@ class Run:
     ``train_dataset``, ``trained`` (the :class:`~dltoolkit.Trained` given to :meth:`fit`),
     ``sampler`` (``trained.sampler``), ``metadata`` (plain data stored in every checkpoint, written
     by the core from the recipe file and the data), ``cache_dir`` and ``reference(split)``.
+
+    With several processes (``ignite.distributed``): ``rank`` and ``world_size``; ``shared_path``
+    is the run directory, which only rank 0 writes; on other ranks ``path`` is a scratch folder
+    (see docs/distributed.md).
     """
 
     check_every_step: bool | None = None

@@ -96,7 +96,10 @@ RECIPE_CASES = [
         "bad-loss",
         GOOD,
         ["recipe.loss=wgan"],
-        ["{f}: recipe.loss: must be one of ('non-saturating', 'minimax', 'hinge', 'least-squares', 'wasserstein-gp'), got 'wgan'"],
+        [
+            "{f}: recipe.loss: must be one of "
+            "('non-saturating', 'minimax', 'hinge', 'least-squares', 'wasserstein-gp'), got 'wgan'"
+        ],
     ),
     (
         "bad-precision",

@@ -79,7 +79,8 @@ channels = 2
     assert problems(path, registry) == [
         f"{path}: recipe.epochs: must be >= 1, got 0",
         f"{path}: recipe.lr_g: must be > 0, got -1.0",
-        f"{path}: recipe.loss: must be one of ('non-saturating', 'minimax', 'hinge', 'least-squares', 'wasserstein-gp'), got 'wasserstein'",
+        f"{path}: recipe.loss: must be one of "
+        "('non-saturating', 'minimax', 'hinge', 'least-squares', 'wasserstein-gp'), got 'wasserstein'",
         f"{path}: model.depth: must be >= 1, got 0",
         f"{path}: dataset.channels: must be one of (1, 3), got 2",
     ]

@@ -375,12 +375,20 @@ def recorded_dataset(registry: Registry, meta: dict[str, Any], source: Path, spl
     return component.build(config, split=split)
 
 
-def predict_rows(registry: Registry, source: Path, *, input: str, out: Path | None, device: str = "auto") -> int:
-    """Write what SOURCE's model predicts for ``input`` as CSV (to ``out``, else stdout); return the row count."""
+def predict_rows(
+    registry: Registry, source: Path, *, input: str, out: Path | None, device: str = "auto", force: bool = False
+) -> int:
+    """Write what SOURCE's model predicts for ``input`` as CSV (to ``out``, else stdout); return the row count.
+
+    An existing ``out`` file is replaced only with ``force``."""
     import csv
     import io
     import sys
 
+    if out is not None and Path(out).is_dir():
+        raise DltkError(f"--out: '{out}' is a folder; give a file name such as predictions.csv")
+    if out is not None and Path(out).exists() and not force:
+        raise DltkError(f"--out: '{out}' exists; pass --force to replace it")
     torch_device = device_option(device)
     trained, meta, path = load_trained(registry, source, torch_device)
     if trained.predict is None:
@@ -395,8 +403,6 @@ def predict_rows(registry: Registry, source: Path, *, input: str, out: Path | No
         rows = trained.predict(given, None)
     else:
         raise DltkError(f"--input: '{input}' is not a file, a folder, or a split name (train, test)")
-    if out is not None and Path(out).is_dir():
-        raise DltkError(f"--out: '{out}' is a folder; give a file name such as predictions.csv")
     buffer = io.StringIO()
     writer: Any = None
     count = 0

@@ -152,6 +152,7 @@ def build_parser() -> argparse.ArgumentParser:
     pred.add_argument("--input", required=True, metavar="PATH", help="a file, a folder, or a split name (test, train)")
     pred.add_argument("--out", type=Path, metavar="FILE.csv", help="write the CSV here (default: standard output)")
     pred.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N")
+    pred.add_argument("--force", action="store_true", help="replace --out if it exists")
     _plugin_args(pred)
 
     ev = sub.add_parser(
@@ -459,7 +460,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
     from dltoolkit._generate import predict_rows
 
     _host, registry = _setup(args)
-    count = predict_rows(registry, args.source, input=args.input, out=args.out, device=args.device)
+    count = predict_rows(registry, args.source, input=args.input, out=args.out, device=args.device, force=args.force)
     if args.out is not None:
         print(f"dltk: wrote {count} predictions to {args.out}")
     return ExitCode.OK

@@ -188,6 +188,14 @@ def test_predict_labels_a_folder_of_digit_pngs_from_a_run_a_checkpoint_or_an_exp
     right = sum(r["label"] == r["true_label"] for r in split) / 360
     best = max(e["accuracy"] for e in records(run, "eval"))
     assert right == pytest.approx(best)  # a run directory predicts with its best checkpoint
+    # an existing --out is kept unless --force says to replace it
+    result = dltk("predict", run, "--input", pngs[0], "--out", tmp_path / "test.csv")
+    assert result.exit_code == 2 and "Traceback" not in result.err
+    assert result.err_lines == [f"--out: '{tmp_path / 'test.csv'}' exists; pass --force to replace it"]
+    assert len(read_csv(tmp_path / "test.csv")) == 360
+    result = dltk("predict", run, "--input", pngs[0], "--out", tmp_path / "test.csv", "--force")
+    assert result.exit_code == 0, result.err
+    assert len(read_csv(tmp_path / "test.csv")) == 1
     # one image; an export; a checkpoint file: the same answers
     assert dltk("export", run, "--out", tmp_path / "model.safetensors").exit_code == 0
     checkpoint = next((run / "checkpoints").glob("best_checkpoint_*.pt"))

@@ -180,6 +180,8 @@ def _worker(local_rank: int, outcomes: Any, command: Callable[[Any], int], args:
     # the launcher's environment now (a forkserver started earlier holds an older one), ranks' own kept
     os.environ.update({k: v for k, v in environ.items() if k not in TORCHRUN_VARIABLES})
     _die_with_parent()
+    signal.signal(signal.SIGINT, signal.default_int_handler)  # not the launcher's forwarding handler (fork)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
     os.setpgrp()  # a terminal's Ctrl-C reaches the launcher only; it forwards it to every rank
     quiet_logs()
     me = idist.get_rank()
@@ -206,6 +208,12 @@ def _worker(local_rank: int, outcomes: Any, command: Callable[[Any], int], args:
     for scratch, real in PATH_ALIASES.items():
         lines = [line.replace(scratch, real) for line in lines]
     outcomes.put((time.monotonic(), me, code, lines))
+    if code in (ExitCode.INTERRUPTED, ExitCode.TERMINATED):
+        # every rank stopped after the same iteration; rank 0 may still be writing the stop's
+        # checkpoint, GIF and plots. A rank that exited now would make the launcher terminate the
+        # others (a non-zero exit fails the group), cutting rank 0's writing short: wait for it.
+        with contextlib.suppress(Exception):
+            idist.barrier()
     if code != ExitCode.OK:
         sys.stderr.flush()
         os._exit(code)  # no teardown of a process group whose peers may be gone

@@ -210,6 +210,7 @@ def test_a_signal_on_one_rank_stops_every_rank_at_the_same_iteration(gan_runs, t
     recipe, _one, two = gan_runs
     monkeypatch.syspath_prepend(str(HELPERS))
     monkeypatch.setenv("DLTK_FAULT_RANK1", "30:TERM")
+    monkeypatch.setenv("DLTK_FAULT_RANK0_SLOW_STOP", "3")  # rank 1 is done long before rank 0 has saved
     run = tmp_path / "stopped"
     result = run_cli("run", recipe, "--run-dir", run, "--nproc-per-node", "2", "-p", "launcher_fault_plugin")
     assert result.exit_code == 143
@@ -218,6 +219,7 @@ def test_a_signal_on_one_rank_stops_every_rank_at_the_same_iteration(gan_runs, t
     )
     assert [p.name for p in checkpoints_in(run / "checkpoints")] == ["checkpoint_30.pt", "checkpoint_22.pt"]
     monkeypatch.delenv("DLTK_FAULT_RANK1")
+    monkeypatch.delenv("DLTK_FAULT_RANK0_SLOW_STOP")
     resumed = run_cli("run", "--resume", run, "--nproc-per-node", "2")
     assert resumed.exit_code == 0, resumed.err
     final = [load_checkpoint(checkpoints_in(r / "checkpoints")[0])["generator"] for r in (two, run)]

@@ -487,7 +487,10 @@ def cmd_new(args: argparse.Namespace) -> int:
     from dltoolkit._new_plugin import new_plugin
 
     folder = new_plugin(args.name, kind=args.kind, out=args.out)
-    print(f"dltk: wrote {folder}/; next: pip install -e {folder} && pytest {folder}")
+    print(
+        f"dltk: wrote {folder}/; next: install it where dltk runs (pip install -e {folder}, or from a "
+        f"dltoolkit checkout: uv pip install -e {folder}) and test it (pytest {folder})"
+    )
     return ExitCode.OK
 
 

@@ -65,10 +65,14 @@ SKIP: dict[str, str] = {
     "uv run dltk check third.toml 'recipe.betas_g=[0.5, 1.5]' model.width=2.5": "needs the example plugin installed",
     # docs/writing_plugins.md: working in a generated plugin (tests/test_new_plugin.py generates each kind,
     # installs it into a folder, lists it, runs its tests and its example recipe file)
-    "cd /tmp/plugins/dltoolkit-my-blocks": "a shell cd (the next commands run in the generated plugin)",
-    "uv pip install -e .": "installs into the environment (tests/test_new_plugin.py installs into a folder)",
-    "uv run pytest": "the test suite itself; in a generated plugin, tests/test_new_plugin.py runs its tests",
-    "uv run dltk run examples/my-blocks.toml": "needs the generated plugin installed (tests/test_new_plugin.py)",
+    "uv pip install -e /tmp/plugins/dltoolkit-my-blocks": (
+        "installs into the environment (tests/test_new_plugin.py installs into a folder)"
+    ),
+    "uv run pytest": "the test suite itself",
+    "uv run pytest /tmp/plugins/dltoolkit-my-blocks": "tests/test_new_plugin.py runs a generated plugin's tests",
+    "uv run dltk run /tmp/plugins/dltoolkit-my-blocks/examples/my-blocks.toml": (
+        "needs the generated plugin installed (tests/test_new_plugin.py)"
+    ),
     "PYTHONPATH=tests/example_plugin uv run dltk generate runs/ae --num 2 --out g -p dltoolkit_example": (
         "needs a run of the example plugin's autoencode recipe (tests/test_contract.py makes one)"
     ),

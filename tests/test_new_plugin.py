@@ -27,7 +27,10 @@ def test_writes_a_distribution_with_a_light_entry_point(dltk, tmp_path):
     result = dltk("new", "plugin", "my-blocks", "--kind", "dataset", "--out", tmp_path)
     assert result.exit_code == 0, result.err
     root = tmp_path / "dltoolkit-my-blocks"
-    assert result.out == f"dltk: wrote {root}/; next: pip install -e {root} && pytest {root}\n"
+    assert result.out == (
+        f"dltk: wrote {root}/; next: install it where dltk runs (pip install -e {root}, or from a "
+        f"dltoolkit checkout: uv pip install -e {root}) and test it (pytest {root})\n"
+    )
     files = sorted(str(p.relative_to(root)) for p in root.rglob("*") if p.is_file())
     assert files == [
         "README.md",

@@ -95,7 +95,9 @@ class Component:
 
     * ``provides``: tags saying what the component is. A dataset says what its samples are
       (``"images"``, ``"sequences"``, ``"text"``, ``"series"``, plus ``"labels"`` when each
-      sample has a class); a model says which kind of model object its factory returns (the tag
+      sample has a class, or may have one depending on its options, as an image folder with one
+      sub-folder per class: the built data's description is checked again, ``DataSpec.labelled``);
+      a model says which kind of model object its factory returns (the tag
       its recipe documents, such as an ``"autoencoder"``).
     * ``needs`` (recipes and models): ``{table kind: tags}`` that the component named by that
       table must provide, e.g. ``{"model": "autoencoder", "dataset": "images"}``.

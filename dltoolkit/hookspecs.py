@@ -85,7 +85,8 @@ def dltk_register_datasets() -> list[Component]:
     Called: once, when the registry is built.
     Returns: a list of :class:`~dltoolkit.Component` with ``provides`` saying what the samples are
     (``"images"``, ``"sequences"``, ``"text"``, ``"series"``, plus ``"labels"`` when each has a
-    class). A dataset factory is called as ``factory(config)`` for the training data and
+    class, or can have one depending on its options: the built data is then checked against what
+    the recipe and model need). A dataset factory is called as ``factory(config)`` for the training data and
     ``factory(config, split="train"|"test")`` by evaluations (so accept
     ``split: str | None = None``); the ``train`` and ``test`` splits never share a sample. It
     returns a :class:`torch.utils.data.Dataset` of ``(input, target)`` pairs with a ``spec``

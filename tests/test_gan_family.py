@@ -283,3 +283,33 @@ def test_label_is_refused_where_it_cannot_apply(conditional_run, dltk, tiny_gan,
         ],
     )
     assert not (tmp_path / "y").exists()
+
+
+def test_conditional_models_take_an_image_folder_with_class_subfolders(dltk, tiny_gan, tmp_path):
+    rng = np.random.default_rng(0)
+    for cls in ("circle", "square"):
+        (tmp_path / "classes" / cls).mkdir(parents=True)
+        for i in range(8):
+            Image.fromarray(rng.integers(0, 256, (8, 8), dtype=np.uint8)).save(tmp_path / "classes" / cls / f"{i}.png")
+    folder = (
+        "dataset.name=image-folder", "dataset.image_size=8", "dataset.channels=1", "model.name=cgan",
+        "recipe.batch_size=4",
+    )  # fmt: skip
+    recipe = tiny_gan()
+    result = dltk("check", recipe, *folder, f"dataset.root={tmp_path / 'classes'}")
+    assert result.exit_code == 0, result.err
+    run = tmp_path / "run"
+    result = dltk("run", recipe, *folder, f"dataset.root={tmp_path / 'classes'}", "recipe.epochs=1", "--run-dir", run)
+    assert result.exit_code == 0, result.err
+    result = dltk("generate", run, "--num", "2", "--out", tmp_path / "squares", "--label", "square")
+    assert result.exit_code == 0, result.err
+    # a flat folder has no classes: refused once the data is built, in one line, nothing left behind
+    (tmp_path / "flat").mkdir()
+    for i in range(8):
+        Image.fromarray(rng.integers(0, 256, (8, 8), dtype=np.uint8)).save(tmp_path / "flat" / f"{i}.png")
+    result = dltk("run", recipe, *folder, f"dataset.root={tmp_path / 'flat'}", "--run-dir", tmp_path / "flat-run")
+    assert result.exit_code == 2
+    assert len(result.err_lines) == 1 and "Traceback" not in result.err
+    assert result.err_lines[0].startswith(f"{recipe}: dataset.name: dataset 'image-folder' gives ")
+    assert result.err_lines[0].endswith("without labels, but the model 'cgan' needs 'labels'")
+    assert not (tmp_path / "flat-run").exists()

@@ -332,5 +332,6 @@ def dltk_register_datasets() -> list[Component]:
         Component("fashion-mnist", fashion_mnist, ImageDatasetConfig, provides=IMAGES),
         Component("cifar10", cifar10, ImageDatasetConfig, provides=IMAGES),
         Component("digits", digits, ImageDatasetConfig, provides=IMAGES),
-        Component("image-folder", image_folder, ImageFolderConfig, provides="images"),
+        # labels when the folder has one sub-folder per class: declared, and checked once the data is built
+        Component("image-folder", image_folder, ImageFolderConfig, provides=IMAGES),
     ]

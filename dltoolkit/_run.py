@@ -127,6 +127,8 @@ class Run:
         self.resume_rewrites_recipe = False
         self._explicit_dir = run_dir is not None
         if not resuming:
+            if run_dir is not None and run_dir.exists() and not run_dir.is_dir():
+                raise DltkError(f"--run-dir: '{run_dir}' is a file, not a folder; give a new or empty folder")
             if (
                 run_dir is not None
                 and run_dir.exists()

@@ -127,6 +127,14 @@ def test_run_dir_must_be_new_or_empty(dltk, tiny_gan, tmp_path):
         [f"--run-dir: '{taken}' exists and is not empty; use --resume to continue it"],
     )
     assert sorted(p.name for p in taken.iterdir()) == ["keep.txt"]
+    afile = tmp_path / "afile"
+    afile.write_text("")
+    result = dltk("run", tiny_gan(), "--run-dir", afile)
+    assert (result.exit_code, result.err_lines) == (
+        2,
+        [f"--run-dir: '{afile}' is a file, not a folder; give a new or empty folder"],
+    )
+    assert afile.read_text() == ""
 
 
 def test_unwritable_run_dir_reported_before_training(dltk, tiny_gan, tmp_path):

@@ -815,9 +815,11 @@ class Run:
                 os._exit(int(code))
             received.append(signum)
             if self.rank == 0:
+                state = engine.state
+                done = bool(state.epoch_length) and state.iteration >= max_epochs * state.epoch_length
+                what = "training is complete; finishing its last files" if done else "stopping after this iteration"
                 print(
-                    f"dltk: {signal.Signals(signum).name} received: stopping after this iteration "
-                    "(again to stop at once)",
+                    f"dltk: {signal.Signals(signum).name} received: {what} (again to stop at once)",
                     file=sys.stderr,
                     flush=True,
                 )

@@ -137,6 +137,19 @@ def test_signal_stops_cleanly_and_resumes_exactly(straight, dltk, tmp_path, kind
 
 
 @pytest.mark.slow
+def test_a_signal_after_the_last_iteration_finishes_the_complete_run(straight, tmp_path):
+    recipe, reference = straight
+    run = tmp_path / "run"
+    finished = subprocess_run(recipe, run, *ITERATION_CHECKPOINTS, env={"DLTK_FAULT_SIGNAL_AT": "done:TERM"})
+    assert finished.returncode == 0, finished.stderr  # nothing was cut short: the run is complete
+    assert "dltk: SIGTERM received: training is complete; finishing its last files" in finished.stderr
+    assert "stopping after this iteration" not in finished.stderr
+    assert [p.name for p in checkpoints_in(run / "checkpoints")] == [
+        p.name for p in checkpoints_in(reference / "checkpoints")
+    ]
+
+
+@pytest.mark.slow
 def test_second_ctrl_c_exits_at_once(straight, tmp_path):
     recipe, _ = straight
     run = tmp_path / "run"

@@ -3,7 +3,8 @@
 Controlled by environment variables, each an iteration or save number:
 
 * ``DLTK_FAULT_KILL_AT=k``: SIGKILL this process when iteration k completes.
-* ``DLTK_FAULT_SIGNAL_AT=k:TERM`` (or ``INT``, ``INT2`` for two Ctrl-C in a row): send signals at iteration k.
+* ``DLTK_FAULT_SIGNAL_AT=k:TERM`` (or ``INT``, ``INT2`` for two Ctrl-C in a row): send signals at iteration k
+  (``done:TERM``: once training completed, while the run writes its last files).
 * ``DLTK_FAULT_KILL_IN_SAVE=n``: during the n-th checkpoint save, write half the file slowly, then SIGKILL.
 * ``DLTK_FAULT_ENOSPC_IN_SAVE=n``: the n-th checkpoint save fails with ENOSPC half-way.
 * ``DLTK_FAULT_NAN_AT=k``: before iteration k, fill the generator's first weight with NaN.
@@ -95,7 +96,8 @@ def dltk_engine_created(run, engine, role) -> None:
             for signum in signals:
                 os.kill(os.getpid(), signum)
 
-        engine.add_event_handler(Events.ITERATION_COMPLETED(once=int(at)), send)
+        event = Events.COMPLETED if at == "done" else Events.ITERATION_COMPLETED(once=int(at))
+        engine.add_event_handler(event, send)
 
 
 @hookimpl(specname="dltk_engine_created")

@@ -341,7 +341,8 @@ class RecipeFile:
                             "a score name must have one meaning (rename one of them in its plugin)",
                         )
                     )
-        if checkpoint is not None and checkpoint.best_by is not None and recipe is not None:
+        broken_metric = any(where.startswith("metrics") for where, _ in problems)  # its scores are unknown
+        if checkpoint is not None and checkpoint.best_by is not None and recipe is not None and not broken_metric:
             choices = sorted(scores_of(recipe, metrics))
             if checkpoint.best_by not in choices:
                 problems.append(

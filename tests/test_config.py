@@ -160,6 +160,10 @@ def test_best_by_must_name_a_score(tiny_gan, registry):
     assert problems(path, registry, ["checkpoint.best_by=fd"]) == [
         f"{path}: checkpoint.best_by: 'fd' is not a score of this recipe file; choose 'loss_d' or 'loss_g'"
     ]
+    # a metric table with a bad option is one problem, not also a best_by naming its score
+    path = tiny_gan('[[metrics]]\nname = "fid"\nnum_samples = 0\n', "metric.toml")
+    found = problems(path, registry, ["checkpoint.best_by=fid"])
+    assert len(found) == 1 and found[0].startswith(f"{path}: metrics.0.num_samples: "), found
 
 
 @pytest.mark.parametrize(

@@ -41,7 +41,7 @@ KINDS: dict[str, tuple[str, str, tuple[str, ...], str]] = {
         "the `{name}` metric, the distance between generated and real pixel-value histograms.",
         (),
         'In a recipe file: a `[[metrics]]` table with `name = "{name}"` under any recipe whose '
-        "model draws samples (`gan`, `vae`); also `dltk eval RUN --metrics {name}`. Each score is "
+        "model draws samples; also `dltk eval RUN --metrics {name}`. Each score is "
         "recorded in `metrics.jsonl` with its protocol, which `dltk compare` reads.",
     ),
     "callback": (

@@ -34,6 +34,44 @@ def use_clock(name: str) -> None:
     bench_plugin.CLOCK = _clock
 
 
+def dcgan_recipe(
+    *,
+    device: str,
+    batch: int,
+    count: int,
+    precision: str = "fp32",
+    channels_last: bool = False,
+    compile: bool = False,
+    extra: str = "",
+) -> str:
+    """The recipe file the DCGAN 64x64 benchmarks run: ``count`` synthetic images, one epoch,
+    one checkpoint at its end; ``extra`` TOML is appended (e.g. a ``[[callbacks]]`` table)."""
+    return f"""
+seed = 0
+[run]
+device = "{device}"
+[recipe]
+name = "gan"
+batch_size = {batch}
+epochs = 1
+log_every = 50
+precision = "{precision}"
+channels_last = {str(channels_last).lower()}
+compile = {str(compile).lower()}
+[model]
+name = "dcgan"
+image_size = 64
+[dataset]
+name = "bench-images"
+count = {count}
+image_size = 64
+channels = 3
+[checkpoint]
+every = 1
+keep = 1
+{extra}"""
+
+
 def dltk_seconds_per_iteration(recipe_text: str, overrides: list[str], warmup: int) -> float:
     """Run a recipe through ``dltk run`` in this process; seconds per iteration after ``warmup``."""
     with tempfile.TemporaryDirectory() as tmp:

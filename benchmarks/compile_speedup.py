@@ -15,30 +15,7 @@ import statistics
 
 import bench_plugin
 import torch
-from common import dltk_seconds_per_iteration, use_clock
-
-DCGAN = """
-seed = 0
-[run]
-device = "cpu"
-[recipe]
-name = "gan"
-batch_size = {batch}
-epochs = 1
-log_every = 50
-compile = {compile}
-[model]
-name = "dcgan"
-image_size = 64
-[dataset]
-name = "bench-images"
-count = {count}
-image_size = 64
-channels = 3
-[checkpoint]
-every = 1
-keep = 1
-"""
+from common import dcgan_recipe, dltk_seconds_per_iteration, use_clock
 
 MLP = """
 seed = 0
@@ -107,7 +84,7 @@ def main() -> None:
     count = (args.dcgan_iterations + args.warmup) * args.dcgan_batch
     measure(
         f"DCGAN 64x64 (batch {args.dcgan_batch})",
-        lambda c: DCGAN.format(batch=args.dcgan_batch, count=count, compile=c),
+        lambda c: dcgan_recipe(device="cpu", batch=args.dcgan_batch, count=count, compile=c == "true"),
         args.dcgan_iterations,
         args.warmup,
         args.rounds,

@@ -14,35 +14,9 @@ import contextlib
 
 import torch
 import torch.nn.functional as F
-from common import dltk_seconds_per_iteration, plain_seconds_per_iteration, summary
+from common import dcgan_recipe, dltk_seconds_per_iteration, plain_seconds_per_iteration, summary
 
 from dltoolkit_gan import DcganConfig, dcgan
-
-RECIPE = """
-seed = 0
-[run]
-device = "{device}"
-[recipe]
-name = "gan"
-batch_size = {batch}
-epochs = 1
-log_every = 50
-precision = "{precision}"
-channels_last = {channels_last}
-[model]
-name = "dcgan"
-image_size = 64
-[dataset]
-name = "bench-images"
-count = {count}
-image_size = 64
-channels = 3
-[[callbacks]]
-name = "samples"
-[checkpoint]
-every = 1
-keep = 1
-"""
 
 
 def plain_loop(
@@ -102,12 +76,13 @@ def main() -> None:
     count = args.iterations * args.batch
     for precision, channels_last in settings:
         ratios, rates = [], []
-        text = RECIPE.format(
+        text = dcgan_recipe(
             device=args.device,
             batch=args.batch,
             count=count,
             precision=precision,
-            channels_last=str(channels_last).lower(),
+            channels_last=channels_last,
+            extra='[[callbacks]]\nname = "samples"\n',
         )
         for r in range(args.rounds):
             if r % 2 == 0:  # alternate the order: drift on a shared machine hits both sides alike

@@ -35,32 +35,7 @@ from pathlib import Path
 import bench_plugin
 import torch
 import torch.nn.functional as F
-from common import dltk_seconds_per_iteration, plain_seconds_per_iteration
-
-GAN = """
-seed = 0
-[run]
-device = "{device}"
-[recipe]
-name = "gan"
-batch_size = {batch}
-epochs = 1
-log_every = 50
-precision = "{precision}"
-channels_last = {channels_last}
-compile = {compile}
-[model]
-name = "dcgan"
-image_size = 64
-[dataset]
-name = "bench-images"
-count = {count}
-image_size = 64
-channels = 3
-[checkpoint]
-every = 1
-keep = 1
-"""
+from common import dcgan_recipe, dltk_seconds_per_iteration, plain_seconds_per_iteration
 
 CLASSIFY = """
 seed = 0
@@ -252,13 +227,13 @@ def dcgan_part(args: argparse.Namespace, device: torch.device) -> None:
     for setting in settings:
         warmup = args.warmup + (args.compile_warmup if "compile" in setting else 0)
         its = args.iterations + (args.compile_warmup if "compile" in setting else 0)
-        text = GAN.format(
-            device=device,
+        text = dcgan_recipe(
+            device=str(device),
             batch=args.batch,
             count=its * args.batch,
             precision="bf16" if setting.startswith("bf16") else "fp32",
-            channels_last=str("channels_last" in setting).lower(),
-            compile=str("compile" in setting).lower(),
+            channels_last="channels_last" in setting,
+            compile="compile" in setting,
         )
         rates[setting] = compare(
             setting,
@@ -391,13 +366,11 @@ def scaling_part(args: argparse.Namespace, device: torch.device) -> None:
     print(f"dltk run --nproc-per-node k ({backend}), DCGAN 64x64 bf16, batch {per_process} per process:")
     rates = {}
     for k in range(1, top + 1):
-        text = GAN.format(
-            device=device,
+        text = dcgan_recipe(
+            device=str(device),
             batch=per_process * k,
             count=args.iterations * per_process * k,
             precision="bf16" if device.type == "cuda" else "fp32",
-            channels_last="false",
-            compile="false",
         )
         with tempfile.TemporaryDirectory() as tmp:
             stamps = Path(tmp) / "times.txt"

@@ -1,6 +1,6 @@
 """What ``recipe.compile = true`` gains on this machine's CPU: the same ``dltk run`` compiled and not.
 
-DCGAN 64x64 (base 64, random in-memory images) and the quickstart's MLP GAN (digits 16x16, 2 x 256
+DCGAN 64x64 (base 64, random in-memory images) and an MLP GAN (the quickstart of then: digits 16x16, 2 x 256
 hidden, dropout 0.3), both through ``dltk run`` in this process, alternating eager and compiled
 runs. Seconds per iteration after a warm-up that covers compilation (the first compiled
 iterations build the kernels; that one-off cost is printed apart).
@@ -75,7 +75,7 @@ def main() -> None:
     use_clock(args.clock)
     print(f"torch {torch.__version__}, CPU threads {torch.get_num_threads()}, clock {args.clock}")
     measure(
-        "MLP GAN (quickstart, batch 128)",
+        "MLP GAN (digits 16x16, batch 128)",
         lambda c: MLP.format(epochs=args.mlp_epochs, compile=c),
         args.mlp_epochs * 11,
         args.warmup,

@@ -313,3 +313,52 @@ def test_conditional_models_take_an_image_folder_with_class_subfolders(dltk, tin
     assert result.err_lines[0].startswith(f"{recipe}: dataset.name: dataset 'image-folder' gives ")
     assert result.err_lines[0].endswith("without labels, but the model 'cgan' needs 'labels'")
     assert not (tmp_path / "flat-run").exists()
+
+
+def test_minibatch_std_lets_the_discriminator_see_a_collapsed_batch():
+    from dltoolkit_gan.models import MlpDiscriminator, minibatch_stddev
+
+    torch.manual_seed(0)
+    plain = MlpDiscriminator([16], (1, 8, 8))
+    with_std = MlpDiscriminator([16], (1, 8, 8), minibatch_std=True)
+    # off: the checkpoint keys and shapes of before the option, so older runs load and resume
+    assert list(plain.state_dict()) == ["net.1.weight", "net.1.bias", "net.3.weight", "net.3.bias"]
+    assert with_std.net[-1].in_features == plain.net[-1].in_features + 1
+    image = torch.rand(1, 1, 8, 8) * 2 - 1
+    varied = torch.cat([image, torch.rand(7, 1, 8, 8) * 2 - 1])
+    collapsed = image.expand(8, 1, 8, 8)
+    # off, an image's score does not depend on the batch; on, the same image scores differently
+    # in a batch of copies (feature spread 0) and in a varied one
+    assert torch.allclose(plain(varied)[0], plain(collapsed)[0])
+    assert not torch.allclose(with_std(varied)[0], with_std(collapsed)[0])
+    assert torch.equal(minibatch_stddev(torch.ones(4, 3)), torch.zeros(4, 1))
+    h = torch.tensor([[0.0, 2.0], [2.0, 6.0]])  # stds 1 and 2 -> 1.5 for every row
+    assert torch.equal(minibatch_stddev(h), torch.full((2, 1), 1.5))
+
+
+@pytest.mark.parametrize("model", ["mlp-gan", "cgan"])
+def test_minibatch_std_runs_resume_and_generate(dltk, tiny_gan, tmp_path, model):
+    recipe = tiny_gan()
+    args = [
+        f"model.name={model}",
+        "model.minibatch_std=true",
+        "recipe.ema_decay=0.9",
+        "recipe.epochs=2",
+        "checkpoint.unit=iteration",
+        "checkpoint.every=20",
+        "checkpoint.keep=10",
+    ]
+    straight, split = tmp_path / "straight", tmp_path / "split"
+    assert dltk("run", recipe, *args, "--run-dir", straight).exit_code == 0
+    assert dltk("run", recipe, *args, "--run-dir", split).exit_code == 0
+    for path in checkpoints_in(split / "checkpoints"):
+        if int(path.stem.split("_")[1]) > 20:
+            path.unlink()
+    result = dltk("run", "--resume", split)
+    assert result.exit_code == 0, result.err
+    a, b = _state(straight), _state(split)
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert a["discriminator.net.3.weight"].shape == (1, 16 + 1)  # the last layer reads the spread too
+    result = dltk("generate", split, "--num", "4", "--out", tmp_path / "samples")
+    assert result.exit_code == 0, result.err
+    assert len(list((tmp_path / "samples").glob("*.png"))) == 4

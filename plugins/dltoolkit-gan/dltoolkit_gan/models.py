@@ -45,6 +45,14 @@ def _with_labels(x: Tensor, labels: Tensor | None, num_classes: int) -> Tensor:
     return torch.cat([x.flatten(1), F.one_hot(labels.long(), num_classes).to(x.dtype)], dim=1)
 
 
+def minibatch_stddev(h: Tensor) -> Tensor:
+    """One feature per row, the same for the whole batch: the standard deviation of each feature of
+    ``h`` ``(N, F)`` across the batch, averaged over the features (Karras et al. 2018's minibatch
+    standard deviation, one group). A batch of near-identical images gets a small value, which D
+    learns to read as generated."""
+    return h.std(dim=0, unbiased=False).mean().expand(h.shape[0], 1)
+
+
 # --- MLP GAN ------------------------------------------------------------------------------
 
 
@@ -69,13 +77,20 @@ class MlpGenerator(nn.Module):
 
 class MlpDiscriminator(nn.Module):
     """Linear + LeakyReLU 0.2 layers to one logit; with ``num_classes``, the one-hot class is appended
-    to the flattened image (Mirza & Osindero 2014)."""
+    to the flattened image (Mirza & Osindero 2014); with ``minibatch_std``, the last layer also reads
+    :func:`minibatch_stddev` of the features before it."""
 
     def __init__(
-        self, widths: Sequence[int], image_shape: tuple[int, int, int], dropout: float = 0.0, num_classes: int = 0
+        self,
+        widths: Sequence[int],
+        image_shape: tuple[int, int, int],
+        dropout: float = 0.0,
+        num_classes: int = 0,
+        minibatch_std: bool = False,
     ):
         super().__init__()
         self.num_classes = num_classes
+        self.minibatch_std = minibatch_std
         layers: list[nn.Module] = [nn.Flatten()]
         size = math.prod(image_shape) + num_classes
         for width in widths:
@@ -83,11 +98,14 @@ class MlpDiscriminator(nn.Module):
             if dropout:
                 layers.append(nn.Dropout(dropout))
             size = width
-        layers.append(nn.Linear(size, 1))
-        self.net = nn.Sequential(*layers)
+        layers.append(nn.Linear(size + int(minibatch_std), 1))
+        self.net = nn.Sequential(*layers)  # one Sequential: checkpoint keys as before minibatch_std
 
     def forward(self, x: Tensor, labels: Tensor | None = None) -> Tensor:
-        return self.net(_with_labels(x, labels, self.num_classes)).view(-1)
+        h = self.net[:-1](_with_labels(x, labels, self.num_classes))
+        if self.minibatch_std:
+            h = torch.cat([h, minibatch_stddev(h)], dim=1)
+        return self.net[-1](h).view(-1)
 
 
 def mlp_gan(config: MlpGanConfig, *, image_shape: tuple[int, int, int]) -> GanModel:
@@ -95,7 +113,9 @@ def mlp_gan(config: MlpGanConfig, *, image_shape: tuple[int, int, int]) -> GanMo
     widths = [config.hidden_dim * 2**i for i in range(config.depth)]
     return GanModel(
         generator=MlpGenerator(config.latent_dim, widths, image_shape),
-        discriminator=MlpDiscriminator(list(reversed(widths)), image_shape, config.dropout),
+        discriminator=MlpDiscriminator(
+            list(reversed(widths)), image_shape, config.dropout, minibatch_std=config.minibatch_std
+        ),
         latent_dim=config.latent_dim,
     )
 
@@ -116,7 +136,9 @@ def cgan(config: MlpGanConfig, *, image_shape: tuple[int, int, int], data: DataS
     widths = [config.hidden_dim * 2**i for i in range(config.depth)]
     return GanModel(
         generator=MlpGenerator(config.latent_dim, widths, image_shape, num_classes=k),
-        discriminator=MlpDiscriminator(list(reversed(widths)), image_shape, config.dropout, num_classes=k),
+        discriminator=MlpDiscriminator(
+            list(reversed(widths)), image_shape, config.dropout, num_classes=k, minibatch_std=config.minibatch_std
+        ),
         latent_dim=config.latent_dim,
         num_classes=k,
     )

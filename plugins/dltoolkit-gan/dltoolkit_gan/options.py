@@ -208,6 +208,13 @@ class MlpGanConfig:
         doc="Dropout after each hidden layer of the discriminator (helps sample diversity).",
         validator=[attrs.validators.ge(0.0), attrs.validators.lt(1.0)],
     )
+    minibatch_std: bool = option(
+        False,
+        doc="Give the discriminator's last layer one more input, the standard deviation of its features "
+        "across the batch averaged over the features (Karras et al. 2018), so that it can tell a batch "
+        "of too-similar images from a real one: fewer missing or rare modes. The statistic is over each "
+        "process's share of the batch.",
+    )
 
 
 DCGAN_SIZES = (16, 32, 64, 128)

@@ -19,8 +19,8 @@ SMALL = ["recipe.epochs=2", "model.hidden_dim=32", "run.device=cpu"]
 
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory) -> dict[str, Path]:
-    """gan: the unconditional digits GAN (gan_digits.toml); vae: the digits VAE (elbo every epoch); vae8: the VAE on 8x8 digits,
-    whose elbo is measured on other images (another protocol)."""
+    """gan: the unconditional digits GAN (gan_digits.toml); vae: the digits VAE (elbo every epoch);
+    vae8: the VAE on 8x8 digits, whose elbo is measured on other images (another protocol)."""
     base = tmp_path_factory.mktemp("runs")
     made = {
         "gan": [ROOT / "recipes" / "gan_digits.toml", *SMALL, "recipe.ema_decay=0"],  # one generator kept

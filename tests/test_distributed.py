@@ -331,3 +331,55 @@ def test_off_the_cpu_finiteness_is_read_at_logging_points_and_still_names_the_it
     assert checkpoints_in(run / "checkpoints")[0].name == "checkpoint_32.pt"  # not 36
     logged = [json.loads(line)["iteration"] for line in (run / "metrics.jsonl").read_text().splitlines()]
     assert max(logged) == 30  # the window holding iteration 33 was never logged
+
+
+def test_a_held_out_split_that_shards_unevenly_is_scored_whole(tmp_path):
+    """5 held-out images, metric batches of 2: rank 0 scores 3 images in 2 batches, rank 1 two in
+    one. No rank waits for the other (the model has BatchNorm), and the gathered scores are those
+    of one process scoring the same checkpoint."""
+    import numpy as np
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    for split, count in (("train", 16), ("test", 5)):
+        for i in range(count):
+            folder = tmp_path / "images" / split / "ab"[i % 2]
+            folder.mkdir(parents=True, exist_ok=True)
+            Image.fromarray((rng.random((16, 16, 3)) * 255).astype("uint8")).save(folder / f"{i}.png")
+    recipe = tmp_path / "r.toml"
+    recipe.write_text(
+        f"""seed = 1
+[run]
+device = "cpu"
+threads = 1
+[recipe]
+name = "classify"
+epochs = 1
+batch_size = 8
+[model]
+name = "resnet"
+[dataset]
+name = "image-folder"
+root = "{(tmp_path / "images").as_posix()}"
+image_size = 16
+[[metrics]]
+name = "loss"
+batch_size = 2
+[[metrics]]
+name = "accuracy"
+batch_size = 2
+"""
+    )
+    run = tmp_path / "run"
+    result = run_cli("run", recipe, "--run-dir", run, "--nproc-per-node", "2")
+    assert result.exit_code == 0, result.err
+    (line,) = log(run, "eval")
+    record = json.loads(line)
+    assert record["protocol"]["loss"]["count"] == 5
+    assert record["protocol"]["loss"]["processes"] == "split over 2, gathered"
+    alone = run_cli("eval", run, "--metrics", "loss,accuracy", "--json", tmp_path / "alone.json")
+    assert alone.exit_code == 0, alone.err
+    scores = json.loads((tmp_path / "alone.json").read_text())
+    assert scores["loss"]["count"] == 5
+    assert record["accuracy"] == pytest.approx(scores["accuracy"]["value"], abs=1e-9)
+    assert record["loss"] == pytest.approx(scores["loss"]["value"], rel=1e-5)

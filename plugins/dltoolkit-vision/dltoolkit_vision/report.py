@@ -15,7 +15,7 @@ import torch
 from ignite.engine import Engine, Events
 from torch import Tensor
 
-from dltoolkit import Run
+from dltoolkit import Run, save_png
 from dltoolkit_vision.metrics import ConfusionCounts, class_accuracies
 
 CONFUSION_PREFIX = "confusion_"
@@ -26,13 +26,12 @@ MAX_TENSORBOARD_CLASSES = 100
 
 def draw_confusion(counts: Tensor, names: Sequence[str], title: str, out: Path) -> np.ndarray:
     """Draw the confusion matrix (rows: true class, shaded by their share; counts written when there
-    are few classes) to ``out`` (PNG, through a temp file); return the image as an RGB array.
+    are few classes) to ``out`` (PNG, written atomically); return the image as an RGB array.
 
     Rendered once with matplotlib's Agg canvas (no pyplot state), so it is cheap at every evaluation.
     """
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
-    from PIL import Image
 
     k = int(counts.shape[0])
     matrix = counts.double()
@@ -55,9 +54,7 @@ def draw_confusion(counts: Tensor, names: Sequence[str], title: str, out: Path) 
     ax.set_title(title, fontsize=9)
     canvas.draw()
     rgb = np.asarray(canvas.buffer_rgba())[:, :, :3].copy()
-    tmp = out.with_name(f".tmp-{out.name}")
-    Image.fromarray(rgb).save(tmp, format="PNG")
-    tmp.replace(out)
+    save_png(torch.from_numpy(rgb).permute(2, 0, 1), out)  # atomic: a temp file, fsynced, renamed
     return rgb
 
 

@@ -38,53 +38,62 @@ _positive = attrs.validators.ge(1)
 _unit_fraction = [attrs.validators.ge(0.0), attrs.validators.lt(1.0)]
 
 
+# Options the three recipes share (each with its own default).
+def _epochs(default: int, over: str) -> int:
+    return option(default, doc=f"Passes over the training {over}.", validator=_positive, resumable=True)
+
+
+def _batch_size(default: int, unit: str) -> int:
+    return option(default, doc=f"{unit} per step (the last partial batch is dropped).", validator=_positive)
+
+
+def _adam_lr(default: float) -> float:
+    return option(default, doc="Adam learning rate.", validator=attrs.validators.gt(0), resumable=True)
+
+
+def _clip_grad_norm() -> float:
+    return option(
+        1.0,
+        doc="Clip the gradients' global L2 norm to this before each step (0: no clipping).",
+        validator=attrs.validators.ge(0.0),
+    )
+
+
+def _log_every() -> int:
+    return option(
+        20, doc="Log mean scalars to metrics.jsonl every this many iterations.", validator=_positive, resumable=True
+    )
+
+
 # --- recipes --------------------------------------------------------------------------------
 
 
 @attrs.frozen
 class SequenceClassifyConfig:
-    epochs: int = option(30, doc="Passes over the training data.", validator=_positive, resumable=True)
-    batch_size: int = option(32, doc="Sequences per step (the last partial batch is dropped).", validator=_positive)
-    lr: float = option(3e-3, doc="Adam learning rate.", validator=attrs.validators.gt(0), resumable=True)
+    epochs: int = _epochs(30, "data")
+    batch_size: int = _batch_size(32, "Sequences")
+    lr: float = _adam_lr(3e-3)
     weight_decay: float = option(0.0, doc="Adam L2 weight decay.", validator=attrs.validators.ge(0.0))
-    clip_grad_norm: float = option(
-        1.0,
-        doc="Clip the gradients' global L2 norm to this before each step (0: no clipping).",
-        validator=attrs.validators.ge(0.0),
-    )
-    log_every: int = option(
-        20, doc="Log mean scalars to metrics.jsonl every this many iterations.", validator=_positive, resumable=True
-    )
+    clip_grad_norm: float = _clip_grad_norm()
+    log_every: int = _log_every()
 
 
 @attrs.frozen
 class LanguageModelConfig:
-    epochs: int = option(20, doc="Passes over the training windows.", validator=_positive, resumable=True)
-    batch_size: int = option(32, doc="Windows per step (the last partial batch is dropped).", validator=_positive)
-    lr: float = option(2e-3, doc="Adam learning rate.", validator=attrs.validators.gt(0), resumable=True)
-    clip_grad_norm: float = option(
-        1.0,
-        doc="Clip the gradients' global L2 norm to this before each step (0: no clipping).",
-        validator=attrs.validators.ge(0.0),
-    )
-    log_every: int = option(
-        20, doc="Log mean scalars to metrics.jsonl every this many iterations.", validator=_positive, resumable=True
-    )
+    epochs: int = _epochs(20, "windows")
+    batch_size: int = _batch_size(32, "Windows")
+    lr: float = _adam_lr(2e-3)
+    clip_grad_norm: float = _clip_grad_norm()
+    log_every: int = _log_every()
 
 
 @attrs.frozen
 class ForecastConfig:
-    epochs: int = option(20, doc="Passes over the training windows.", validator=_positive, resumable=True)
-    batch_size: int = option(64, doc="Windows per step (the last partial batch is dropped).", validator=_positive)
-    lr: float = option(2e-3, doc="Adam learning rate.", validator=attrs.validators.gt(0), resumable=True)
-    clip_grad_norm: float = option(
-        1.0,
-        doc="Clip the gradients' global L2 norm to this before each step (0: no clipping).",
-        validator=attrs.validators.ge(0.0),
-    )
-    log_every: int = option(
-        20, doc="Log mean scalars to metrics.jsonl every this many iterations.", validator=_positive, resumable=True
-    )
+    epochs: int = _epochs(20, "windows")
+    batch_size: int = _batch_size(64, "Windows")
+    lr: float = _adam_lr(2e-3)
+    clip_grad_norm: float = _clip_grad_norm()
+    log_every: int = _log_every()
 
 
 # --- models ---------------------------------------------------------------------------------

@@ -23,11 +23,14 @@ if TYPE_CHECKING:
     from dltoolkit._run import Run
     from dltoolkit._sampling import ImageSampler
     from dltoolkit._scalars import ScalarMeans
+    from dltoolkit.builtin.datasets import digits_split_indices, load_torchvision
 
 # What needs torch is imported on first use, so that `dltk --help`, `list` and `check` (and a
 # plugin's registration module) never import it.
 _LAZY = {
     "sha256_file": "dltoolkit._checkpoint",
+    "digits_split_indices": "dltoolkit.builtin.datasets",
+    "load_torchvision": "dltoolkit.builtin.datasets",
     "EpochBatchSampler": "dltoolkit._data",
     "InMemoryImages": "dltoolkit._data",
     "make_loader": "dltoolkit._data",
@@ -75,8 +78,10 @@ __all__ = [
     "ScalarMeans",
     "Trained",
     "__version__",
+    "digits_split_indices",
     "hookimpl",
     "image_grid",
+    "load_torchvision",
     "make_loader",
     "option",
     "save_png",

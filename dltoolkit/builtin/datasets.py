@@ -72,32 +72,48 @@ def _finish(
 
 
 def _torchvision(cls_name: str, display: str, expected: str, config: ImageDatasetConfig, split: str | None) -> Any:
+    return load_torchvision(
+        cls_name,
+        display,
+        expected,
+        root=config.root,
+        train=(split or config.split) == "train",
+        download=config.download,
+    )
+
+
+def load_torchvision(
+    cls_name: str, display: str, expected: str, *, root: str, train: bool, download: bool | None = None
+) -> Any:
+    """``torchvision.datasets.<cls_name>(root, train, download)`` with its failures as one-line
+    :class:`DltkError` messages naming ``dataset.root`` or ``dataset.download``: files missing
+    (``expected`` says which, e.g. ``"MNIST/raw/*-ubyte"``), a file with the right name and the
+    wrong content, a failed download. ``display`` is the dataset's name in those messages.
+    ``download=None``: the dataset has no ``download`` option (nothing is fetched, and the
+    messages do not suggest one)."""
     import torchvision.datasets as tvd
 
     cls = getattr(tvd, cls_name)
-    train = (split or config.split) == "train"
     try:
-        return cls(root=config.root, train=train, download=config.download)
+        return cls(root=root, train=train, download=bool(download))
     except RuntimeError as exc:
         if "not found" in str(exc).lower() or "corrupted" in str(exc).lower():
-            how = (
-                "set dataset.download = true to fetch it"
-                if not config.download
-                else "the download left no usable files"
-            )
-            raise DltkError(
-                f"dataset.root: {display} not found in '{config.root}': put {expected} there, or {how}"
-            ) from None
-        raise DltkError(f"dataset: {display}: could not load from '{config.root}': {exc}") from None
+            how = {
+                None: "",
+                False: ", or set dataset.download = true to fetch it",
+                True: ", or the download left no usable files",
+            }[download]
+            raise DltkError(f"dataset.root: {display} not found in '{root}': put {expected} there{how}") from None
+        raise DltkError(f"dataset: {display}: could not load from '{root}': {exc}") from None
     except (KeyError, ValueError, TypeError, EOFError, pickle.UnpicklingError) as exc:  # right name, wrong content
         raise DltkError(
-            f"dataset: {display}: could not load from '{config.root}': a file there has the expected name but not "
+            f"dataset: {display}: could not load from '{root}': a file there has the expected name but not "
             f"the expected content ({type(exc).__name__}: {exc}); replace it with the original"
         ) from None
     except OSError as exc:  # URLError, socket errors, permission problems during download
         raise DltkError(
             f"dataset.download: could not download {display} ({type(exc).__name__}: {exc}); "
-            f"place its files in dataset.root '{config.root}' ({expected}) and set download = false"
+            f"place its files in dataset.root '{root}' ({expected}) and set download = false"
         ) from None
 
 
@@ -133,10 +149,12 @@ DIGITS_TEST_SIZE = 360
 
 
 def digits_split_indices(split: str) -> np.ndarray:
-    """Indices of scikit-learn's digits in ``split``: a fixed, seeded split stratified by class.
+    """Indices of scikit-learn's digits (``sklearn.datasets.load_digits()``) in ``split``: a fixed,
+    seeded split stratified by class, the one the ``digits`` dataset uses.
 
     36 images of each digit (360 in all) form ``test``; the other 1,437 form ``train``. The two
-    never share an image, and the split is the same on every machine (seed 0).
+    never share an image, and the split is the same on every machine (seed 0). A plugin that reads
+    the digits another way (as sequences, say) uses it so that its scores compare with image models'.
     """
     from sklearn.datasets import load_digits
 

@@ -13,7 +13,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from dltoolkit import DataSpec, DltkError
+from dltoolkit import DataSpec, DltkError, digits_split_indices, load_torchvision
 from dltoolkit_sequence.options import (
     SYNTHETIC_SERIES,
     DigitRowsConfig,
@@ -22,7 +22,6 @@ from dltoolkit_sequence.options import (
     TimeSeriesConfig,
 )
 
-DIGITS_TEST_SIZE = 360  # 36 of each digit, as the built-in `digits` dataset
 DIGIT_NAMES = tuple(str(d) for d in range(10))
 
 
@@ -50,23 +49,6 @@ class TensorSequences(torch.utils.data.Dataset):
 # --- digit rows -------------------------------------------------------------------------------
 
 
-def digits_split_indices(split: str) -> np.ndarray:
-    """Indices of scikit-learn's digits in ``split``: the built-in ``digits`` dataset's split.
-
-    36 images of each digit (360 in all) form ``test``, drawn with seed 0; the other 1,437 form
-    ``train``. The same images as ``digits``, so scores of image and sequence models compare.
-    """
-    from sklearn.datasets import load_digits
-
-    target = load_digits().target
-    rng = np.random.default_rng(0)
-    per_class = DIGITS_TEST_SIZE // 10
-    test = np.sort(np.concatenate([rng.permutation(np.flatnonzero(target == c))[:per_class] for c in range(10)]))
-    if split == "test":
-        return test
-    return np.setdiff1d(np.arange(len(target)), test)
-
-
 def digit_rows(config: DigitRowsConfig, split: str | None = None) -> TensorSequences:
     """scikit-learn's 8x8 digits as sequences: 8 time steps (rows) of 8 features in [0, 1]."""
     from sklearn.datasets import load_digits
@@ -90,27 +72,9 @@ def mnist_rows(config: MnistRowsConfig, split: str | None = None) -> TensorSeque
     The official splits: 60,000 ``train`` and 10,000 ``test`` images. Missing files, a failed
     download or unreadable files are one-line :class:`DltkError` messages, as the ``mnist`` dataset's.
     """
-    import torchvision.datasets as tvd
-
-    train = (split or "train") == "train"
-    try:
-        ds = tvd.MNIST(root=config.root, train=train, download=config.download)
-    except RuntimeError as exc:
-        if "not found" in str(exc).lower() or "corrupted" in str(exc).lower():
-            how = (
-                "set dataset.download = true to fetch it"
-                if not config.download
-                else "the download left no usable files"
-            )
-            raise DltkError(
-                f"dataset.root: MNIST not found in '{config.root}': put {MNIST_FILES} there, or {how}"
-            ) from None
-        raise DltkError(f"dataset: MNIST: could not load from '{config.root}': {exc}") from None
-    except OSError as exc:  # URLError, socket errors, permission problems during download
-        raise DltkError(
-            f"dataset.download: could not download MNIST ({type(exc).__name__}: {exc}); "
-            f"place its files in dataset.root '{config.root}' ({MNIST_FILES}) and set download = false"
-        ) from None
+    ds = load_torchvision(
+        "MNIST", "MNIST", MNIST_FILES, root=config.root, train=(split or "train") == "train", download=config.download
+    )
     rows = ds.data.to(torch.float32).div_(255.0)
     labels = torch.as_tensor(ds.targets, dtype=torch.int64)
     spec = DataSpec("sequences", (28, 28), num_classes=10, class_names=DIGIT_NAMES)

@@ -15,12 +15,7 @@ class KmnistConfig:
 
 def kmnist(config: KmnistConfig, split: str | None = None) -> dltoolkit.InMemoryImages:
     """Kuzushiji-MNIST, 28x28 grayscale (torchvision), held in memory."""
-    from torchvision.datasets import KMNIST
-
-    try:
-        ds = KMNIST(root=config.root, train=(split or config.split) == "train", download=False)
-    except RuntimeError:  # torchvision: "Dataset not found. You can use download=True ..."
-        raise dltoolkit.DltkError(
-            f"dataset.root: KMNIST not found in '{config.root}': put KMNIST/raw/*-ubyte there"
-        ) from None
+    # torchvision's class, its failures (missing files, wrong content) as one-line errors; no download
+    train = (split or config.split) == "train"
+    ds = dltoolkit.load_torchvision("KMNIST", "KMNIST", "KMNIST/raw/*-ubyte", root=config.root, train=train)
     return dltoolkit.InMemoryImages(ds.data.unsqueeze(1), ds.targets)

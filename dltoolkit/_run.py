@@ -7,6 +7,7 @@ import errno
 import json
 import math
 import os
+import re
 import shutil
 import signal
 import sys
@@ -37,6 +38,8 @@ METRICS_NAME = "metrics.jsonl"
 SUMMARY_NAME = "run.json"
 SUBDIRS = ("checkpoints", "samples", "tb")
 LOCK_NAME = ".lock"
+PER_ITERATION_IMAGE = re.compile(r".*?_?(\d{8,})")
+"""The stem of an image of one iteration under ``samples/`` (``grid_00000220``): undone on resume."""
 
 
 def resolve_device(name: str) -> torch.device:
@@ -692,6 +695,7 @@ class Run:
                 file=sys.stderr,
             )
             self._truncate_log(0)
+            self._remove_later_images(0)
             if self.resume_rewrites_recipe:
                 self.write_recipe()
             return None
@@ -742,6 +746,7 @@ class Run:
                 self.write_recipe()
             print(f"dltk: resuming {self.path} from {path.name}", file=sys.stderr)
             self._truncate_log(int(data["trainer"]["iteration"]))
+            self._remove_later_images(int(data["trainer"]["iteration"]))
             return path
         raise DltkError([*problems, f"{self.path}: no readable checkpoint left to resume from"])
 
@@ -759,6 +764,18 @@ class Run:
                 continue
         text = "".join(f"{line}\n" for line in kept)
         _checkpoint.atomic_write(path, lambda h: h.write(text.encode()))
+
+    def _remove_later_images(self, iteration: int) -> None:
+        """Remove ``samples/<name>_<iteration>.png`` files (a name ending in 8 or more digits: sample
+        grids, reconstructions, confusion matrices) written after the checkpoint we resume from: that
+        training is undone, and they would otherwise stay beside the new ones (and in progress.gif)."""
+        folder = self.path / "samples"
+        if not folder.is_dir():
+            return
+        for path in folder.glob("*.png"):
+            found = PER_ITERATION_IMAGE.fullmatch(path.stem)
+            if found and int(found.group(1)) > iteration:
+                path.unlink(missing_ok=True)
 
     def report(self, engine: Engine, scores: Mapping[str, float], *, kind: str, **extra: Any) -> None:
         """Record scores of ``kind`` ("step", "epoch", "eval"): state.metrics, metrics.jsonl, TensorBoard.

@@ -138,3 +138,40 @@ def test_non_finite_loss_before_any_checkpoint_says_resume_starts_again(dltk, ti
     assert "Resume from the last good checkpoint" not in last
     result = dltk("run", "--resume", run)
     assert result.exit_code == 0, result.err
+
+
+def _frames(gif: Path) -> int:
+    from PIL import Image
+
+    with Image.open(gif) as image:
+        return image.n_frames
+
+
+def test_resume_removes_the_images_of_undone_training(dltk, tiny_gan, tmp_path):
+    """Grids written after the checkpoint a run resumes from belong to training that is undone:
+    they go, so samples/ and progress.gif hold only what the resumed run made (user trial)."""
+    recipe = tiny_gan('[[callbacks]]\nname = "progress-gif"\n')
+    args = ["recipe.epochs=3", "checkpoint.unit=iteration", "checkpoint.every=50", "checkpoint.keep=10"]
+    straight, split = tmp_path / "straight", tmp_path / "split"
+    assert dltk("run", recipe, *args, "--run-dir", straight).exit_code == 0
+    assert dltk("run", recipe, *args, "recipe.epochs=2", "--run-dir", split).exit_code == 0
+    (split / "samples" / "real.png").write_bytes(b"not an iteration's image: kept")
+    for path in checkpoints_in(split / "checkpoints"):  # as if it had died just after iteration 50
+        if int(path.stem.split("_")[1]) > 50:
+            path.unlink()
+    assert (split / "samples" / "grid_00000088.png").exists()  # epoch 2's grid, after iteration 50
+    stale = split / "samples" / "grid_00000099.png"  # as a grid every 33 iterations would have left
+    stale.write_bytes((split / "samples" / "grid_00000088.png").read_bytes())
+    assert dltk("run", "--resume", split, "recipe.epochs=3").exit_code == 0
+    names = sorted(p.name for p in (split / "samples").glob("grid_*.png"))
+    assert names == sorted(p.name for p in (straight / "samples").glob("grid_*.png"))
+    assert not stale.exists()
+    assert _frames(split / "samples" / "progress.gif") == len(names) == 3
+    assert (split / "samples" / "real.png").read_bytes() == b"not an iteration's image: kept"
+
+    # stopped before its first checkpoint: the run starts again, and so do its images
+    for path in checkpoints_in(split / "checkpoints"):
+        path.unlink()
+    assert dltk("run", "--resume", split, "recipe.epochs=1").exit_code == 0
+    assert sorted(p.name for p in (split / "samples").glob("grid_*.png")) == ["grid_00000044.png"]
+    assert _frames(split / "samples" / "progress.gif") == 1

@@ -6,6 +6,7 @@ Every problem is collected and reported at once as ``FILE: key.path: what is wro
 from __future__ import annotations
 
 import copy
+import json
 import math
 import re
 import sys
@@ -91,7 +92,29 @@ def _strict_tuple(value: Any, annotation: Any) -> tuple:
     return tuple(_converter.structure(v, a) for v, a in zip(value, args, strict=True))
 
 
+def _is_sequence(annotation: Any) -> bool:
+    origin = typing.get_origin(annotation)
+    return origin is list or (origin is tuple and Ellipsis in typing.get_args(annotation))
+
+
+def _strict_sequence(value: Any, annotation: Any) -> Any:
+    """An array of any length (``tuple[X, ...]``, ``list[X]``); a string is not one (cattrs would
+    take its letters)."""
+    if not isinstance(value, (list, tuple)):
+        example = f"[{json.dumps(value)}]" if isinstance(value, (str, int, float)) else "[...]"
+        raise TypeError(f"expected an array such as {example}, got {_show(value)}")
+    item = typing.get_args(annotation)[0]
+    structured = []
+    for i, v in enumerate(value):
+        try:
+            structured.append(_converter.structure(v, item))
+        except (TypeError, ValueError) as exc:
+            raise TypeError(f"item {i + 1}: {exc}") from None
+    return structured if typing.get_origin(annotation) is list else tuple(structured)
+
+
 _converter.register_structure_hook_func(_is_fixed_tuple, _strict_tuple)
+_converter.register_structure_hook_func(_is_sequence, _strict_sequence)
 _converter.register_structure_hook(int, _strict_int)
 _converter.register_structure_hook(float, _strict_float)
 _converter.register_structure_hook(str, _strict_str)

@@ -105,7 +105,7 @@ BAD = [
         "recipe.diffaugment: unknown augmentation 'colour': choose from 'color', 'translation', 'cutout'",
     ),
     # one word is not a list of one (it used to be read letter by letter: "unknown augmentation 'c'")
-    (["recipe.diffaugment=cutout"], 'recipe.diffaugment: expected an array such as ["cutout"], got \'cutout\''),
+    (["recipe.diffaugment=cutout"], "recipe.diffaugment: expected an array such as [\"cutout\"], got 'cutout'"),
     (["recipe.diffaugment=['cutout', 3]"], "recipe.diffaugment: item 2: expected a string, got 3"),
     (["recipe.ema_decay=1.0"], "recipe.ema_decay: must be < 1.0, got 1.0"),
     (["recipe.n_critic=0"], "recipe.n_critic: must be >= 1, got 0"),

@@ -276,6 +276,12 @@ def _check_resume_overrides(registry: Registry, overrides: Sequence[str], run_di
         if len(parts) == 2 and parts[0] == "recipe" and parts[1] in RECIPE_CORE_OPTIONS:
             continue  # compile, sync_batchnorm: how the run executes, not what it learns
         config = _override_config(registry, data, parts)
+        names = [f.name for f in attrs.fields(config)] if config is not None else []
+        if config is not None and str(parts[-1]) not in names:  # a typo: say so, as a new run would
+            from dltoolkit._suggest import did_you_mean
+
+            problems.append(f"{recipe_path}: {key}: unknown key{did_you_mean(str(parts[-1]), names)}")
+            continue
         if config is None or not is_resumable(config, str(parts[-1])):
             allowed = ", ".join(_resumable_keys(registry, data)) or "none"
             problems.append(

@@ -106,7 +106,7 @@ class GanRecipeConfig:
     )
     spectral_norm: bool = option(
         False,
-        doc="Spectral normalisation of every linear and convolution layer of the discriminator "
+        doc="Spectral normalisation of every linear, convolution and embedding layer of the discriminator "
         "(Miyato et al. 2018), through torch.nn.utils.parametrizations.spectral_norm.",
     )
     ema_decay: float | None = option(

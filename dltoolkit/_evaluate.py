@@ -105,6 +105,33 @@ def _metric_tables(args: argparse.Namespace) -> list[tuple[str, dict[str, Any]]]
     return []
 
 
+def _settings(registry: Registry, args: argparse.Namespace, names: list[str]) -> tuple[dict[str, Any], list[str]]:
+    """``--set KEY=VALUE`` options: ``(key -> value, problems)``; a key none of the named metrics
+    has is a problem."""
+    from dltoolkit._config import parse_override
+    from dltoolkit._suggest import did_you_mean
+
+    known: set[str] = set()
+    for name in names:
+        if registry.problem_with("metric", name) is None:
+            known |= {f.name for f in attrs.fields(registry.get("metric", name).config)}
+    settings: dict[str, Any] = {}
+    problems = []
+    for text in getattr(args, "set", None) or []:
+        try:
+            parts, value = parse_override(text)
+        except ValueError as exc:
+            problems.append(f"--set: {exc}")
+            continue
+        key = ".".join(str(p) for p in parts)
+        if key not in known and names:
+            shown = ", ".join(names)
+            problems.append(f"--set: {key}: no option of {shown}{did_you_mean(key, sorted(known))}")
+            continue
+        settings[key] = value
+    return settings, problems
+
+
 def evaluate_command(registry: Registry, args: argparse.Namespace) -> int:
     """Score SOURCE (or --real/--fake folders) with the named metrics; print a table, maybe write JSON."""
     tables = _metric_tables(args)
@@ -115,7 +142,11 @@ def evaluate_command(registry: Registry, args: argparse.Namespace) -> int:
         raise DltkError(f"{args.source}: no such run directory or file")  # before asking for --metrics
     if not names:
         installed = ", ".join(registry.names("metric")) or "none installed"
-        problems.append(f"--metrics: name at least one metric ({installed})")
+        recipe = Path(args.source) / RECIPE_NAME if args.source is not None else None
+        why = f"{args.source}'s recipe file has no [[metrics]]; " if recipe is not None and recipe.is_file() else ""
+        problems.append(f"--metrics: {why}name at least one metric (installed: {installed})")
+    settings, set_problems = _settings(registry, args, names)
+    problems += set_problems
     if args.num_samples is not None and args.num_samples < 2:
         problems.append(f"--num-samples: must be at least 2, got {args.num_samples}")
     folders = args.real is not None or args.fake is not None
@@ -143,12 +174,21 @@ def evaluate_command(registry: Registry, args: argparse.Namespace) -> int:
     for name, table_options in tables:
         component = registry.get("metric", name)
         options = dict(table_options)  # the run's own metric options, then what the command line says
+        options.update({k: v for k, v in settings.items() if k in {f.name for f in attrs.fields(component.config)}})
         flags = {"num_samples": num_samples, "reference": args.reference, "batch_size": args.batch_size}
         for key in ("feature_extractor", "weights_path", "weights_sha256"):
             flags[key] = getattr(args, key, None)
         options.update({k: v for k, v in flags.items() if v is not None})
         known = {f.name for f in attrs.fields(component.config)}
-        config = validate_options(component, {k: v for k, v in options.items() if k in known}, "dltk eval")
+        try:
+            config = validate_options(component, {k: v for k, v in options.items() if k in known}, "dltk eval")
+        except DltkError as exc:  # say how to give a metric option on this command line
+            raise DltkError(
+                f"{line}; give it with --set {line.split(': ')[-2].rsplit('.', 1)[-1]}=VALUE"
+                if line.endswith("missing required key")
+                else line
+                for line in exc.problems
+            ) from None
         metrics.append(component.build(config, run=source))
     results = evaluate_metrics(source, metrics)
 

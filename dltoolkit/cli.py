@@ -168,6 +168,14 @@ def build_parser() -> argparse.ArgumentParser:
         "--metrics",
         help="comma-separated metric names (dltk list metrics); default: the [[metrics]] of SOURCE's recipe",
     )
+    ev.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="an option of the named metrics (TOML value), for each that has it; repeatable. "
+        "Example: --metrics classifier-fid --set classifier=runs/digits-classifier",
+    )
     ev.add_argument("--num-samples", type=int, help="generated images to score (default: the metric's own)")
     ev.add_argument(
         "--reference", choices=("train", "test"), help="dataset split to compare with (default: the metric's own)"

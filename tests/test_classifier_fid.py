@@ -137,3 +137,33 @@ def test_a_path_that_is_not_a_classifier_run_is_refused_in_one_line(classifier, 
     result = dltk("run", path, "--run-dir", tmp_path / "r2")
     assert result.exit_code == 2 and len(result.err_lines) == 1, result.err
     assert "not a classifier run" in result.err and "metrics.0.classifier" in result.err
+
+
+def test_dltk_eval_takes_metric_options_with_set(classifier, dltk, tiny_gan, tmp_path):
+    """A run whose recipe names no metric is scored with classifier-fid from the command line:
+    --set gives the options --metrics cannot carry (user trial)."""
+    gan = tmp_path / "gan"
+    assert dltk("run", tiny_gan(), "recipe.epochs=1", "--run-dir", gan).exit_code == 0
+    result = dltk("eval", gan)
+    assert result.exit_code == 2
+    assert result.err_lines[0].startswith(
+        f"--metrics: {gan}'s recipe file has no [[metrics]]; name at least one metric (installed: "
+    )
+    result = dltk("eval", gan, "--metrics", "classifier-fid")
+    assert (result.exit_code, result.err_lines) == (
+        2,
+        ["dltk eval: metric.classifier: missing required key; give it with --set classifier=VALUE"],
+    )
+    result = dltk("eval", gan, "--metrics", "classifier-fid", "--set", f"clasifier={classifier}")
+    assert (result.exit_code, result.err_lines) == (
+        2,
+        ["--set: clasifier: no option of classifier-fid (did you mean 'classifier'?)"],
+    )
+    out = tmp_path / "scores.json"
+    result = dltk(
+        "eval", gan, "--metrics", "classifier-fid", "--set", f"classifier={classifier}", "--set", "num_samples=300",
+        "--json", out,
+    )  # fmt: skip
+    assert result.exit_code == 0, result.err
+    scored = json.loads(out.read_text())["classifier-fid"]
+    assert scored["value"] > 0 and scored["num_samples"] == 300 and scored["classifier_model"] == "lenet"

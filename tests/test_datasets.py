@@ -182,3 +182,30 @@ def test_in_memory_loader_yields_float_batches():
     images, labels = batches[0]
     assert images.shape == (16, 1, 8, 8) and images.dtype == torch.float32 and labels.shape == (16,)
     assert torch.equal(images, ds.__getitems__(labels)[0])
+
+
+def test_a_failed_mnist_download_is_one_line_and_leaves_no_empty_folders(tmp_path, monkeypatch):
+    """torchvision's MNIST tries each mirror and raises one multi-line RuntimeError; it made
+    data/MNIST/raw first (user trial: four lines with literal newlines, empty folders left)."""
+    from urllib.error import URLError
+
+    import torchvision.datasets.mnist as tvm
+
+    from dltoolkit.builtin.datasets import mnist
+
+    def offline(url, *args, **kwargs):
+        raise URLError("[Errno -3] Temporary failure in name resolution")
+
+    monkeypatch.setattr(tvm, "download_and_extract_archive", offline)
+    (tmp_path / "kept").mkdir()  # what was there before stays
+    root = tmp_path / "data"
+    with pytest.raises(DltkError) as info:
+        mnist(ImageDatasetConfig(root=str(root), download=True))
+    (line,) = info.value.problems
+    assert "\n" not in line
+    assert line == (
+        "dataset.download: could not download MNIST (Error downloading train-images-idx3-ubyte.gz: "
+        "<urlopen error [Errno -3] Temporary failure in name resolution>); place its files in dataset.root "
+        f"'{root}' (MNIST/raw/{{train,t10k}}-{{images-idx3,labels-idx1}}-ubyte) and set download = false"
+    )
+    assert not root.exists() and (tmp_path / "kept").is_dir()

@@ -3,6 +3,8 @@ scikit-learn's bundled 8x8 digits (real data that needs no download)."""
 
 from __future__ import annotations
 
+import contextlib
+import os
 import pickle
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -94,9 +96,25 @@ def load_torchvision(
     import torchvision.datasets as tvd
 
     cls = getattr(tvd, cls_name)
+    before = _folders(Path(root)) if download else set()
+    try:
+        return _construct(cls, display, expected, root=root, train=train, download=download)
+    except BaseException:
+        if download:  # a failed download leaves no empty folders behind (data/MNIST/raw)
+            _remove_new_empty_folders(Path(root), before)
+        raise
+
+
+def _construct(cls: Any, display: str, expected: str, *, root: str, train: bool, download: bool | None) -> Any:
     try:
         return cls(root=root, train=train, download=bool(download))
     except RuntimeError as exc:
+        if str(exc).startswith("Error downloading"):  # MNIST-style: every mirror failed, one error each
+            lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+            raise DltkError(
+                f"dataset.download: could not download {display} ({lines[0].rstrip(':')}: {lines[-1]}); "
+                f"place its files in dataset.root '{root}' ({expected}) and set download = false"
+            ) from None
         if "not found" in str(exc).lower() or "corrupted" in str(exc).lower():
             how = {
                 None: "",
@@ -115,6 +133,17 @@ def load_torchvision(
             f"dataset.download: could not download {display} ({type(exc).__name__}: {exc}); "
             f"place its files in dataset.root '{root}' ({expected}) and set download = false"
         ) from None
+
+
+def _folders(root: Path) -> set[Path]:
+    return {Path(d) for d, _subdirs, _files in os.walk(root)} if root.is_dir() else set()
+
+
+def _remove_new_empty_folders(root: Path, before: set[Path]) -> None:
+    """Remove the folders under (and including) ``root`` that did not exist in ``before`` and are empty."""
+    for folder in sorted(_folders(root) - before, key=lambda p: len(p.parts), reverse=True):
+        with contextlib.suppress(OSError):
+            folder.rmdir()  # only succeeds when empty
 
 
 def mnist(config: ImageDatasetConfig, split: str | None = None) -> InMemoryImages:

@@ -20,6 +20,7 @@ from ignite.handlers import Checkpoint, DiskSaver
 
 from dltoolkit._atomic import TEMP_PREFIX, atomic_write, fsync_dir
 from dltoolkit._errors import DltkError, RunFailed
+from dltoolkit._paths import dltk_command
 
 __all__ = ["TEMP_PREFIX", "atomic_write", "fsync_dir"]  # re-exported: plugins and tests patch them here
 
@@ -75,7 +76,7 @@ class DurableDiskSaver(DiskSaver):
             if exc.errno == errno.ENOSPC:
                 raise RunFailed(
                     f"{path.parent}: disk full while writing {path.name}; the previous checkpoints are intact. "
-                    "Free some space, then continue with dltk run --resume on this run"
+                    f"Free some space, then continue with {dltk_command()} run --resume on this run"
                 ) from None
             raise
 

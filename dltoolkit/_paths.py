@@ -44,3 +44,9 @@ def problem_with_file(path: Path, what: str = "file") -> str | None:
     if not stat.S_ISREG(info.st_mode):
         return f"not a regular file; give a {what}"
     return None
+
+
+def dltk_command() -> str:
+    """How to type dltk in a hint: ``uv run dltk`` in a process ``uv run`` started (``dltk`` is then
+    not on the PATH of the shell the user types in), else ``dltk``."""
+    return "uv run dltk" if os.environ.get("UV_RUN_RECURSION_DEPTH") else "dltk"

@@ -28,7 +28,7 @@ from dltoolkit._config import RECIPE_NAME, ComponentTable, RecipeFile, scores_of
 from dltoolkit._dataspec import DataSpec, spec_of
 from dltoolkit._errors import DltkError, ExitCode, Interrupted, RunFailed
 from dltoolkit._manager import PluginHost
-from dltoolkit._paths import one_line
+from dltoolkit._paths import dltk_command, one_line
 from dltoolkit._registry import Registry
 from dltoolkit._resumecheck import TRAIN_SIZE, changes
 from dltoolkit._scalars import FiniteWatch, ScalarMeans, as_vector
@@ -611,7 +611,7 @@ class Run:
         def fail(engine: Engine, iteration: int, values: list[float]) -> RunFailed:
             bad = [f"{n} = {v:g}" for n, v in zip(names, values, strict=True) if not math.isfinite(v)]
             advice = (
-                f"Resume from the last good checkpoint with: dltk run --resume {self.shared_path}"
+                f"Resume from the last good checkpoint with: {dltk_command()} run --resume {self.shared_path}"
                 if _checkpoint.checkpoints_in(self.shared_path / "checkpoints")
                 else restart_advice(self)
             )
@@ -874,7 +874,7 @@ class Run:
                 where = error.filename or self.path
                 raise RunFailed(
                     f"{where}: disk full at iteration {engine.state.iteration}; the checkpoints already written "
-                    f"are intact. Free some space, then continue with: dltk run --resume {self.path}"
+                    f"are intact. Free some space, then continue with: {dltk_command()} run --resume {self.path}"
                 ) from None
             raise
         finally:
@@ -885,7 +885,7 @@ class Run:
             code = ExitCode.INTERRUPTED if received[0] == signal.SIGINT else ExitCode.TERMINATED
             raise Interrupted(
                 f"{self.path}: stopped by {signal.Signals(received[0]).name} at iteration {engine.state.iteration}; "
-                f"state saved. Continue with: dltk run --resume {self.path}",
+                f"state saved. Continue with: {dltk_command()} run --resume {self.path}",
                 code,
             )
 
@@ -918,7 +918,7 @@ def restart_advice(run: Run) -> str:
     """What to do after a failure before the first checkpoint: ``--resume`` starts the run again."""
     path = getattr(run, "shared_path", run.path)
     return (
-        f"No checkpoint was written yet: dltk run --resume {path} starts it again from the beginning "
+        f"No checkpoint was written yet: {dltk_command()} run --resume {path} starts it again from the beginning "
         "in this directory (KEY=VALUE after it changes the options declared resumable)"
     )
 
@@ -1133,7 +1133,7 @@ def _os_error(run: Run, exc: OSError) -> DltkError:
     if iteration > 0:
         return RunFailed(
             f"{where}: {what} at iteration {iteration}; the checkpoints already written are intact unless the "
-            f"run directory itself was changed. Once fixed, continue with: dltk run --resume {run.path}"
+            f"run directory itself was changed. Once fixed, continue with: {dltk_command()} run --resume {run.path}"
         )
     if exc.errno == errno.ENOSPC:
         return DltkError(f"{where}: {what}; free some space and try again")

@@ -20,7 +20,8 @@ ROOT = Path(__file__).resolve().parent.parent
 @pytest.fixture(autouse=True)
 def _isolated_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     """Tests see the installed first-party plugins only, write under tmp_path, and never download."""
-    for var in ("DLTK_LOAD_PLUGINS", "DLTK_TRACE_PLUGINS"):
+    # UV_RUN_RECURSION_DEPTH: set under `uv run pytest`; hints would say "uv run dltk" (tested apart)
+    for var in ("DLTK_LOAD_PLUGINS", "DLTK_TRACE_PLUGINS", "UV_RUN_RECURSION_DEPTH"):
         monkeypatch.delenv(var, raising=False)
     monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch-home"))
     monkeypatch.chdir(tmp_path)

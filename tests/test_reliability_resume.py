@@ -136,6 +136,13 @@ def test_non_finite_loss_before_any_checkpoint_says_resume_starts_again(dltk, ti
         "in this directory (KEY=VALUE after it changes the options declared resumable)"
     ) in last
     assert "Resume from the last good checkpoint" not in last
+    # started by `uv run`, where a bare `dltk` is not on the user's PATH, the hint says `uv run dltk`
+    monkeypatch.setenv("UV_RUN_RECURSION_DEPTH", "1")
+    monkeypatch.setenv("DLTK_FAULT_NAN_AT", "1")
+    again = tmp_path / "again"
+    result = dltk("run", tiny_gan(), "recipe.epochs=1", "--run-dir", again, "-p", "fault_plugin")
+    monkeypatch.delenv("DLTK_FAULT_NAN_AT")
+    assert f"No checkpoint was written yet: uv run dltk run --resume {again} starts it" in result.err_lines[-1]
     result = dltk("run", "--resume", run)
     assert result.exit_code == 0, result.err
 

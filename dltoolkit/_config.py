@@ -5,6 +5,7 @@ Every problem is collected and reported at once as ``FILE: key.path: what is wro
 
 from __future__ import annotations
 
+import collections.abc
 import copy
 import json
 import math
@@ -94,27 +95,45 @@ def _strict_tuple(value: Any, annotation: Any) -> tuple:
 
 def _is_sequence(annotation: Any) -> bool:
     origin = typing.get_origin(annotation)
-    return origin is list or (origin is tuple and Ellipsis in typing.get_args(annotation))
+    if origin in (list, collections.abc.Sequence, collections.abc.MutableSequence):
+        return True
+    return origin is tuple and Ellipsis in typing.get_args(annotation)
 
 
-def _strict_sequence(value: Any, annotation: Any) -> Any:
-    """An array of any length (``tuple[X, ...]``, ``list[X]``); a string is not one (cattrs would
-    take its letters)."""
-    if not isinstance(value, (list, tuple)):
-        example = f"[{json.dumps(value)}]" if isinstance(value, (str, int, float)) else "[...]"
-        raise TypeError(f"expected an array such as {example}, got {_show(value)}")
-    item = typing.get_args(annotation)[0]
-    structured = []
-    for i, v in enumerate(value):
-        try:
-            structured.append(_converter.structure(v, item))
-        except (TypeError, ValueError) as exc:
-            raise TypeError(f"item {i + 1}: {exc}") from None
-    return structured if typing.get_origin(annotation) is list else tuple(structured)
+def _array_example(value: Any) -> str:
+    """What the user probably meant, as a TOML array (``cutout`` or, after a shell ate the quotes,
+    ``[cutout, color]`` -> ``["cutout", "color"]``)."""
+    if isinstance(value, str):
+        text = value.strip()
+        items = [i.strip() for i in text[1:-1].split(",")] if text.startswith("[") and text.endswith("]") else [text]
+        return json.dumps([i for i in items if i])
+    return f"[{json.dumps(value)}]" if isinstance(value, (int, float)) else "[...]"
+
+
+def _strict_sequence_factory(annotation: Any, converter: cattrs.Converter) -> Any:
+    """An array of any length (``list[X]``, ``tuple[X, ...]``): cattrs' own hook, whose errors name
+    each bad item's index, after refusing a string (cattrs would take its letters)."""
+    from cattrs.cols import homogenous_tuple_structure_factory, list_structure_factory
+
+    is_tuple = typing.get_origin(annotation) is tuple
+    base = (homogenous_tuple_structure_factory if is_tuple else list_structure_factory)(annotation, converter)
+
+    def structure(value: Any, _: Any) -> Any:
+        if not isinstance(value, (list, tuple)):
+            example = _array_example(value)
+            if isinstance(value, str) and value.strip().startswith("["):
+                raise TypeError(
+                    f"expected an array, got {value!r}, which is not one in TOML: quote each string, as in "
+                    f"{example}; on a shell, single-quote the whole KEY=VALUE so that those quotes survive"
+                )
+            raise TypeError(f"expected an array such as {example}, got {_show(value)}")
+        return base(value, annotation)
+
+    return structure
 
 
 _converter.register_structure_hook_func(_is_fixed_tuple, _strict_tuple)
-_converter.register_structure_hook_func(_is_sequence, _strict_sequence)
+_converter.register_structure_hook_factory(_is_sequence, _strict_sequence_factory)
 _converter.register_structure_hook(int, _strict_int)
 _converter.register_structure_hook(float, _strict_float)
 _converter.register_structure_hook(str, _strict_str)

@@ -105,6 +105,17 @@ def _metric_tables(args: argparse.Namespace) -> list[tuple[str, dict[str, Any]]]
     return []
 
 
+FLAGGED = {
+    "num_samples": "num-samples",
+    "reference": "reference",
+    "batch_size": "batch-size",
+    "feature_extractor": "feature-extractor",
+    "weights_path": "weights-path",
+    "weights_sha256": "weights-sha256",
+}
+"""Metric options dltk eval has a flag for (the flag, not --set, gives them)."""
+
+
 def _settings(registry: Registry, args: argparse.Namespace, names: list[str]) -> tuple[dict[str, Any], list[str]]:
     """``--set KEY=VALUE`` options: ``(key -> value, problems)``; a key none of the named metrics
     has is a problem."""
@@ -120,10 +131,16 @@ def _settings(registry: Registry, args: argparse.Namespace, names: list[str]) ->
     for text in getattr(args, "set", None) or []:
         try:
             parts, value = parse_override(text)
-        except ValueError as exc:
-            problems.append(f"--set: {exc}")
+        except ValueError:
+            problems.append(
+                "--set: expected KEY=VALUE, an option of the named metrics (for example classifier=RUN_DIR), "
+                f"got {text!r}"
+            )
             continue
         key = ".".join(str(p) for p in parts)
+        if key in FLAGGED:
+            problems.append(f"--set: {key}: use --{FLAGGED[key]}")
+            continue
         if key not in known and names:
             shown = ", ".join(names)
             problems.append(f"--set: {key}: no option of {shown}{did_you_mean(key, sorted(known))}")
@@ -143,7 +160,8 @@ def evaluate_command(registry: Registry, args: argparse.Namespace) -> int:
     if not names:
         installed = ", ".join(registry.names("metric")) or "none installed"
         recipe = Path(args.source) / RECIPE_NAME if args.source is not None else None
-        why = f"{args.source}'s recipe file has no [[metrics]]; " if recipe is not None and recipe.is_file() else ""
+        said_none = args.metrics is None and recipe is not None and recipe.is_file()
+        why = f"{args.source}'s recipe file has no [[metrics]]; " if said_none else ""
         problems.append(f"--metrics: {why}name at least one metric (installed: {installed})")
     settings, set_problems = _settings(registry, args, names)
     problems += set_problems

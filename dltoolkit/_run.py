@@ -38,8 +38,9 @@ METRICS_NAME = "metrics.jsonl"
 SUMMARY_NAME = "run.json"
 SUBDIRS = ("checkpoints", "samples", "tb")
 LOCK_NAME = ".lock"
-PER_ITERATION_IMAGE = re.compile(r".*?_?(\d{8,})")
-"""The stem of an image of one iteration under ``samples/`` (``grid_00000220``): undone on resume."""
+PER_ITERATION_IMAGE = re.compile(r"[A-Za-z][A-Za-z0-9-]*(?:_[A-Za-z][A-Za-z0-9-]*)*_(\d{8,})")
+"""The stem of an image of one iteration under ``samples/`` (``grid_00000220``,
+``confusion_train_00000100``): a name, ``_``, the iteration in 8 or more digits. Undone on resume."""
 
 
 def resolve_device(name: str) -> torch.device:
@@ -694,8 +695,9 @@ class Run:
                 "starting it again from the beginning in the same directory",
                 file=sys.stderr,
             )
+            reached = self._last_logged_iteration()
             self._truncate_log(0)
-            self._remove_later_images(0)
+            self._remove_later_images(0, reached)
             if self.resume_rewrites_recipe:
                 self.write_recipe()
             return None
@@ -745,8 +747,9 @@ class Run:
             if self.resume_rewrites_recipe:
                 self.write_recipe()
             print(f"dltk: resuming {self.path} from {path.name}", file=sys.stderr)
+            reached = self._last_logged_iteration()
             self._truncate_log(int(data["trainer"]["iteration"]))
-            self._remove_later_images(int(data["trainer"]["iteration"]))
+            self._remove_later_images(int(data["trainer"]["iteration"]), reached)
             return path
         raise DltkError([*problems, f"{self.path}: no readable checkpoint left to resume from"])
 
@@ -765,16 +768,28 @@ class Run:
         text = "".join(f"{line}\n" for line in kept)
         _checkpoint.atomic_write(path, lambda h: h.write(text.encode()))
 
-    def _remove_later_images(self, iteration: int) -> None:
-        """Remove ``samples/<name>_<iteration>.png`` files (a name ending in 8 or more digits: sample
-        grids, reconstructions, confusion matrices) written after the checkpoint we resume from: that
-        training is undone, and they would otherwise stay beside the new ones (and in progress.gif)."""
+    def _last_logged_iteration(self) -> int:
+        """The highest iteration metrics.jsonl records (0 without one): how far the run got."""
+        path = self.path / METRICS_NAME
+        highest = 0
+        with contextlib.suppress(OSError):
+            for line in path.read_text(encoding="utf-8").splitlines():
+                with contextlib.suppress(ValueError, AttributeError, TypeError):
+                    highest = max(highest, int(json.loads(line).get("iteration", 0)))
+        return highest
+
+    def _remove_later_images(self, iteration: int, reached: int) -> None:
+        """Remove ``samples/<name>_<iteration>.png`` files (sample grids, reconstructions, confusion
+        matrices: :data:`PER_ITERATION_IMAGE`) of iterations after the checkpoint we resume from and
+        at most ``reached`` (the last one the run logged, so that a user's ``photo_20240101.png`` is
+        not taken for one): that training is undone, and they would otherwise stay beside the new
+        ones (and in progress.gif)."""
         folder = self.path / "samples"
         if not folder.is_dir():
             return
         for path in folder.glob("*.png"):
             found = PER_ITERATION_IMAGE.fullmatch(path.stem)
-            if found and int(found.group(1)) > iteration:
+            if found and iteration < int(found.group(1)) <= reached:
                 path.unlink(missing_ok=True)
 
     def report(self, engine: Engine, scores: Mapping[str, float], *, kind: str, **extra: Any) -> None:

@@ -285,7 +285,9 @@ def _check_resume_overrides(registry: Registry, overrides: Sequence[str], run_di
             continue  # compile, sync_batchnorm: how the run executes, not what it learns
         config = _override_config(registry, data, parts)
         names = [f.name for f in attrs.fields(config)] if config is not None else []
-        if config is not None and str(parts[-1]) not in names:  # a typo: say so, as a new run would
+        if parts[0] == "recipe":
+            names += list(RECIPE_CORE_OPTIONS)
+        if config is not None and str(parts[-1]) not in [*names, "name"]:  # a typo: say so, as a new run would
             from dltoolkit._suggest import did_you_mean
 
             problems.append(f"{recipe_path}: {key}: unknown key{did_you_mean(str(parts[-1]), names)}")

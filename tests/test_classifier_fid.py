@@ -159,9 +159,17 @@ def test_dltk_eval_takes_metric_options_with_set(classifier, dltk, tiny_gan, tmp
         2,
         ["--set: clasifier: no option of classifier-fid (did you mean 'classifier'?)"],
     )
+    result = dltk("eval", gan, "--metrics", "classifier-fid", "--set", "num_samples=300", "--set", "x")
+    assert (result.exit_code, result.err_lines) == (
+        2,
+        [
+            "--set: num_samples: use --num-samples",  # one way to say it, so that neither silently wins
+            "--set: expected KEY=VALUE, an option of the named metrics (for example classifier=RUN_DIR), got 'x'",
+        ],
+    )
     out = tmp_path / "scores.json"
     result = dltk(
-        "eval", gan, "--metrics", "classifier-fid", "--set", f"classifier={classifier}", "--set", "num_samples=300",
+        "eval", gan, "--metrics", "classifier-fid", "--set", f"classifier={classifier}", "--num-samples", "300",
         "--json", out,
     )  # fmt: skip
     assert result.exit_code == 0, result.err

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import attrs
 import pytest
 
 from dltoolkit import DltkError, RecipeFile
@@ -210,3 +211,40 @@ def test_overrides_apply_and_validate(tiny_gan, registry):
 
 def test_best_by_defaults_to_fid_only_with_a_fid_metric(tiny_gan, registry):
     assert RecipeFile.from_toml(tiny_gan(), registry).checkpoint.best_by is None
+
+
+@attrs.frozen
+class _Item:
+    a: int = 0
+
+
+@attrs.frozen
+class _ArrayOptions:
+    words: tuple[str, ...] = ()
+    pairs: list[tuple[int, int]] = attrs.field(factory=list)
+    items: list[_Item] = attrs.field(factory=list)
+
+
+def test_array_options_name_every_bad_item_and_refuse_a_string():
+    """Arrays of any length: a string is not one (it was read letter by letter), and each bad item
+    is named by its 0-based index, nested ones and tables inside too, all at once."""
+    from dltoolkit._config import structure
+
+    Options = _ArrayOptions
+    problems: list[tuple[str, str]] = []
+    structure(Options, {"words": "abc"}, "model", problems)
+    assert problems == [("model.words", "expected an array such as [\"abc\"], got 'abc'")]
+    problems = []
+    data = {"words": ["a", 1, 2], "pairs": [[1, 2], [3, "x"]], "items": [{"a": 1}, {"a": "z"}]}
+    structure(Options, data, "model", problems)
+    assert sorted(problems) == [
+        ("model.items.1.a", "expected an integer, got 'z'"),
+        ("model.pairs.1", "expected an integer, got 'x'"),  # a fixed-size pair: named as one
+        ("model.words.1", "expected a string, got 1"),
+        ("model.words.2", "expected a string, got 2"),
+    ]
+    problems = []
+    assert structure(Options, {"words": ["a", "b"], "pairs": [[1, 2]]}, "model", problems) == Options(
+        ("a", "b"), [(1, 2)]
+    )
+    assert problems == []

@@ -198,7 +198,7 @@ def test_a_failed_mnist_download_is_one_line_and_leaves_no_empty_folders(tmp_pat
 
     monkeypatch.setattr(tvm, "download_and_extract_archive", offline)
     (tmp_path / "kept").mkdir()  # what was there before stays
-    root = tmp_path / "data"
+    root = tmp_path / "new" / "data"  # its parent is made too, and goes too
     with pytest.raises(DltkError) as info:
         mnist(ImageDatasetConfig(root=str(root), download=True))
     (line,) = info.value.problems
@@ -208,4 +208,24 @@ def test_a_failed_mnist_download_is_one_line_and_leaves_no_empty_folders(tmp_pat
         "<urlopen error [Errno -3] Temporary failure in name resolution>); place its files in dataset.root "
         f"'{root}' (MNIST/raw/{{train,t10k}}-{{images-idx3,labels-idx1}}-ubyte) and set download = false"
     )
-    assert not root.exists() and (tmp_path / "kept").is_dir()
+    assert not (tmp_path / "new").exists() and (tmp_path / "kept").is_dir()
+
+
+def test_load_torchvision_without_a_download_option_blames_no_download(tmp_path, monkeypatch):
+    """A file that cannot be read, with nothing downloaded: dataset.root, not dataset.download."""
+    import dltoolkit
+
+    class Unreadable:
+        def __init__(self, root, train, download):
+            assert download is False
+            raise PermissionError(13, "Permission denied", f"{root}/KMNIST/raw/train-images-idx3-ubyte")
+
+    import torchvision.datasets as tvd
+
+    monkeypatch.setattr(tvd, "Unreadable", Unreadable, raising=False)
+    with pytest.raises(DltkError) as info:
+        dltoolkit.load_torchvision("Unreadable", "KMNIST", "KMNIST/raw/*-ubyte", root=str(tmp_path), train=True)
+    assert info.value.problems == (
+        f"dataset.root: cannot read KMNIST in '{tmp_path}' (PermissionError: [Errno 13] Permission denied: "
+        f"'{tmp_path}/KMNIST/raw/train-images-idx3-ubyte')",
+    )

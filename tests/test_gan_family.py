@@ -106,7 +106,12 @@ BAD = [
     ),
     # one word is not a list of one (it used to be read letter by letter: "unknown augmentation 'c'")
     (["recipe.diffaugment=cutout"], "recipe.diffaugment: expected an array such as [\"cutout\"], got 'cutout'"),
-    (["recipe.diffaugment=['cutout', 3]"], "recipe.diffaugment: item 2: expected a string, got 3"),
+    (["recipe.diffaugment=['cutout', 3]"], "recipe.diffaugment.1: expected a string, got 3"),
+    (
+        ["recipe.diffaugment=[cutout, color]"],  # what a shell leaves of recipe.diffaugment=["cutout", "color"]
+        "recipe.diffaugment: expected an array, got '[cutout, color]', which is not one in TOML: quote each "
+        'string, as in ["cutout", "color"]; on a shell, single-quote the whole KEY=VALUE so that those quotes survive',
+    ),
     (["recipe.ema_decay=1.0"], "recipe.ema_decay: must be < 1.0, got 1.0"),
     (["recipe.n_critic=0"], "recipe.n_critic: must be >= 1, got 0"),
 ]

@@ -108,11 +108,13 @@ def test_resume_refuses_a_finished_run_and_foreign_overrides(dltk, tiny_gan, tmp
         f"{run / 'recipe.toml'}: recipe.precision",
     ]
     assert result.err_lines[0].endswith("can); start a new run instead")
-    result = dltk("run", "--resume", run, "recipe.epoch=3")  # a typo is a typo, as in a new run
-    assert (result.exit_code, result.err_lines) == (
-        2,
-        [f"{run / 'recipe.toml'}: recipe.epoch: unknown key (did you mean 'epochs'?)"],
-    )
+    result = dltk("run", "--resume", run, "recipe.epoch=3", "recipe.compil=true", "model.name=cgan")
+    assert result.exit_code == 2
+    assert result.err_lines[:2] == [  # a typo is a typo, as in a new run
+        f"{run / 'recipe.toml'}: recipe.epoch: unknown key (did you mean 'epochs'?)",
+        f"{run / 'recipe.toml'}: recipe.compil: unknown key (did you mean 'compile'?)",
+    ]
+    assert result.err_lines[2].startswith(f"{run / 'recipe.toml'}: model.name: cannot be changed when resuming")
     assert dltk("run", "--resume", run, "recipe.epochs=1").exit_code == 2  # already finished
     assert (run / "recipe.toml").read_text() == before  # a refused resume writes nothing
     not_a_run = tmp_path / "empty"

@@ -167,14 +167,17 @@ def test_resume_removes_the_images_of_undone_training(dltk, tiny_gan, tmp_path):
         if int(path.stem.split("_")[1]) > 50:
             path.unlink()
     assert (split / "samples" / "grid_00000088.png").exists()  # epoch 2's grid, after iteration 50
-    stale = split / "samples" / "grid_00000099.png"  # as a grid every 33 iterations would have left
+    stale = split / "samples" / "grid_00000077.png"  # as a grid every 77 iterations would have left
     stale.write_bytes((split / "samples" / "grid_00000088.png").read_bytes())
+    users = split / "samples" / "holiday_20240101.png"  # a name like an image of one iteration: not one
+    users.write_bytes(b"a user's photo")
     assert dltk("run", "--resume", split, "recipe.epochs=3").exit_code == 0
     names = sorted(p.name for p in (split / "samples").glob("grid_*.png"))
     assert names == sorted(p.name for p in (straight / "samples").glob("grid_*.png"))
     assert not stale.exists()
     assert _frames(split / "samples" / "progress.gif") == len(names) == 3
     assert (split / "samples" / "real.png").read_bytes() == b"not an iteration's image: kept"
+    assert users.read_bytes() == b"a user's photo"  # beyond any iteration the run reached
 
     # stopped before its first checkpoint: the run starts again, and so do its images
     for path in checkpoints_in(split / "checkpoints"):

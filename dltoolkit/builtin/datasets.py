@@ -4,7 +4,6 @@ scikit-learn's bundled 8x8 digits (real data that needs no download)."""
 from __future__ import annotations
 
 import contextlib
-import os
 import pickle
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -97,11 +96,12 @@ def load_torchvision(
 
     cls = getattr(tvd, cls_name)
     before = _folders(Path(root)) if download else set()
+    missing = {a for a in Path(root).parents if not a.exists()} if download else set()
     try:
         return _construct(cls, display, expected, root=root, train=train, download=download)
     except BaseException:
         if download:  # a failed download leaves no empty folders behind (data/MNIST/raw)
-            _remove_new_empty_folders(Path(root), before)
+            _remove_new_empty_folders(Path(root), before, missing)
         raise
 
 
@@ -129,6 +129,8 @@ def _construct(cls: Any, display: str, expected: str, *, root: str, train: bool,
             f"the expected content ({type(exc).__name__}: {exc}); replace it with the original"
         ) from None
     except OSError as exc:  # URLError, socket errors, permission problems during download
+        if not download:  # nothing was fetched: the files there could not be read
+            raise DltkError(f"dataset.root: cannot read {display} in '{root}' ({type(exc).__name__}: {exc})") from None
         raise DltkError(
             f"dataset.download: could not download {display} ({type(exc).__name__}: {exc}); "
             f"place its files in dataset.root '{root}' ({expected}) and set download = false"
@@ -136,12 +138,28 @@ def _construct(cls: Any, display: str, expected: str, *, root: str, train: bool,
 
 
 def _folders(root: Path) -> set[Path]:
-    return {Path(d) for d, _subdirs, _files in os.walk(root)} if root.is_dir() else set()
+    """``root`` and the folders up to two levels below it (where
+    torchvision makes ``<Class>/raw``): what a failed download may have created, without walking a
+    large data folder."""
+    found = {root} if root.is_dir() else set()
+    for child in _subfolders(root):
+        found |= {child, *_subfolders(child)}
+    return found
 
 
-def _remove_new_empty_folders(root: Path, before: set[Path]) -> None:
-    """Remove the folders under (and including) ``root`` that did not exist in ``before`` and are empty."""
-    for folder in sorted(_folders(root) - before, key=lambda p: len(p.parts), reverse=True):
+def _subfolders(folder: Path) -> list[Path]:
+    try:
+        return [c for c in folder.iterdir() if c.is_dir() and not c.is_symlink()]
+    except OSError:
+        return []
+
+
+def _remove_new_empty_folders(root: Path, before: set[Path], missing: set[Path]) -> None:
+    """Remove the folders near ``root`` (``root`` and two levels below) that did not exist in
+    ``before`` and are empty, deepest first, then ``missing`` (ancestors of ``root`` that did not
+    exist before) that are empty."""
+    made = sorted(_folders(root) - before, key=lambda p: len(p.parts), reverse=True)
+    for folder in [*made, *sorted(missing, key=lambda p: len(p.parts), reverse=True)]:
         with contextlib.suppress(OSError):
             folder.rmdir()  # only succeeds when empty
 

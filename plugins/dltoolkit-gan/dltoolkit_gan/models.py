@@ -102,7 +102,9 @@ class MlpDiscriminator(nn.Module):
         self.net = nn.Sequential(*layers)  # one Sequential: checkpoint keys as before minibatch_std
 
     def forward(self, x: Tensor, labels: Tensor | None = None) -> Tensor:
-        h = self.net[:-1](_with_labels(x, labels, self.num_classes))
+        h = _with_labels(x, labels, self.num_classes)
+        for layer in itertools.islice(self.net, len(self.net) - 1):  # no new Sequential per call
+            h = layer(h)
         if self.minibatch_std:
             h = torch.cat([h, minibatch_stddev(h)], dim=1)
         return self.net[-1](h).view(-1)

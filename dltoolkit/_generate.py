@@ -10,6 +10,8 @@ from __future__ import annotations
 import inspect
 import json
 import os
+import shutil
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -282,9 +284,7 @@ def generate_images(
             raise DltkError(f"--label: the '{meta.get('recipe')}' recipe's samples have no classes to choose from")
         if grid:
             options["grid"] = True
-        out.mkdir(parents=True, exist_ok=True)
-        written = trained.generate(out, num=num, seed=seed, **options)
-        return f"{len(written)} files" if isinstance(written, (list, tuple)) else str(written)
+        return _generate_by_recipe(trained.generate, out, force=force, num=num, seed=seed, **options)
     label = options.pop("label", None)
     if options:
         flags = ", ".join(f"--{k.replace('_', '-')}" for k in options)
@@ -320,6 +320,30 @@ def generate_images(
         all_images = torch.cat(kept)[:256]
         save_png(image_grid(all_images, nrow=max(1, int(len(all_images) ** 0.5))), out / "grid.png")
     return f"{index} images"
+
+
+def _generate_by_recipe(generate: Any, out: Path, *, force: bool, **options: Any) -> str:
+    """Run a recipe's own ``generate`` (text, forecasts...) into a fresh folder beside ``out``, then
+    move what it wrote into ``out``: a file of the same name already there is refused without
+    ``force`` (as numbered PNGs are), and a failure leaves ``out`` as it was."""
+    parent = out.parent if str(out.parent) else Path(".")
+    parent.mkdir(parents=True, exist_ok=True)
+    scratch = Path(tempfile.mkdtemp(prefix=".dltk-generate-", dir=parent))
+    try:
+        generate(scratch, **options)
+        made = sorted(p.relative_to(scratch) for p in scratch.rglob("*") if p.is_file())
+        clash = [name for name in made if (out / name).exists()]
+        if clash and not force:
+            raise DltkError(
+                f"--out: '{out}' already holds {clash[0]}{', ...' if len(clash) > 1 else ''}; "
+                "pass --force to replace it"
+            )
+        for name in made:
+            (out / name).parent.mkdir(parents=True, exist_ok=True)
+            os.replace(scratch / name, out / name)
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+    return f"{len(made)} file{'s' if len(made) != 1 else ''}"
 
 
 def _refuse_to_replace(out: Path) -> None:

@@ -468,6 +468,32 @@ def test_generate_refuses_what_it_cannot_write(language, dltk, tmp_path):
     assert (result.exit_code, result.err_lines) == (2, ["--temperature: must be more than 0, got 0"])
     result = dltk("generate", language, "--out", tmp_path / "x", "--num-chars", "0")
     assert (result.exit_code, result.err_lines) == (2, ["--num-chars: must be at least 1, got 0"])
+    result = dltk("generate", language, "--out", tmp_path / "x", "--grid")
+    assert (result.exit_code, result.err_lines) == (
+        2,
+        ["--grid: a language model writes text; these options do not apply"],
+    )
+    assert not (tmp_path / "x").exists()
+
+
+def test_generate_replaces_text_samples_only_with_force(language, dltk, tmp_path):
+    out = tmp_path / "text"
+    assert dltk("generate", language, "--out", out, "--num-chars", "30").exit_code == 0
+    first = (out / "sample.txt").read_text(encoding="utf-8")
+    result = dltk("generate", language, "--out", out, "--num-chars", "5", "--seed", "1")
+    assert (result.exit_code, result.err_lines) == (
+        2,
+        [f"--out: '{out}' already holds sample.txt; pass --force to replace it"],
+    )
+    assert (out / "sample.txt").read_text(encoding="utf-8") == first  # untouched
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []  # no scratch folder left
+    result = dltk("generate", language, "--out", out, "--num-chars", "5", "--seed", "1", "--force")
+    assert result.exit_code == 0, result.err
+    assert "wrote 1 file to" in result.out + result.err
+    assert len((out / "sample.txt").read_text(encoding="utf-8")) == 5
+    # other samples (a --num of them) go beside it
+    assert dltk("generate", language, "--out", out, "--num", "2", "--num-chars", "5").exit_code == 0
+    assert sorted(p.name for p in out.iterdir()) == ["sample.txt", "sample_0000.txt", "sample_0001.txt"]
 
 
 @pytest.mark.slow

@@ -202,6 +202,10 @@ def make_generate(model: SequenceModel, device: torch.device) -> Callable[..., l
         temperature: float | None = None,
         **_options: Any,
     ) -> list[Path]:
+        given = [key for key, value in _options.items() if value not in (None, False)]
+        if given:  # e.g. --grid: options of image samples
+            flags = ", ".join(f"--{k.replace('_', '-')}" for k in given)
+            raise DltkError(f"{flags}: a language model writes text; these options do not apply")
         num_chars = DEFAULT_NUM_CHARS if num_chars is None else num_chars
         temperature = 1.0 if temperature is None else temperature
         if num_chars < 1:

@@ -211,10 +211,11 @@ def evaluate_command(registry: Registry, args: argparse.Namespace) -> int:
     results = evaluate_metrics(source, metrics)
 
     summaries = {m.name: getattr(m, "summary", None) for m in metrics}
-    print(f"{'metric':<8} {'value':>12}  protocol")
+    width = max([8, *(len(name) for name in results)])
+    print(f"{'metric':<{width}} {'value':>12}  protocol")
     for name, result in results.items():
         summary = summaries.get(name)
-        print(f"{name:<8} {result['value']:>12.6g}  {summary(result) if summary else protocol_summary(result)}")
+        print(f"{name:<{width}} {result['value']:>12.6g}  {summary(result) if summary else protocol_summary(result)}")
     if args.json is not None:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps(results, indent=2, default=str) + "\n")

@@ -51,6 +51,7 @@ class SeqAccuracy(HeldOut):
 
 class BitsPerChar(HeldOut):
     name = "bpc"
+    unit = "bits per character"
 
     def ignite_metric(self) -> Metric:
         return MetricsLambda(lambda nats: nats / math.log(2.0), Loss(F.cross_entropy))
@@ -59,17 +60,16 @@ class BitsPerChar(HeldOut):
     def summary(cls, result: Mapping[str, Any]) -> str:
         return (
             f"{result.get('count')} {cls._dataset(result)}/{result.get('split')} windows, every character "
-            "predicted from those before it in its window (state reset per window), bits per character"
+            f"predicted from those before it in its window (state reset per window), {cls.unit}"
         )
 
 
-class Perplexity(HeldOut):
+class Perplexity(BitsPerChar):
     name = "perplexity"
+    unit = "per-character perplexity (2 ** bpc)"
 
     def ignite_metric(self) -> Metric:
         return MetricsLambda(math.exp, Loss(F.cross_entropy))
-
-    summary = BitsPerChar.summary
 
 
 def _forecast_pair(key: str) -> Any:

@@ -117,6 +117,7 @@ class Run:
         self.data: DataSpec | None = None
         self.train_dataset: Any = None
         self._references: dict[str, tuple[Any, dict[str, Any]]] = {}
+        self._evaluated_at: dict[str, int] = {}  # held-out score name -> the iteration it was measured at
         self.metadata = _checkpoint.Metadata({})
         self._lock_fd: int | None = None
         self.created = False
@@ -799,6 +800,8 @@ class Run:
         considered.
         """
         engine.state.metrics.update(scores)
+        if kind == "eval":  # the epoch line shows a held-out score only on the epoch it was measured
+            self._evaluated_at.update(dict.fromkeys(scores, engine.state.iteration))
         self.log(
             {
                 "kind": kind,
@@ -917,7 +920,12 @@ class Run:
 
         @trainer.on(Events.EPOCH_COMPLETED)
         def _line(engine: Engine) -> None:
-            shown = ", ".join(f"{k}={v:.4g}" for k, v in engine.state.metrics.items() if isinstance(v, (int, float)))
+            now = engine.state.iteration
+            shown = ", ".join(
+                f"{k}={v:.4g}"
+                for k, v in engine.state.metrics.items()
+                if isinstance(v, (int, float)) and self._evaluated_at.get(k, now) == now
+            )
             elapsed = time.perf_counter() - started
             print(
                 f"epoch {engine.state.epoch}/{engine.state.max_epochs} "

@@ -610,3 +610,18 @@ def test_clean_stop_and_sigkill_then_resume_give_identical_weights(straight, dlt
     assert result.exit_code == 0, result.err
     assert f"dltk: resuming {run} from checkpoint_30.pt" in result.err
     assert_same_run(reference, run)
+
+
+def test_the_epoch_line_shows_a_held_out_score_only_when_it_was_measured(dltk, tmp_path):
+    """Scores evaluated every 2 epochs of 4: epochs 2 and 4 show them; epoch 3 no longer repeats
+    epoch 2's value as if it were new (user trial)."""
+    recipe = Path(__file__).resolve().parent.parent / "recipes" / "cnn_digits.toml"
+    small = ["model={name='lenet', channels=[4, 8], hidden=[16, 8]}", "recipe.epochs=4", "recipe.confusion_matrix=false"]
+    every = ["metrics.0.every=2", "metrics.1.every=2"]
+    result = dltk("run", recipe, *small, *every, "--run-dir", tmp_path / "run")
+    assert result.exit_code == 0, result.err
+    lines = [line for line in result.err_lines if line.startswith("epoch ")]
+    assert len(lines) == 4
+    measured = [" accuracy=" in line and " loss=" in line for line in lines]
+    assert measured == [False, True, False, True]
+    assert all("train_accuracy=" in line for line in lines)  # the training scalars are there every epoch

@@ -616,7 +616,8 @@ def test_the_epoch_line_shows_a_held_out_score_only_when_it_was_measured(dltk, t
     """Scores evaluated every 2 epochs of 4: epochs 2 and 4 show them; epoch 3 no longer repeats
     epoch 2's value as if it were new (user trial)."""
     recipe = Path(__file__).resolve().parent.parent / "recipes" / "cnn_digits.toml"
-    small = ["model={name='lenet', channels=[4, 8], hidden=[16, 8]}", "recipe.epochs=4", "recipe.confusion_matrix=false"]
+    small = ["model={name='lenet', channels=[4, 8], hidden=[16, 8]}", "recipe.epochs=4"]
+    small.append("recipe.confusion_matrix=false")
     every = ["metrics.0.every=2", "metrics.1.every=2"]
     result = dltk("run", recipe, *small, *every, "--run-dir", tmp_path / "run")
     assert result.exit_code == 0, result.err

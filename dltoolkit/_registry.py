@@ -24,6 +24,7 @@ class Registry:
         self.components: dict[str, dict[str, Component]] = {kind: {} for kind in KINDS}
         self.problems: list[str] = []
         self._duplicates: dict[tuple[str, str], list[str]] = {}
+        self._failed_hooks: dict[str, list[str]] = {}  # kind -> "plugin (error)" whose registration raised
         for kind, hook_name in REGISTER_HOOKS.items():
             self._collect(kind, hook_name)
 
@@ -52,6 +53,7 @@ class Registry:
                     if isinstance(exc, KeyboardInterrupt) and real_interrupt:
                         raise
                     self.problems.append(f"{self._describe(plugin)}: {hook_name} failed: {_one_line(exc)}")
+                    self._failed_hooks.setdefault(kind, []).append(f"{self._describe(plugin)} ({_one_line(exc)})")
                     continue
             for component in result or ():
                 if not isinstance(component, Component):
@@ -95,6 +97,8 @@ class Registry:
         if failed:
             names = ", ".join(f"{p.describe()} ({p.error})" for p in failed)
             message += f"; plugins that failed to load and may provide it: {names}"
+        if self._failed_hooks.get(kind):
+            message += f"; plugins whose dltk_register_{kind}s failed: {', '.join(self._failed_hooks[kind])}"
         return message
 
     def get(self, kind: str, name: str) -> Component:

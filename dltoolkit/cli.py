@@ -425,6 +425,8 @@ def cmd_list(args: argparse.Namespace) -> int:
             if args.verbose:
                 for option, type_name, default, doc in component.options():
                     print(f"      {option} ({type_name}, default {default!r}): {doc}")
+    for info in host.failures:  # a plugin that did not load lists nothing: say so
+        print(f"warning: {info.describe()} failed to load: {info.error} (dltk plugins)", file=sys.stderr)
     for problem in registry.problems:
         print(f"warning: {problem}", file=sys.stderr)
     return ExitCode.OK

@@ -9,6 +9,7 @@ import pytest
 from dltoolkit import Component, DltkError, RecipeFile, hookimpl
 from dltoolkit._manager import BUILTIN_PLUGINS, make_plugin_host
 from dltoolkit._registry import Registry
+from dltoolkit.testing import run_cli
 from dltoolkit_gan.models import MlpGanConfig, mlp_gan
 
 
@@ -90,6 +91,15 @@ def test_misspelled_hook_is_reported_and_plugin_skipped(fake_plugins):
     typo = host.info("typo")
     assert typo.failed and "unknown hook 'dltk_register_model'" in typo.error
     assert Registry(host).names("model") == ["fine"]
+    # `dltk list` shows what loaded, and says on stderr what did not (user trial: it printed nothing)
+    result = run_cli("list", "models")
+    assert result.exit_code == 0 and "fine" in result.out
+    assert any(
+        line.startswith("warning: plugin 'typo' (dist-typo 1.0) failed to load: ")
+        and "unknown hook 'dltk_register_model'" in line
+        and line.endswith("(dltk plugins)")
+        for line in result.err_lines
+    ), result.err
 
 
 def test_wrong_hook_signature_is_reported(fake_plugins):
@@ -116,6 +126,12 @@ def test_hook_raising_is_reported_by_name(fake_plugins):
     fake_plugins(("dist-raise", "3.0", {"raiser": module}))
     registry = Registry(make_plugin_host(env={}))
     assert registry.problems == ["plugin 'raiser' (dist-raise 3.0): dltk_register_models failed: RuntimeError: boom"]
+    # a recipe naming the model it would have registered is told why it is missing
+    problem = registry.problem_with("model", "raised-net")
+    assert problem is not None and problem.endswith(
+        "; plugins whose dltk_register_models failed: plugin 'raiser' (dist-raise 3.0) (RuntimeError: boom)"
+    )
+    assert registry.problem_with("dataset", "anything").count("failed") == 0  # only for the kind that failed
 
 
 def test_load_plugins_env_restricts(fake_plugins):

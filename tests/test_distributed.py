@@ -383,3 +383,9 @@ batch_size = 2
     assert scores["loss"]["count"] == 5
     assert record["accuracy"] == pytest.approx(scores["accuracy"]["value"], abs=1e-9)
     assert record["loss"] == pytest.approx(scores["loss"]["value"], rel=1e-5)
+    # predict on the held-out split names each row by its file (image-folder holds files; user trial)
+    result = run_cli("predict", run, "--input", "test", "--out", tmp_path / "p.csv")
+    assert result.exit_code == 0, result.err
+    rows = (tmp_path / "p.csv").read_text().splitlines()[1:]
+    named = sorted(Path(row.split(",")[0]).relative_to(tmp_path / "images" / "test").as_posix() for row in rows)
+    assert named == ["a/0.png", "a/2.png", "a/4.png", "b/1.png", "b/3.png"]

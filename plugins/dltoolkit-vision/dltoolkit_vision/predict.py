@@ -64,7 +64,8 @@ def _batches(dataset: Any) -> Iterator[tuple[int, Tensor, Tensor]]:
 
 def make_predict(model: nn.Module, device: torch.device, spec: DataSpec | None) -> Callable[[Any, Any], Any]:
     """``predict(path, dataset)`` for :class:`~dltoolkit.Trained`: one row per image with ``input`` (the
-    file, or the index in the split), ``label`` (the class name when the data named its classes),
+    file: given, or of the split when the dataset holds files, as image-folder does; else the index in
+    the split), ``label`` (the class name when the data named its classes),
     ``probability`` (softmax), and for a dataset split the ``true_label``."""
     names = tuple(spec.class_names) if spec is not None else ()
 
@@ -84,11 +85,15 @@ def make_predict(model: nn.Module, device: torch.device, spec: DataSpec | None) 
 
     def predict(path: Path | None, dataset: Any) -> Iterator[dict[str, Any]]:
         if dataset is not None:
+            files = getattr(dataset, "files", None)  # image-folder: name each row by its file
+            if files is not None and len(files) != len(dataset):
+                files = None
             for start, images, labels in _batches(dataset):
                 classes, probabilities = classify(images)
                 rows = zip(classes, probabilities, labels.tolist(), strict=True)
                 for offset, (k, p, truth) in enumerate(rows):
-                    row = {"input": start + offset, "label": name(k), "probability": round(p, 6)}
+                    shown = str(files[start + offset]) if files is not None else start + offset
+                    row = {"input": shown, "label": name(k), "probability": round(p, 6)}
                     yield {**row, "true_label": name(truth)}
             return
         assert path is not None

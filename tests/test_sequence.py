@@ -635,3 +635,42 @@ def test_forecast_sigkill_mid_epoch_then_resume_is_bit_identical(forecasted, dlt
     assert left.keys() == right.keys()
     assert not [k for k in left if not torch.equal(left[k], right[k])]
     assert records(run) == records(forecasted)
+
+
+def read_rows(path: Path) -> list[dict[str, str]]:
+    import csv
+
+    with path.open(newline="") as handle:
+        return list(csv.DictReader(handle))
+
+
+def test_predict_forecasts_after_a_series_end_and_each_window_of_a_split(forecasted, dltk, tmp_path):
+    """A trained forecaster forecasts from the command line (user trial: it could not)."""
+    result = dltk("predict", forecasted, "--input", "test", "--out", tmp_path / "test.csv")
+    assert result.exit_code == 0, result.err
+    rows = read_rows(tmp_path / "test.csv")
+    windows = (300 - 9) - (240 - 6) + 1  # the first test context starts 6 values before the 240/60 cut
+    assert len({r["input"] for r in rows}) == windows and len(rows) == 3 * windows
+    assert {r["step"] for r in rows} == {"1", "2", "3"}
+    assert [float(r["actual"]) for r in rows[-3:]] == pytest.approx(SINE[-3:], abs=1e-5)
+    mae = float(np.mean([abs(float(r["forecast"]) - float(r["actual"])) for r in rows]))
+    final = [r for r in log_lines(forecasted) if r["kind"] == "eval"][-1]
+    assert mae == pytest.approx(final["forecast-mae"], rel=1e-4)  # what the held-out metric measured
+
+    # a CSV of the series up to the last window's context: the same forecast, for the next 3 values
+    series = write_series(tmp_path / "upto.csv", SINE[:-3])
+    result = dltk("predict", forecasted, "--input", series, "--out", tmp_path / "next.csv")
+    assert result.exit_code == 0, result.err
+    ahead = read_rows(tmp_path / "next.csv")
+    assert [r["step"] for r in ahead] == ["1", "2", "3"]
+    assert [float(r["forecast"]) for r in ahead] == pytest.approx([float(r["forecast"]) for r in rows[-3:]], abs=1e-5)
+
+    short = write_series(tmp_path / "short.csv", SINE[:5])
+    result = dltk("predict", forecasted, "--input", short)
+    assert (result.exit_code, result.err_lines) == (
+        2,
+        [
+            f"--input: '{short}' has 5 values in column 'value'; a forecast reads the last 6 "
+            "(the model's dataset.context)"
+        ],
+    )

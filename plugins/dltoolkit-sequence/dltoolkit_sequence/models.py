@@ -43,6 +43,8 @@ class SequenceModel(nn.Module):
         self.vocab = tuple(vocab)
         self.class_names = tuple(class_names) or tuple(str(i) for i in range(outputs))
         self.scale = (0.0, 1.0)
+        self.context = 0
+        self.column = ""
         self.directions = 2 if config.bidirectional else 1
         self.embed = nn.Embedding(outputs, config.embedding_dim) if task == "next-char" else None
         self.rnn = CELLS[cell](
@@ -87,6 +89,8 @@ def build(cell: str, config: RnnConfig, data: DataSpec) -> SequenceModel:
     if data.kind == "series" and data.horizon and len(data.shape) == 2:
         model = SequenceModel(cell, config, task="forecast", input_size=data.shape[1], outputs=data.horizon)
         model.scale = (float(data.extra.get("mean", 0.0)), float(data.extra.get("std", 1.0)))
+        model.context = int(data.shape[0])  # what a forecast reads: the last `context` values of `column`
+        model.column = str(data.extra.get("column", ""))
         return model
     raise DltkError(
         f"model: {cell} takes labelled sequences (length x features), series or text, "

@@ -44,7 +44,7 @@ if TYPE_CHECKING:
 # reads something else: (logits, labels) per sequence, or (logits, targets) per character.
 CLASSIFY_PROVIDES = ("evaluate", "predict", "export", CLASSES_TAG)
 LANGUAGE_PROVIDES = ("evaluate", "export", NEXT_CHAR_TAG)
-FORECAST_PROVIDES = ("evaluate", "export", FORECAST_TAG)
+FORECAST_PROVIDES = ("evaluate", "predict", "export", FORECAST_TAG)
 
 
 def sequence_classify(config: SequenceClassifyConfig, *, run: Run) -> None:

@@ -154,6 +154,51 @@ def forecast_eval_step(model: SequenceModel, device: torch.device) -> Callable[[
     return eval_step
 
 
+def make_forecast_predict(model: SequenceModel, device: torch.device) -> Callable[[Any, Any], Iterator[dict[str, Any]]]:
+    """``predict(path, dataset)`` for ``dltk predict`` of a forecaster, in the series' units.
+
+    ``--input FILE.csv``: the ``horizon`` values after the series' end, from its last ``context``
+    values (the column the model was trained on, else the last), one row per ``step`` (1 = the
+    next value). ``--input train|test``: every window of that split, one row per window and step,
+    with the ``actual`` value beside the forecast."""
+    from dltoolkit_sequence.data import read_column
+
+    mean, std = model.scale
+
+    def forecast(windows: Tensor) -> list[list[float]]:
+        was_training = model.training
+        model.eval()
+        try:
+            with torch.no_grad():
+                return (model(windows.to(device)).float().cpu() * std + mean).tolist()
+        finally:
+            model.train(was_training)
+
+    def predict(path: Any, dataset: Any) -> Iterator[dict[str, Any]]:
+        if dataset is not None:
+            for start in range(0, len(dataset), 256):
+                index = list(range(start, min(start + 256, len(dataset))))
+                inputs, targets = dataset.__getitems__(index)
+                actual = (targets.float() * std + mean).tolist()
+                for i, values, truth in zip(index, forecast(inputs), actual, strict=True):
+                    for step, (value, real) in enumerate(zip(values, truth, strict=True), 1):
+                        yield {"input": i, "step": step, "forecast": round(value, 6), "actual": round(real, 6)}
+            return
+        if Path(path).is_dir():
+            raise DltkError(f"--input: '{path}' is a folder; give a CSV file of the series (or train, test)")
+        name, values = read_column(Path(path), model.column)
+        if len(values) < model.context:
+            raise DltkError(
+                f"--input: '{path}' has {len(values)} values in column '{name}'; a forecast reads the last "
+                f"{model.context} (the model's dataset.context)"
+            )
+        window = torch.from_numpy(((values[-model.context :] - mean) / std).astype("float32")).view(1, -1, 1)
+        for step, value in enumerate(forecast(window)[0], 1):
+            yield {"step": step, "forecast": round(value, 6)}
+
+    return predict
+
+
 def sample_text(
     model: SequenceModel,
     device: torch.device,
@@ -234,7 +279,11 @@ def sequence_offers(model: SequenceModel, device: torch.device) -> Trained:
     device = torch.device(device)
     model = model.to(device)
     if model.task == "forecast":
-        return Trained(modules={"model": model}, eval_step=forecast_eval_step(model, device))
+        return Trained(
+            modules={"model": model},
+            eval_step=forecast_eval_step(model, device),
+            predict=make_forecast_predict(model, device),
+        )
     if model.task == "next-char":
         return Trained(
             modules={"model": model},

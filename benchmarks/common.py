@@ -11,6 +11,9 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+import torch
+import torch.nn.functional as F
+
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
@@ -119,3 +122,78 @@ def alternating_blocks(
         if b > 0:
             ratios.append(plain / engine)
     return ratios
+
+
+def sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def images(count: int, size: int, channels: int = 3) -> torch.Tensor:
+    generator = torch.Generator().manual_seed(0)
+    return torch.randint(0, 256, (count, channels, size, size), dtype=torch.uint8, generator=generator)
+
+
+def batches(
+    data: torch.Tensor, batch: int, device: torch.device, fmt: torch.memory_format
+) -> Callable[[int], torch.Tensor]:
+    per_epoch = len(data) // batch
+    perm = torch.randperm(len(data), generator=torch.Generator().manual_seed(0))
+
+    def cut(i: int) -> torch.Tensor:
+        b = i % per_epoch
+        real = data[perm[b * batch : (b + 1) * batch]].float().div_(127.5).sub_(1)
+        return real.to(device, non_blocking=True, memory_format=fmt)
+
+    return cut
+
+
+def plain_dcgan(
+    device: torch.device,
+    batch: int,
+    count: int,
+    iterations: int,
+    warmup: int,
+    *,
+    precision: str = "fp32",
+    channels_last: bool = False,
+    compile: bool = False,
+) -> float:
+    """The DCGAN 64x64 (base 64) GAN step written as a plain PyTorch loop, on ``count`` random images:
+    seconds per iteration after ``warmup``. ``precision`` "bf16"/"fp16" autocasts; ``compile``
+    compiles G and D in place as ``recipe.compile`` does."""
+    from dltoolkit_gan import DcganConfig, dcgan
+
+    torch.manual_seed(0)
+    fmt = torch.channels_last if channels_last else torch.contiguous_format
+    model = dcgan(DcganConfig(), image_shape=(3, 64, 64))
+    g, d = model.generator.to(device, memory_format=fmt), model.discriminator.to(device, memory_format=fmt)
+    if compile:
+        g.compile()
+        d.compile()
+    opt_g = torch.optim.Adam(g.parameters(), lr=2e-4, betas=(0.5, 0.999))
+    opt_d = torch.optim.Adam(d.parameters(), lr=2e-4, betas=(0.5, 0.999))
+    dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(precision)
+    autocast = (lambda: torch.autocast(device.type, dtype=dtype)) if dtype else contextlib.nullcontext
+    cut = batches(images(count, 64), batch, device, fmt)
+
+    def step(i: int) -> None:
+        real = cut(i)
+        z = torch.randn(batch, 100, device=device)
+        with autocast():
+            fake = g(z)
+            d_real, d_fake = d(real).float(), d(fake.detach()).float()
+            loss_d = F.binary_cross_entropy_with_logits(d_real, torch.ones_like(d_real))
+            loss_d = loss_d + F.binary_cross_entropy_with_logits(d_fake, torch.zeros_like(d_fake))
+        opt_d.zero_grad(set_to_none=True)
+        loss_d.backward()
+        opt_d.step()
+        with autocast():
+            d_g = d(fake).float()
+            loss_g = F.binary_cross_entropy_with_logits(d_g, torch.ones_like(d_g))
+        opt_g.zero_grad(set_to_none=True)
+        loss_g.backward()
+        opt_g.step()
+        sync(device)
+
+    return plain_seconds_per_iteration(step, iterations, warmup)

@@ -10,54 +10,9 @@ fp32, bf16 and bf16 + channels_last (each against the plain loop with the same s
 from __future__ import annotations
 
 import argparse
-import contextlib
 
 import torch
-import torch.nn.functional as F
-from common import dcgan_recipe, dltk_seconds_per_iteration, plain_seconds_per_iteration, summary
-
-from dltoolkit_gan import DcganConfig, dcgan
-
-
-def plain_loop(
-    device: torch.device, batch: int, count: int, iterations: int, warmup: int, precision: str, channels_last: bool
-) -> float:
-    torch.manual_seed(0)
-    images = torch.randint(0, 256, (count, 3, 64, 64), dtype=torch.uint8, generator=torch.Generator().manual_seed(0))
-    model = dcgan(DcganConfig(), image_shape=(3, 64, 64))
-    fmt = torch.channels_last if channels_last else torch.contiguous_format
-    g, d = model.generator.to(device, memory_format=fmt), model.discriminator.to(device, memory_format=fmt)
-    opt_g = torch.optim.Adam(g.parameters(), lr=2e-4, betas=(0.5, 0.999))
-    opt_d = torch.optim.Adam(d.parameters(), lr=2e-4, betas=(0.5, 0.999))
-    dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(precision)
-    autocast = (lambda: torch.autocast(device.type, dtype=dtype)) if dtype else contextlib.nullcontext
-    per_epoch = count // batch
-    perm = torch.randperm(count)
-
-    def step(i: int) -> None:
-        b = i % per_epoch
-        real = images[perm[b * batch : (b + 1) * batch]].float().div(127.5).sub(1)
-        real = real.to(device, non_blocking=True, memory_format=fmt)
-        z = torch.randn(batch, 100, device=device)
-        with autocast():
-            fake = g(z)
-            d_real, d_fake = d(real).float(), d(fake.detach()).float()
-            loss_d = F.binary_cross_entropy_with_logits(
-                d_real, torch.ones_like(d_real)
-            ) + F.binary_cross_entropy_with_logits(d_fake, torch.zeros_like(d_fake))
-        opt_d.zero_grad(set_to_none=True)
-        loss_d.backward()
-        opt_d.step()
-        with autocast():
-            d_g = d(fake).float()
-            loss_g = F.binary_cross_entropy_with_logits(d_g, torch.ones_like(d_g))
-        opt_g.zero_grad(set_to_none=True)
-        loss_g.backward()
-        opt_g.step()
-        if device.type == "cuda":
-            torch.cuda.synchronize()
-
-    return plain_seconds_per_iteration(step, iterations, warmup)
+from common import dcgan_recipe, dltk_seconds_per_iteration, plain_dcgan, summary
 
 
 def main() -> None:
@@ -84,13 +39,30 @@ def main() -> None:
             channels_last=channels_last,
             extra='[[callbacks]]\nname = "samples"\n',
         )
+
         for r in range(args.rounds):
             if r % 2 == 0:  # alternate the order: drift on a shared machine hits both sides alike
-                plain = plain_loop(device, args.batch, count, args.iterations, args.warmup, precision, channels_last)
+                plain = plain_dcgan(
+                    device,
+                    args.batch,
+                    count,
+                    args.iterations,
+                    args.warmup,
+                    precision=precision,
+                    channels_last=channels_last,
+                )
                 ours = dltk_seconds_per_iteration(text, [], args.warmup)
             else:
                 ours = dltk_seconds_per_iteration(text, [], args.warmup)
-                plain = plain_loop(device, args.batch, count, args.iterations, args.warmup, precision, channels_last)
+                plain = plain_dcgan(
+                    device,
+                    args.batch,
+                    count,
+                    args.iterations,
+                    args.warmup,
+                    precision=precision,
+                    channels_last=channels_last,
+                )
             ratios.append(plain / ours)
             rates.append((args.batch / plain, args.batch / ours))
         label = precision + (" + channels_last" if channels_last else "")

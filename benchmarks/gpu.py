@@ -24,7 +24,6 @@ cost does not depend on the weight values, the score does (it is not printed).
 from __future__ import annotations
 
 import argparse
-import contextlib
 import os
 import statistics
 import tempfile
@@ -35,7 +34,15 @@ from pathlib import Path
 import bench_plugin
 import torch
 import torch.nn.functional as F
-from common import dcgan_recipe, dltk_seconds_per_iteration, plain_seconds_per_iteration
+from common import (
+    batches,
+    dcgan_recipe,
+    dltk_seconds_per_iteration,
+    images,
+    plain_dcgan,
+    plain_seconds_per_iteration,
+    sync,
+)
 
 CLASSIFY = """
 seed = 0
@@ -83,69 +90,6 @@ channels = 3
 every = 1
 keep = 1
 """
-
-
-def sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
-def images(count: int, size: int, channels: int = 3) -> torch.Tensor:
-    generator = torch.Generator().manual_seed(0)
-    return torch.randint(0, 256, (count, channels, size, size), dtype=torch.uint8, generator=generator)
-
-
-def batches(
-    data: torch.Tensor, batch: int, device: torch.device, fmt: torch.memory_format
-) -> Callable[[int], torch.Tensor]:
-    per_epoch = len(data) // batch
-    perm = torch.randperm(len(data), generator=torch.Generator().manual_seed(0))
-
-    def cut(i: int) -> torch.Tensor:
-        b = i % per_epoch
-        real = data[perm[b * batch : (b + 1) * batch]].float().div_(127.5).sub_(1)
-        return real.to(device, non_blocking=True, memory_format=fmt)
-
-    return cut
-
-
-def plain_dcgan(device: torch.device, batch: int, count: int, its: int, warmup: int, setting: str) -> float:
-    from dltoolkit_gan import DcganConfig, dcgan
-
-    torch.manual_seed(0)
-    channels_last = "channels_last" in setting
-    fmt = torch.channels_last if channels_last else torch.contiguous_format
-    model = dcgan(DcganConfig(), image_shape=(3, 64, 64))
-    g, d = model.generator.to(device, memory_format=fmt), model.discriminator.to(device, memory_format=fmt)
-    if "compile" in setting:
-        g.compile()
-        d.compile()
-    opt_g = torch.optim.Adam(g.parameters(), lr=2e-4, betas=(0.5, 0.999))
-    opt_d = torch.optim.Adam(d.parameters(), lr=2e-4, betas=(0.5, 0.999))
-    bf16 = setting.startswith("bf16")
-    autocast = (lambda: torch.autocast(device.type, dtype=torch.bfloat16)) if bf16 else contextlib.nullcontext
-    cut = batches(images(count, 64), batch, device, fmt)
-
-    def step(i: int) -> None:
-        real = cut(i)
-        z = torch.randn(batch, 100, device=device)
-        with autocast():
-            fake = g(z)
-            d_real, d_fake = d(real).float(), d(fake.detach()).float()
-            loss_d = F.binary_cross_entropy_with_logits(d_real, torch.ones_like(d_real))
-            loss_d = loss_d + F.binary_cross_entropy_with_logits(d_fake, torch.zeros_like(d_fake))
-        opt_d.zero_grad(set_to_none=True)
-        loss_d.backward()
-        opt_d.step()
-        with autocast():
-            d_g = d(fake).float()
-            loss_g = F.binary_cross_entropy_with_logits(d_g, torch.ones_like(d_g))
-        opt_g.zero_grad(set_to_none=True)
-        loss_g.backward()
-        opt_g.step()
-        sync(device)
-
-    return plain_seconds_per_iteration(step, its, warmup)
 
 
 def plain_classify(device: torch.device, batch: int, count: int, its: int, warmup: int) -> float:
@@ -238,7 +182,16 @@ def dcgan_part(args: argparse.Namespace, device: torch.device) -> None:
         rates[setting] = compare(
             setting,
             args.rounds,
-            lambda s=setting, w=warmup, n=its: plain_dcgan(device, args.batch, count, n, w, s),
+            lambda s=setting, w=warmup, n=its: plain_dcgan(
+                device,
+                args.batch,
+                count,
+                n,
+                w,
+                precision="bf16" if s.startswith("bf16") else "fp32",
+                channels_last="channels_last" in s,
+                compile="compile" in s,
+            ),
             lambda t=text, w=warmup: dltk_seconds_per_iteration(t, [], w),
             args.batch,
             "img/s",

@@ -696,9 +696,7 @@ class Run:
                 "starting it again from the beginning in the same directory",
                 file=sys.stderr,
             )
-            reached = self._last_logged_iteration()
-            self._truncate_log(0)
-            self._remove_later_images(0, reached)
+            self._undo_after(0)
             if self.resume_rewrites_recipe:
                 self.write_recipe()
             return None
@@ -748,50 +746,35 @@ class Run:
             if self.resume_rewrites_recipe:
                 self.write_recipe()
             print(f"dltk: resuming {self.path} from {path.name}", file=sys.stderr)
-            reached = self._last_logged_iteration()
-            self._truncate_log(int(data["trainer"]["iteration"]))
-            self._remove_later_images(int(data["trainer"]["iteration"]), reached)
+            self._undo_after(int(data["trainer"]["iteration"]))
             return path
         raise DltkError([*problems, f"{self.path}: no readable checkpoint left to resume from"])
 
-    def _truncate_log(self, iteration: int) -> None:
-        """Drop records logged after the checkpoint we resume from: they will be logged again."""
+    def _undo_after(self, iteration: int) -> None:
+        """Undo what the run recorded after ``iteration``, the checkpoint we resume from (0: none):
+        the metrics.jsonl records (they will be logged again) and the ``samples/`` images of one
+        iteration (:data:`PER_ITERATION_IMAGE`: grids, reconstructions, confusion matrices), which
+        would otherwise stay beside the new ones and in progress.gif. Only images of iterations the
+        log reached are taken for the run's, so that a user's ``photo_20240101.png`` stays."""
         path = self.path / METRICS_NAME
-        if not path.exists():
-            return
-        kept = []
-        for line in path.read_text(encoding="utf-8").splitlines():
-            try:
-                if int(json.loads(line).get("iteration", 0)) <= iteration:
-                    kept.append(line)
-            except (ValueError, AttributeError):
-                continue
-        text = "".join(f"{line}\n" for line in kept)
-        _checkpoint.atomic_write(path, lambda h: h.write(text.encode()))
-
-    def _last_logged_iteration(self) -> int:
-        """The highest iteration metrics.jsonl records (0 without one): how far the run got."""
-        path = self.path / METRICS_NAME
-        highest = 0
-        with contextlib.suppress(OSError):
+        reached = 0
+        if path.exists():
+            kept = []
             for line in path.read_text(encoding="utf-8").splitlines():
-                with contextlib.suppress(ValueError, AttributeError, TypeError):
-                    highest = max(highest, int(json.loads(line).get("iteration", 0)))
-        return highest
-
-    def _remove_later_images(self, iteration: int, reached: int) -> None:
-        """Remove ``samples/<name>_<iteration>.png`` files (sample grids, reconstructions, confusion
-        matrices: :data:`PER_ITERATION_IMAGE`) of iterations after the checkpoint we resume from and
-        at most ``reached`` (the last one the run logged, so that a user's ``photo_20240101.png`` is
-        not taken for one): that training is undone, and they would otherwise stay beside the new
-        ones (and in progress.gif)."""
+                try:
+                    logged = int(json.loads(line).get("iteration", 0))
+                except (ValueError, AttributeError, TypeError):
+                    continue
+                reached = max(reached, logged)
+                if logged <= iteration:
+                    kept.append(line)
+            text = "".join(f"{line}\n" for line in kept)
+            _checkpoint.atomic_write(path, lambda h: h.write(text.encode()))
         folder = self.path / "samples"
-        if not folder.is_dir():
-            return
-        for path in folder.glob("*.png"):
-            found = PER_ITERATION_IMAGE.fullmatch(path.stem)
+        for image in folder.glob("*.png") if folder.is_dir() else ():
+            found = PER_ITERATION_IMAGE.fullmatch(image.stem)
             if found and iteration < int(found.group(1)) <= reached:
-                path.unlink(missing_ok=True)
+                image.unlink(missing_ok=True)
 
     def report(self, engine: Engine, scores: Mapping[str, float], *, kind: str, **extra: Any) -> None:
         """Record scores of ``kind`` ("step", "epoch", "eval"): state.metrics, metrics.jsonl, TensorBoard.

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -109,6 +110,18 @@ def next_char_eval_step(model: nn.Module, device: torch.device) -> Callable[[Any
     return eval_step
 
 
+@contextlib.contextmanager
+def evaluating(model: nn.Module) -> Iterator[None]:
+    """``model`` in eval mode without gradients, its own mode back afterwards."""
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            yield
+    finally:
+        model.train(was_training)
+
+
 def make_predict(model: SequenceModel, device: torch.device) -> Callable[[Any, Any], Iterator[dict[str, Any]]]:
     """``predict(path, dataset)`` for ``dltk predict``: the most likely class of each sequence of a
     split of the run's data (``--input train|test``), with its probability and the true label."""
@@ -119,24 +132,19 @@ def make_predict(model: SequenceModel, device: torch.device) -> Callable[[Any, A
                 f"--input: '{path}': sequence classifiers predict on a split of the run's data; "
                 "give --input train or --input test"
             )
-        was_training = model.training
-        model.eval()
-        try:
-            for start in range(0, len(dataset), 256):
-                index = list(range(start, min(start + 256, len(dataset))))
-                inputs, labels = dataset.__getitems__(index)
-                with torch.no_grad():
-                    probs = torch.softmax(model(inputs.to(device)).float(), dim=1).cpu()
-                best, classes = probs.max(dim=1)
-                for i, p, c, y in zip(index, best.tolist(), classes.tolist(), labels.tolist(), strict=True):
-                    yield {
-                        "input": i,
-                        "label": model.class_names[c],
-                        "probability": round(p, 6),
-                        "true_label": model.class_names[y],
-                    }
-        finally:
-            model.train(was_training)
+        for start in range(0, len(dataset), 256):
+            index = list(range(start, min(start + 256, len(dataset))))
+            inputs, labels = dataset.__getitems__(index)
+            with evaluating(model):
+                probs = torch.softmax(model(inputs.to(device)).float(), dim=1).cpu()
+            best, classes = probs.max(dim=1)
+            for i, p, c, y in zip(index, best.tolist(), classes.tolist(), labels.tolist(), strict=True):
+                yield {
+                    "input": i,
+                    "label": model.class_names[c],
+                    "probability": round(p, 6),
+                    "true_label": model.class_names[y],
+                }
 
     return predict
 
@@ -166,13 +174,8 @@ def make_forecast_predict(model: SequenceModel, device: torch.device) -> Callabl
     mean, std = model.scale
 
     def forecast(windows: Tensor) -> list[list[float]]:
-        was_training = model.training
-        model.eval()
-        try:
-            with torch.no_grad():
-                return (model(windows.to(device)).float().cpu() * std + mean).tolist()
-        finally:
-            model.train(was_training)
+        with evaluating(model):
+            return (model(windows.to(device)).float().cpu() * std + mean).tolist()
 
     def predict(path: Any, dataset: Any) -> Iterator[dict[str, Any]]:
         if dataset is not None:
@@ -215,23 +218,18 @@ def sample_text(
     if unknown:
         shown = ", ".join(repr(ch) for ch in unknown)
         raise DltkError(f"--prompt: characters not in the training text's vocabulary: {shown}")
-    was_training = model.training
-    model.eval()
-    try:
-        with torch.no_grad():
-            if prompt:
-                ids = [lookup[ch] for ch in prompt]
-            else:  # no prompt: a first character drawn uniformly
-                ids = [int(torch.randint(len(model.vocab), (1,), generator=generator).item())]
-            logits, state = model(torch.tensor([ids], device=device))
-            drawn = [] if prompt else list(ids)
-            for _ in range(num_chars - len(drawn)):
-                probs = torch.softmax(logits[0, -1].float().cpu() / temperature, dim=0)
-                nxt = int(torch.multinomial(probs, 1, generator=generator).item())
-                drawn.append(nxt)
-                logits, state = model(torch.tensor([[nxt]], device=device), state)
-    finally:
-        model.train(was_training)
+    with evaluating(model):
+        if prompt:
+            ids = [lookup[ch] for ch in prompt]
+        else:  # no prompt: a first character drawn uniformly
+            ids = [int(torch.randint(len(model.vocab), (1,), generator=generator).item())]
+        logits, state = model(torch.tensor([ids], device=device))
+        drawn = [] if prompt else list(ids)
+        for _ in range(num_chars - len(drawn)):
+            probs = torch.softmax(logits[0, -1].float().cpu() / temperature, dim=0)
+            nxt = int(torch.multinomial(probs, 1, generator=generator).item())
+            drawn.append(nxt)
+            logits, state = model(torch.tensor([[nxt]], device=device), state)
     return prompt + "".join(model.vocab[i] for i in drawn)
 
 

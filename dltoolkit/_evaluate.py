@@ -191,13 +191,13 @@ def evaluate_command(registry: Registry, args: argparse.Namespace) -> int:
     metrics = []
     for name, table_options in tables:
         component = registry.get("metric", name)
+        known = {f.name for f in attrs.fields(component.config)}
         options = dict(table_options)  # the run's own metric options, then what the command line says
-        options.update({k: v for k, v in settings.items() if k in {f.name for f in attrs.fields(component.config)}})
+        options.update({k: v for k, v in settings.items() if k in known})
         flags = {"num_samples": num_samples, "reference": args.reference, "batch_size": args.batch_size}
         for key in ("feature_extractor", "weights_path", "weights_sha256"):
             flags[key] = getattr(args, key, None)
         options.update({k: v for k, v in flags.items() if v is not None})
-        known = {f.name for f in attrs.fields(component.config)}
         try:
             config = validate_options(component, {k: v for k, v in options.items() if k in known}, "dltk eval")
         except DltkError as exc:  # say how to give a metric option on this command line

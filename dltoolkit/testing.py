@@ -213,3 +213,29 @@ def write_image_folder(
         image.save(path, format=fmt.upper())
         paths.append(path)
     return paths
+
+
+def write_class_folders(
+    root: Path,
+    classes: Sequence[str],
+    per_class: int,
+    *,
+    size: Sequence[int] = (8, 8),
+    channels: int = 3,
+    seed: int = 0,
+) -> list[Path]:
+    """Write ``per_class`` random PNG images of ``size`` (width, height) into ``root/<class>/`` for
+    each of ``classes`` (the layout that gives an image folder its labels); return their paths."""
+    from PIL import Image
+
+    rng = np.random.default_rng(seed)
+    shape = (size[1], size[0]) if channels == 1 else (size[1], size[0], channels)
+    paths = []
+    for name in classes:
+        folder = Path(root) / name
+        folder.mkdir(parents=True, exist_ok=True)
+        for i in range(per_class):
+            path = folder / f"{i}.png"
+            Image.fromarray(rng.integers(0, 256, size=shape, dtype=np.uint8)).save(path)
+            paths.append(path)
+    return paths

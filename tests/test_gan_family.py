@@ -10,6 +10,7 @@ import torch
 from PIL import Image
 
 from dltoolkit._checkpoint import checkpoints_in, load_checkpoint
+from dltoolkit.testing import write_class_folders
 
 DCGAN = ["model={name='dcgan', latent_dim=8, base_channels=8}", "dataset.image_size=16"]
 
@@ -294,11 +295,7 @@ def test_label_is_refused_where_it_cannot_apply(conditional_run, dltk, tiny_gan,
 
 
 def test_conditional_models_take_an_image_folder_with_class_subfolders(dltk, tiny_gan, tmp_path):
-    rng = np.random.default_rng(0)
-    for cls in ("circle", "square"):
-        (tmp_path / "classes" / cls).mkdir(parents=True)
-        for i in range(8):
-            Image.fromarray(rng.integers(0, 256, (8, 8), dtype=np.uint8)).save(tmp_path / "classes" / cls / f"{i}.png")
+    write_class_folders(tmp_path / "classes", ("circle", "square"), 8, channels=1)
     folder = (
         "dataset.name=image-folder", "dataset.image_size=8", "dataset.channels=1", "model.name=cgan",
         "recipe.batch_size=4",
@@ -312,9 +309,7 @@ def test_conditional_models_take_an_image_folder_with_class_subfolders(dltk, tin
     result = dltk("generate", run, "--num", "2", "--out", tmp_path / "squares", "--label", "square")
     assert result.exit_code == 0, result.err
     # a flat folder has no classes: refused once the data is built, in one line, nothing left behind
-    (tmp_path / "flat").mkdir()
-    for i in range(8):
-        Image.fromarray(rng.integers(0, 256, (8, 8), dtype=np.uint8)).save(tmp_path / "flat" / f"{i}.png")
+    write_class_folders(tmp_path, ["flat"], 8, channels=1)  # images straight in flat/: no classes
     result = dltk("run", recipe, *folder, f"dataset.root={tmp_path / 'flat'}", "--run-dir", tmp_path / "flat-run")
     assert result.exit_code == 2
     assert len(result.err_lines) == 1 and "Traceback" not in result.err

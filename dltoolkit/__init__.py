@@ -12,6 +12,7 @@ from dltoolkit._component import KINDS, Component, Scalar, option
 from dltoolkit._config import ComponentTable, RecipeFile
 from dltoolkit._dataspec import DataSpec, spec_of
 from dltoolkit._errors import DltkError, ExitCode, RunFailed
+from dltoolkit._metrics import MetricConfig, SampleMetric
 from dltoolkit._trained import Trained
 from dltoolkit.hookspecs import hookimpl
 
@@ -71,9 +72,11 @@ __all__ = [
     "ExitCode",
     "ImageSampler",
     "InMemoryImages",
+    "MetricConfig",
     "RecipeFile",
     "Run",
     "RunFailed",
+    "SampleMetric",
     "Scalar",
     "ScalarMeans",
     "Trained",

@@ -6,48 +6,24 @@ refuse a recipe file whose parts do not fit before anything is built (see :mod:`
 
 from __future__ import annotations
 
+import importlib
+import importlib.util
 import inspect
+import re
+import sys
 from collections.abc import Callable, Mapping
 from typing import Any
 
 import attrs
 
+from dltoolkit._errors import DltkError
+from dltoolkit._metrics import as_run_metric
+from dltoolkit._options import RESUMABLE, is_resumable, option, type_name
+
+__all__ = ["KINDS", "Component", "Ref", "Scalar", "accepted", "is_resumable", "option", "type_name"]
+
 KINDS: tuple[str, ...] = ("recipe", "model", "dataset", "metric", "callback")
 """The kinds of component, in the order ``dltk list`` shows them."""
-
-RESUMABLE = "resumable"
-"""Metadata key of an option that may change when a run is resumed (see :func:`option`)."""
-
-
-def option(
-    default: Any = attrs.NOTHING,
-    *,
-    doc: str,
-    validator: Any = None,
-    converter: Any = None,
-    factory: Callable[[], Any] | None = None,
-    resumable: bool = False,
-) -> Any:
-    """Declare one option of a component ``Config`` (an attrs field with its documentation).
-
-    ``doc`` is shown by ``dltk list -v`` and in the recipes reference. Use attrs validators
-    (``attrs.validators.ge(1)``, ``in_(...)``) for ranges and choices: dltoolkit runs them all and
-    reports every problem at once. ``resumable=True`` declares that the option may be changed
-    on ``dltk run --resume RUN key=value`` (epochs, learning rates, logging intervals); every
-    other option is fixed once a run has started.
-    """
-    metadata = {"doc": doc, RESUMABLE: resumable}
-    if factory is not None:
-        return attrs.field(factory=factory, validator=validator, converter=converter, metadata=metadata)
-    return attrs.field(default=default, validator=validator, converter=converter, metadata=metadata)
-
-
-def type_name(annotation: Any) -> str:
-    """``int``, ``int | None``, ``tuple[float, float]``: how an option's type reads in docs."""
-    if isinstance(annotation, type):
-        return annotation.__name__
-    return str(annotation).replace("typing.", "").replace("NoneType", "None")
-
 
 BETTER = ("lower", "higher", "none")
 
@@ -73,6 +49,90 @@ class Scalar:
         return self.better == "higher"
 
 
+_TARGET = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_][\w.]*$")
+
+
+class Ref:
+    """A callable named by a ``"module:attr"`` string, imported when it is first called.
+
+    A component's ``factory`` and ``offers`` may be given this way, so that registering a plugin
+    imports nothing heavy (``dltk list``, ``plugins`` and ``check`` never load torch). ``where``
+    names the plugin, component and role in the one-line error raised when the string does not
+    import or names no callable. ``inspect.signature`` of a ``Ref`` is that of its target.
+    """
+
+    def __init__(self, target: str, where: str = ""):
+        if not _TARGET.match(target):
+            raise TypeError(f"{where or 'factory'}: expected 'module:attr', got {target!r}")
+        self.target = target
+        self.where = where
+        self._loaded: Callable[..., Any] | None = None
+
+    def _problem(self, what: str) -> DltkError:
+        return DltkError(f"{self.where}: {self.target!r} {what}")
+
+    def load(self) -> Callable[..., Any]:
+        """The callable named by the string (a :class:`DltkError` of one line if there is none)."""
+        if self._loaded is None:
+            module_name, _, attribute = self.target.partition(":")
+            try:
+                value: Any = importlib.import_module(module_name)
+            except ImportError as exc:
+                raise self._problem(f"does not import: {exc}") from None
+            for part in attribute.split("."):
+                try:
+                    value = getattr(value, part)
+                except AttributeError:
+                    raise self._problem(f"names no attribute '{attribute}' of module {module_name}") from None
+            if not callable(value):
+                raise self._problem(f"names {type(value).__name__}, not a callable")
+            self._loaded = value
+        return self._loaded
+
+    def missing_module(self) -> str | None:
+        """Why the module cannot be found, if that can be seen without importing anything new."""
+        parts = self.target.partition(":")[0].split(".")
+        for index in range(1, len(parts) + 1):
+            name = ".".join(parts[:index])
+            if name in sys.modules:
+                continue
+            if index > 1 and ".".join(parts[: index - 1]) not in sys.modules:
+                return None  # looking deeper would import the parent package
+            try:
+                spec = importlib.util.find_spec(name)
+            except (ImportError, ValueError):
+                return None
+            if spec is None:
+                return str(self._problem(f"does not import: no module named '{name}'"))
+        return None
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        return self.load()(*args, **kwargs)
+
+    @property
+    def __signature__(self) -> inspect.Signature:
+        return inspect.signature(self.load())
+
+    def __eq__(self, other: object) -> bool:
+        """Equal to another ``Ref`` or to the string naming the same target."""
+        if isinstance(other, str):
+            return other == self.target
+        return isinstance(other, Ref) and other.target == self.target
+
+    def __hash__(self) -> int:
+        return hash(self.target)
+
+    def __repr__(self) -> str:
+        return f"Ref({self.target!r})"
+
+    def __str__(self) -> str:
+        return self.target
+
+
+def _callable_or_target(value: Any) -> Any:
+    return str(value) if isinstance(value, Ref) else value
+
+
 def _tags(value: Any) -> tuple[str, ...]:
     return (value,) if isinstance(value, str) else tuple(value)
 
@@ -85,7 +145,9 @@ def _needs(value: Mapping[str, Any]) -> dict[str, tuple[str, ...]]:
 class Component:
     """A named factory of one ``kind``, returned by the ``dltk_register_*`` hooks.
 
-    ``factory(config, **context)`` builds the thing; ``config`` is an instance of ``config``, a
+    ``factory(config, **context)`` builds the thing. Name it by a ``"module:attr"`` string
+    (imported when a run first builds the component, so that registration imports nothing heavy;
+    then ``summary`` is required) or give the callable itself. ``config`` is an instance of ``config``, a
     frozen attrs class whose fields are the options a recipe file may set in this component's
     table (besides ``name``). What ``context`` holds depends on the kind and is documented with
     each hook in :mod:`dltoolkit.hookspecs`; a factory may accept fewer context arguments than
@@ -103,7 +165,8 @@ class Component:
       table must provide, e.g. ``{"model": "autoencoder", "dataset": "images"}``.
     * ``requires`` (recipes): the tables a recipe file must have, e.g. ``("model", "dataset")``.
     * ``reports`` (recipes and metrics): the :class:`Scalar` values it reports.
-    * ``offers`` (recipes): ``offers(model, device) -> Trained``, what a finished run of this
+    * ``offers`` (recipes): ``offers(model, device) -> Trained`` (a callable or a ``"module:attr"``
+      string, like ``factory``), what a finished run of this
       recipe can do (draw samples, predict, export), rebuilt by ``dltk generate``, ``export``
       and ``eval`` from a checkpoint or an export; if it also takes ``config`` or ``data``, it
       receives the run's validated recipe options or its :class:`DataSpec` (class names, input
@@ -111,19 +174,25 @@ class Component:
     * ``export_formats`` (recipes): older export formats this recipe reads, ``{format: module}``:
       the file's tensors are that module's state dict.
 
-    ``summary`` defaults to the first line of the factory's docstring. ``plugin`` is filled in by
-    the registry with the name of the plugin that registered the component.
+    ``summary`` is the one line ``dltk list`` shows; with a callable factory it defaults to the
+    first line of its docstring. ``plugin`` and ``kind`` are filled in by the registry. A factory
+    or ``offers`` given as a string is kept as a :class:`Ref`, a callable that imports its target
+    on first use.
+
+    A metric's factory returns an Ignite ``Metric`` (a held-out metric; its ``config`` is a
+    :class:`~dltoolkit.MetricConfig`) or a :class:`~dltoolkit._metrics.SampleMetric`;
+    :meth:`build` gives the evaluation code one object for either (see :mod:`dltoolkit._metrics`).
     """
 
     name: str = attrs.field(validator=attrs.validators.instance_of(str))
-    factory: Callable[..., Any] = attrs.field(validator=attrs.validators.is_callable())
+    factory: Callable[..., Any] | str = attrs.field(converter=_callable_or_target)
     config: type = attrs.field()
     summary: str = ""
     requires: tuple[str, ...] = attrs.field(default=(), converter=_tags)
     provides: tuple[str, ...] = attrs.field(default=(), converter=_tags)
     needs: Mapping[str, tuple[str, ...]] = attrs.field(factory=dict, converter=_needs)
     reports: tuple[Scalar, ...] = attrs.field(default=(), converter=tuple)
-    offers: Callable[..., Any] | None = None
+    offers: Callable[..., Any] | str | None = attrs.field(default=None, converter=_callable_or_target)
     export_formats: Mapping[str, str] = attrs.field(factory=dict, converter=dict)
     kind: str = ""
     plugin: str = ""
@@ -139,14 +208,48 @@ class Component:
             if not isinstance(item, Scalar):
                 raise TypeError(f"component {self.name!r}: reports must be dltoolkit.Scalar, got {item!r}")
 
+    @factory.validator
+    def _factory_is_callable_or_named(self, _attribute: attrs.Attribute, value: Any) -> None:
+        if isinstance(value, str):
+            if not self.summary:
+                raise TypeError(
+                    f"component {self.name!r}: give summary= with a factory named by a string "
+                    "(its docstring is not read, so that registering imports nothing)"
+                )
+        elif not callable(value):
+            raise TypeError(f"component {self.name!r}: factory must be a callable or a 'module:attr' string")
+
     def __attrs_post_init__(self) -> None:
+        where = f"plugin '{self.plugin}': {self.kind or 'component'} '{self.name}'"
+        for role in ("factory", "offers"):
+            value = getattr(self, role)
+            if isinstance(value, str):
+                object.__setattr__(self, role, Ref(value, f"{where}: {role}"))
         if not self.summary:
             doc = inspect.getdoc(self.factory) or ""
             object.__setattr__(self, "summary", doc.strip().splitlines()[0] if doc else "")
 
+    def missing_module(self) -> str | None:
+        """Why a factory or ``offers`` named by a string cannot import, where that shows without
+        importing anything (``dltk check`` refuses the component then); None otherwise."""
+        for value in (self.factory, self.offers):
+            if isinstance(value, Ref) and (problem := value.missing_module()):
+                return problem
+        return None
+
     def build(self, config: Any, **context: Any) -> Any:
-        """Call the factory with a validated ``config`` and those context arguments it accepts."""
-        return self.factory(config, **accepted(self.factory, context))
+        """Call the factory with a validated ``config`` and those context arguments it accepts.
+
+        A metric is returned as the evaluation code consumes it: an Ignite ``Metric`` wrapped as
+        a :class:`~dltoolkit._metrics.HeldOutMetric` (the factory is called again for each
+        evaluation's fresh ``Metric``), a sample metric as it is.
+        """
+        factory = self.factory.load() if isinstance(self.factory, Ref) else self.factory
+        arguments = accepted(factory, context)
+        built = factory(config, **arguments)
+        if self.kind == "metric":
+            return as_run_metric(self, config, built, lambda: factory(config, **arguments))
+        return built
 
     def scalar(self, name: str) -> Scalar | None:
         """The declaration of the reported scalar ``name``, if this component reports it."""
@@ -180,11 +283,3 @@ def accepted(function: Callable[..., Any], context: Mapping[str, Any]) -> dict[s
         return dict(context)
     names = {p.name for p in parameters if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)}
     return {k: v for k, v in context.items() if k in names}
-
-
-def is_resumable(config_class: type, field_name: str) -> bool:
-    """Whether ``field_name`` of ``config_class`` was declared with ``option(..., resumable=True)``."""
-    for field in attrs.fields(config_class):
-        if field.name == field_name:
-            return bool(field.metadata.get(RESUMABLE))
-    return False

@@ -24,6 +24,7 @@ class Registry:
         self.components: dict[str, dict[str, Component]] = {kind: {} for kind in KINDS}
         self.problems: list[str] = []
         self._duplicates: dict[tuple[str, str], list[str]] = {}
+        self._unusable: dict[tuple[str, str], str] = {}  # (kind, name) -> why its factory cannot import
         self._failed_hooks: dict[str, list[str]] = {}  # kind -> "plugin (error)" whose registration raised
         for kind, hook_name in REGISTER_HOOKS.items():
             self._collect(kind, hook_name)
@@ -62,6 +63,10 @@ class Registry:
                     )
                     continue
                 component = attrs.evolve(component, kind=kind, plugin=plugin)
+                missing = component.missing_module()
+                if missing is not None:  # a factory string naming no module: refused before anything is built
+                    self.problems.append(missing)
+                    self._unusable[kind, component.name] = missing
                 existing = self.components[kind].get(component.name)
                 if existing is not None:
                     self._duplicates.setdefault((kind, component.name), [existing.plugin]).append(plugin)
@@ -73,11 +78,12 @@ class Registry:
                 self.components[kind][component.name] = component
 
     def names(self, kind: str) -> list[str]:
-        """The usable names of ``kind`` (a name two plugins registered is not usable)."""
-        return sorted(n for n in self.components[kind] if (kind, n) not in self._duplicates)
+        """The usable names of ``kind`` (not one two plugins registered, nor one whose factory cannot import)."""
+        unusable = self._duplicates.keys() | self._unusable.keys()
+        return sorted(n for n in self.components[kind] if (kind, n) not in unusable)
 
     def find(self, kind: str, name: str) -> Component | None:
-        if (kind, name) in self._duplicates:
+        if (kind, name) in self._duplicates or (kind, name) in self._unusable:
             return None
         return self.components[kind].get(name)
 
@@ -86,6 +92,8 @@ class Registry:
         if (kind, name) in self._duplicates:
             plugins = " and ".join(self._describe(p) for p in self._duplicates[kind, name])
             return f"{kind} '{name}' is registered by both {plugins}; uninstall one of them"
+        if (kind, name) in self._unusable:
+            return self._unusable[kind, name]
         if name in self.components[kind]:
             return None
         if "." in name or "/" in name or ":" in name:

@@ -490,8 +490,8 @@ def test_weights_that_do_not_fit_are_refused_in_one_line(dltk, recipe_file, tmp_
 @pytest.mark.parametrize(("arch", "head"), [("mobilenet_v3_small", "classifier.3"), ("squeezenet1_1", "classifier.1")])
 def test_torchvision_heads_are_replaced_for_the_data(arch, head):
     from dltoolkit import DataSpec
+    from dltoolkit_vision.models import torchvision_model
     from dltoolkit_vision.options import TorchvisionConfig
-    from dltoolkit_vision.plugin import torchvision_model
 
     model = torchvision_model(TorchvisionConfig(arch=arch), data=DataSpec.images((1, 32, 32), class_names="abc"))
     assert model.head_name == head

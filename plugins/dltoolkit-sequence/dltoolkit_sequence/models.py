@@ -96,3 +96,13 @@ def build(cell: str, config: RnnConfig, data: DataSpec) -> SequenceModel:
         f"model: {cell} takes labelled sequences (length x features), series or text, "
         f"the dataset gives {data.describe()}"
     )
+
+
+def lstm(config: RnnConfig, *, data: DataSpec) -> SequenceModel:
+    """LSTM (Hochreiter & Schmidhuber 1997) with a classification or next-character head, per the data."""
+    return build("lstm", config, data)
+
+
+def gru(config: RnnConfig, *, data: DataSpec) -> SequenceModel:
+    """GRU (Cho et al. 2014) with a classification or next-character head, per the data."""
+    return build("gru", config, data)

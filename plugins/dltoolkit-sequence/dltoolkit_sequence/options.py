@@ -168,17 +168,3 @@ class TimeSeriesConfig:
         "are fitted on the rest only.",
         validator=[attrs.validators.gt(0.0), attrs.validators.lt(1.0)],
     )
-
-
-# --- held-out metrics -----------------------------------------------------------------------
-
-
-@attrs.frozen
-class HeldOutConfig:
-    every: int = option(1, doc="Evaluate every this many epochs (and after the last).", validator=_positive)
-    split: str = option(
-        "test",
-        doc="Split of the recipe's dataset to score: 'test' (held out) or 'train'.",
-        validator=attrs.validators.in_(("train", "test")),
-    )
-    batch_size: int = option(256, doc="Sequences per evaluation batch.", validator=_positive)

@@ -15,8 +15,7 @@ from ignite.exceptions import NotComputableError
 from ignite.metrics import Metric
 from ignite.metrics.metric import reinit__is_reduced, sync_all_reduce
 
-from dltoolkit import DltkError
-from dltoolkit_vae.options import ElboConfig
+from dltoolkit import DltkError, MetricConfig
 
 
 class MeanPerImage(Metric):
@@ -52,27 +51,6 @@ def per_image_elbo(output: Any) -> torch.Tensor:
     return output["elbo"]
 
 
-class Elbo:
-    """One configured ``elbo`` metric (what :func:`dltoolkit.Run.fit` and ``dltk eval`` evaluate)."""
-
-    name = "elbo"
-    needs = "predictions"
-
-    def __init__(self, config: ElboConfig):
-        self.config = config
-        self.every = config.every
-        self.split = config.split
-        self.batch_size = config.batch_size
-
-    def ignite_metric(self) -> Metric:
-        return MeanPerImage(output_transform=per_image_elbo)
-
-    @staticmethod
-    def summary(result: Mapping[str, Any]) -> str:
-        """The protocol of one score in a line, as ``dltk eval`` prints it."""
-        reference = result.get("reference") or {}
-        dataset = reference.get("dataset", "?") if isinstance(reference, Mapping) else "?"
-        return (
-            f"{result.get('count')} {dataset}/{result.get('split')} images, one z each, "
-            "Bernoulli decoder (BCE on logits) + KL, nats per image"
-        )
+def elbo(config: MetricConfig) -> Metric:
+    """Negative ELBO per held-out image, one z each: Bernoulli decoder (BCE) + KL, in nats; lower is better."""
+    return MeanPerImage(output_transform=per_image_elbo)

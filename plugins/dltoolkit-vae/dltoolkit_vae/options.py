@@ -104,17 +104,3 @@ class ConvVaeConfig:
         doc="1 or 3. Default: the dataset's channels.",
         validator=attrs.validators.optional(attrs.validators.in_((1, 3))),
     )
-
-
-# --- the held-out metric --------------------------------------------------------------------
-
-
-@attrs.frozen
-class ElboConfig:
-    every: int = option(1, doc="Evaluate every this many epochs (and after the last).", validator=_positive)
-    split: str = option(
-        "test",
-        doc="Split of the recipe's dataset to score: 'test' (held out) or 'train'.",
-        validator=attrs.validators.in_(("train", "test")),
-    )
-    batch_size: int = option(256, doc="Images per evaluation batch.", validator=_positive)

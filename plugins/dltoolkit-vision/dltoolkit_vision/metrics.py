@@ -1,12 +1,12 @@
 """Held-out classification metrics: Ignite metrics on the evaluator engine the core runs over the split.
 
-The recipe's ``eval_step`` gives ``(logits, labels)``; each metric object here gives the Ignite
-``Metric`` that reads it (``needs = "predictions"``).
+The recipe's ``eval_step`` gives ``(logits, labels)``; each metric component's factory here returns
+the Ignite ``Metric`` that reads it (the core owns its ``every``, ``split`` and ``batch_size``).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import ignite.distributed as idist
@@ -15,6 +15,9 @@ import torch.nn.functional as F
 from ignite.exceptions import NotComputableError
 from ignite.metrics import Accuracy, Loss, Metric, TopKCategoricalAccuracy
 from torch import Tensor
+
+from dltoolkit import DataSpec, DltkError, MetricConfig
+from dltoolkit_vision.options import TopKConfig
 
 
 class ConfusionCounts(Metric):
@@ -61,34 +64,30 @@ class MeanClassAccuracy(ConfusionCounts):
         return mean_class_accuracy(super().compute())
 
 
-class HeldOut:
-    """One held-out classification metric: ``name``, ``every``, ``split``, ``batch_size`` and the Ignite
-    ``Metric`` it attaches to the evaluator engine (``needs = "predictions"``)."""
-
-    needs = "predictions"
-
-    def __init__(self, name: str, config: Any, make: Callable[[], Metric]):
-        self.name = name
-        self.every = config.every
-        self.split = config.split
-        self.batch_size = config.batch_size
-        self._make = make
-
-    def ignite_metric(self) -> Metric:
-        return self._make()
+# --- the held-out metric components' factories: each returns a fresh Ignite Metric ------------------
 
 
-def accuracy(config: Any) -> HeldOut:
-    return HeldOut("accuracy", config, Accuracy)
+def accuracy(config: MetricConfig) -> Metric:
+    """Held-out accuracy: the share of samples whose most likely class is right (Ignite's Accuracy)."""
+    return Accuracy()
 
 
-def top_k(config: Any) -> HeldOut:
-    return HeldOut("top_k", config, lambda: TopKCategoricalAccuracy(k=config.k))
+def top_k(config: TopKConfig, *, run: Any = None) -> Metric:
+    """Held-out top-k accuracy: the true class is among the k most likely (Ignite's TopKCategoricalAccuracy).
+
+    Refuses a ``k`` above the class count of the run's data, when the run knows it.
+    """
+    data = getattr(run, "data", None)
+    if isinstance(data, DataSpec) and data.num_classes is not None and config.k > data.num_classes:
+        raise DltkError(f"top_k.k: {config.k} is more than the {data.num_classes} classes of the data; lower it")
+    return TopKCategoricalAccuracy(k=config.k)
 
 
-def loss(config: Any) -> HeldOut:
-    return HeldOut("loss", config, lambda: Loss(F.cross_entropy))
+def loss(config: MetricConfig) -> Metric:
+    """Held-out cross-entropy of the predicted class probabilities (Ignite's Loss; no label smoothing)."""
+    return Loss(F.cross_entropy)
 
 
-def class_accuracy(config: Any) -> HeldOut:
-    return HeldOut("class_accuracy", config, MeanClassAccuracy)
+def class_accuracy(config: MetricConfig) -> Metric:
+    """Held-out mean per-class accuracy (balanced accuracy); each class's own is logged by the recipe."""
+    return MeanClassAccuracy()

@@ -284,3 +284,26 @@ def build_torchvision(config: TorchvisionConfig, data: DataSpec) -> TorchvisionC
     if data.kind != "images" or len(data.shape) != 3 or data.shape[0] not in (1, 3):
         raise DltkError(f"model.name: 'torchvision' needs grey or RGB images, got {data.describe()}")
     return TorchvisionClassifier(config, int(data.shape[0]), num_classes)
+
+
+# --- the model components' factories -----------------------------------------------------------------
+
+
+def _with_spec(model: Any, data: DataSpec) -> Any:
+    model.spec = data  # class names and input size, for dltk predict on a rebuilt model
+    return model
+
+
+def lenet(config: LenetConfig, *, data: DataSpec) -> LeNet:
+    """LeNet-5 (two 5x5 convolutions, three dense layers) for small images, 8x8 to 32x32, grey or colour."""
+    return _with_spec(build_lenet(config, data), data)
+
+
+def resnet(config: ResnetConfig, *, data: DataSpec) -> CifarResNet:
+    """A CIFAR-style ResNet: ResNet-20 (depth 6n+2, He et al. 2016) or ResNet-18, for small images."""
+    return _with_spec(build_resnet(config, data), data)
+
+
+def torchvision_model(config: TorchvisionConfig, *, data: DataSpec) -> TorchvisionClassifier:
+    """Any torchvision classification model by name, new head; local starting weights for transfer learning."""
+    return _with_spec(build_torchvision(config, data), data)

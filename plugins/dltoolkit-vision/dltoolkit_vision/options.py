@@ -7,7 +7,7 @@ from typing import Any
 
 import attrs
 
-from dltoolkit import Scalar, option
+from dltoolkit import MetricConfig, Scalar, option
 
 OPTIMIZERS = ("sgd", "adamw")
 SCHEDULES = ("cosine", "step", "constant")
@@ -218,16 +218,7 @@ class TorchvisionConfig:
 
 
 @attrs.frozen
-class HeldOutConfig:
-    """Options shared by the held-out classification metrics."""
-
-    every: int = option(1, doc="Epochs between evaluations.", validator=attrs.validators.ge(1), resumable=True)
-    split: str = option("test", doc="Held-out split scored.", validator=attrs.validators.in_(SPLITS))
-    batch_size: int = option(256, doc="Images per evaluation batch.", validator=attrs.validators.ge(1))
-
-
-@attrs.frozen
-class TopKConfig(HeldOutConfig):
+class TopKConfig(MetricConfig):
     """Options of ``top_k``."""
 
     k: int = option(

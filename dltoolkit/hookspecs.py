@@ -105,20 +105,26 @@ def dltk_register_metrics() -> list[Component]:
     Called: once, when the registry is built.
     Returns: a list of :class:`~dltoolkit.Component` declaring ``reports`` (the
     :class:`~dltoolkit.Scalar` it scores, with its direction) and ``needs`` (``{"recipe":
-    "sample"}`` or ``{"recipe": "evaluate"}``). Its ``Config`` has ``every`` (epochs between
-    evaluations during training). A metric factory is called as ``factory(config, run=run)``
-    (``run`` is a :class:`~dltoolkit.Run`, or what ``dltk eval`` gives in its place) and returns
-    an object with ``name``, ``every`` and ``needs``, one of:
+    "sample"}`` or ``{"recipe": "evaluate"}``, plus the tag of what the recipe's ``eval_step``
+    gives). A metric factory is called as ``factory(config, run=run)`` (``run`` is a
+    :class:`~dltoolkit.Run`, or what ``dltk eval`` gives in its place; a factory may leave ``run``
+    out) and returns one of two things:
 
-    * ``needs = "samples"`` (the default): a static ``evaluate_together(run, metrics)`` scoring
-      images from ``run.sampler`` against ``run.reference(split)``; metrics of one class due
-      together share one call. It returns ``{name: {"value": float, ...protocol}}``.
-    * ``needs = "predictions"``: ``ignite_metric()`` returning an Ignite ``Metric`` that the core
-      attaches to an evaluator engine running ``run.trained.eval_step`` over the held-out
-      ``split`` (attribute, default ``"test"``) in batches of ``batch_size``.
+    * **a held-out metric**: a plain Ignite ``Metric`` (``Accuracy()``, ``Loss(...)``, your own
+      subclass) reading the output of ``run.trained.eval_step``. Its ``config`` is
+      :class:`~dltoolkit.MetricConfig` or a subclass adding the metric's own options; the core owns
+      its options ``every`` (epochs between evaluations), ``split`` (``"test"`` or ``"train"``)
+      and ``batch_size``, calls the factory again for a fresh ``Metric`` at each evaluation, and
+      attaches those due on one split to one evaluator engine (role ``"evaluator"``) over
+      ``run.reference(split)``. The score is logged under the component's name.
+    * **a sample metric**: an object following :class:`~dltoolkit.SampleMetric` (``name``,
+      ``every`` and a static ``evaluate_together(run, metrics)``) that scores images drawn from
+      ``run.sampler`` against ``run.reference(split)``; metrics of one class due together share
+      one call, which returns ``{name: {"value": float, ...protocol}}``. An optional static
+      ``summary(result) -> str`` gives the protocol in one line for ``dltk eval``.
 
-    Either way a recipe gets evaluation by asking ``run.fit`` for it, and ``dltk eval`` scores a
-    finished run the same way. An optional ``summary(result) -> str`` formats the protocol.
+    A factory returning anything else is refused naming the component. Either way a recipe gets
+    evaluation by asking ``run.fit`` for it, and ``dltk eval`` scores a finished run the same way.
     Result mode: collect all.
     """
 

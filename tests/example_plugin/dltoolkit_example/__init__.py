@@ -141,33 +141,15 @@ def tiny_ae(config: TinyAeConfig, *, data: dltoolkit.DataSpec) -> Any:
     )
 
 
-@attrs.frozen
-class MseConfig:
-    every: int = dltoolkit.option(1, doc="Epochs between evaluations.", validator=attrs.validators.ge(1))
-    split: str = dltoolkit.option(
-        "test", doc="Held-out split scored.", validator=attrs.validators.in_(("train", "test"))
-    )
-    batch_size: int = dltoolkit.option(256, doc="Images per evaluation batch.", validator=attrs.validators.ge(1))
+def mse(config: dltoolkit.MetricConfig) -> Any:
+    """Held-out reconstruction MSE (Ignite's MeanSquaredError; lower is better).
 
+    A held-out metric's factory returns a plain Ignite ``Metric``; dltoolkit owns its ``every``,
+    ``split`` and ``batch_size`` (the options of ``dltoolkit.MetricConfig``) and its evaluator.
+    """
+    from ignite.metrics import MeanSquaredError
 
-class HeldOutMse:
-    """Mean squared error of reconstructions on the held-out split (Ignite's MeanSquaredError)."""
-
-    name = "mse"
-    needs = "predictions"
-
-    def __init__(self, config: MseConfig):
-        self.every, self.split, self.batch_size = config.every, config.split, config.batch_size
-
-    def ignite_metric(self) -> Any:
-        from ignite.metrics import MeanSquaredError
-
-        return MeanSquaredError()
-
-
-def mse(config: MseConfig, *, run: Any) -> HeldOutMse:
-    """Held-out reconstruction MSE (Ignite's MeanSquaredError; lower is better)."""
-    return HeldOutMse(config)
+    return MeanSquaredError()
 
 
 @dltoolkit.hookimpl
@@ -197,4 +179,4 @@ def dltk_register_models() -> list[dltoolkit.Component]:
 @dltoolkit.hookimpl
 def dltk_register_metrics() -> list[dltoolkit.Component]:
     scalar = dltoolkit.Scalar("mse", "Held-out squared reconstruction error per image (summed over pixels).", "lower")
-    return [dltoolkit.Component("mse", mse, MseConfig, needs={"recipe": "evaluate"}, reports=[scalar])]
+    return [dltoolkit.Component("mse", mse, dltoolkit.MetricConfig, needs={"recipe": "evaluate"}, reports=[scalar])]

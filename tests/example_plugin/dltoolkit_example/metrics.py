@@ -21,10 +21,10 @@ class PixelGapConfig:
 
 
 class PixelGap:
-    """One configured ``pixel-gap`` metric."""
+    """One configured ``pixel-gap`` metric: a ``dltoolkit.SampleMetric`` (``name``, ``every`` and
+    ``evaluate_together``)."""
 
     name = "pixel-gap"
-    needs = "samples"
 
     def __init__(self, config: PixelGapConfig):
         self.config = config

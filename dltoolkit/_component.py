@@ -61,15 +61,15 @@ class Ref:
     import or names no callable. ``inspect.signature`` of a ``Ref`` is that of its target.
     """
 
-    def __init__(self, target: str, where: str = ""):
+    def __init__(self, target: str, where: str = "factory"):
         if not _TARGET.match(target):
-            raise TypeError(f"{where or 'factory'}: expected 'module:attr', got {target!r}")
+            raise TypeError(f"{where}: expected 'module:attr', got {target!r}")
         self.target = target
         self.where = where
         self._loaded: Callable[..., Any] | None = None
 
     def _problem(self, what: str) -> DltkError:
-        return DltkError(f"{self.where}: {self.target!r} {what}")
+        return DltkError(f"{self.where} {self.target!r} {what}")
 
     def load(self) -> Callable[..., Any]:
         """The callable named by the string (a :class:`DltkError` of one line if there is none)."""

@@ -259,7 +259,8 @@ def test_resume_accepts_only_options_declared_resumable(dltk, recipe_file, examp
     ]
     allowed = (
         "run.device, run.threads, checkpoint.every, checkpoint.keep, recipe.epochs, recipe.lr, "
-        "recipe.compile, recipe.sync_batchnorm"  # the core's [recipe] options: how a run executes
+        "recipe.compile, recipe.sync_batchnorm, "  # the core's [recipe] options: how a run executes
+        "metrics.0.every"  # dltoolkit.MetricConfig's every (the core's held-out metric option)
     )
     assert f"(only {allowed} can)" in result.err_lines[0]
     result = dltk("run", "--resume", tmp_path / "r", "recipe.epochs=2", "recipe.lr=0.0005", *example)

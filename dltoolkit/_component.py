@@ -147,9 +147,9 @@ class Component:
 
     ``factory(config, **context)`` builds the thing. Name it by a ``"module:attr"`` string
     (imported when a run first builds the component, so that registration imports nothing heavy;
-    then ``summary`` is required) or give the callable itself. ``config`` is an instance of ``config``, a
-    frozen attrs class whose fields are the options a recipe file may set in this component's
-    table (besides ``name``). What ``context`` holds depends on the kind and is documented with
+    then ``summary`` is required) or give the callable itself. ``config`` is an instance of
+    ``config``, a frozen attrs class whose fields are the options a recipe file may set in this
+    component's table (besides ``name``). What ``context`` holds depends on the kind and is documented with
     each hook in :mod:`dltoolkit.hookspecs`; a factory may accept fewer context arguments than
     its kind offers (only those it names are passed).
 
@@ -166,9 +166,9 @@ class Component:
     * ``requires`` (recipes): the tables a recipe file must have, e.g. ``("model", "dataset")``.
     * ``reports`` (recipes and metrics): the :class:`Scalar` values it reports.
     * ``offers`` (recipes): ``offers(model, device) -> Trained`` (a callable or a ``"module:attr"``
-      string, like ``factory``), what a finished run of this
-      recipe can do (draw samples, predict, export), rebuilt by ``dltk generate``, ``export``
-      and ``eval`` from a checkpoint or an export; if it also takes ``config`` or ``data``, it
+      string, like ``factory``), what a finished run of this recipe can do (draw samples,
+      predict, export), rebuilt by ``dltk generate``, ``export`` and ``eval`` from a checkpoint
+      or an export; if it also takes ``config`` or ``data``, it
       receives the run's validated recipe options or its :class:`DataSpec` (class names, input
       size, vocabulary). None: such commands refuse its runs.
     * ``export_formats`` (recipes): older export formats this recipe reads, ``{format: module}``:
@@ -180,7 +180,7 @@ class Component:
     on first use.
 
     A metric's factory returns an Ignite ``Metric`` (a held-out metric; its ``config`` is a
-    :class:`~dltoolkit.MetricConfig`) or a :class:`~dltoolkit._metrics.SampleMetric`;
+    :class:`~dltoolkit.MetricConfig`) or a :class:`~dltoolkit.SampleMetric`;
     :meth:`build` gives the evaluation code one object for either (see :mod:`dltoolkit._metrics`).
     """
 

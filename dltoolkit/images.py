@@ -1,6 +1,6 @@
 """Image helpers for plugins: pixel conversions, resizing, sample grids and PNG files.
 
-Images inside dltoolkit are float tensors in [-1, 1] (what datasets serve and generators draw);
+Images inside dltoolkit are float tensors in [-1, 1] (what datasets serve and models draw);
 files and in-memory datasets hold uint8 in [0, 255].
 
 * :func:`to_uint8`, :func:`to_signed_unit`: float [-1, 1] to uint8 [0, 255] (clamped, rounded)

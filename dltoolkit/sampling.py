@@ -1,7 +1,7 @@
 """Drawing from a trained model, for recipes whose finished runs draw samples, and for metrics.
 
 * :class:`ImageSampler`: images from a module that maps noise ``(N, noise_dim)`` to images in
-  [-1, 1] (a generator, a VAE's decoder): seeded noise that never disturbs the training random
+  [-1, 1] (the decoding half of a generative model): seeded noise that never disturbs the training random
   stream, eval mode without gradients, constant memory for any number of images
   (``batches(n, seed=..., batch_size=...)``). A recipe's ``Trained`` passes one as its ``sampler``;
   the ``samples`` and ``progress-gif`` callbacks and the sample-scoring metrics draw through it.

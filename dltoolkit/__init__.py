@@ -17,6 +17,7 @@ docs/api.md lists every public name. Names that used to live here (``make_loader
 
 from __future__ import annotations
 
+import importlib
 import warnings
 from importlib.metadata import PackageNotFoundError, version
 from typing import TYPE_CHECKING, Any
@@ -54,14 +55,9 @@ __all__ = [
 ]
 
 # What needs torch is imported on first use, so that `dltk --help`, `list` and `check` (and a
-# plugin's registration module) never import it; so are the public modules, after `import dltoolkit`.
-_LAZY = {
-    "Run": "dltoolkit._run",
-    "data": "dltoolkit.data",
-    "files": "dltoolkit.files",
-    "images": "dltoolkit.images",
-    "sampling": "dltoolkit.sampling",
-}
+# plugin's registration module) never import it; the public modules too, after `import dltoolkit`.
+_LAZY = {"Run": "dltoolkit._run"}
+_PUBLIC_MODULES = ("data", "files", "images", "sampling")
 
 MOVED: dict[str, str] = {
     "EpochBatchSampler": "dltoolkit.data",
@@ -87,22 +83,17 @@ _lazy_getattr, _lazy_dir = lazy_exports(__name__, _LAZY)
 
 def __getattr__(name: str) -> Any:
     if name in _LAZY:
-        if _LAZY[name] == f"{__name__}.{name}":  # a public module: import it, Python binds it here
-            import importlib
-
-            return importlib.import_module(_LAZY[name])
         return _lazy_getattr(name)
+    if name in _PUBLIC_MODULES:  # importing it binds it here
+        return importlib.import_module(f"{__name__}.{name}")
     if name in MOVED:
-        import importlib
-
         home = MOVED[name]
-        where = f"{home}.{name}" if not home.startswith("dltoolkit._") else "internal (no longer public API)"
-        warnings.warn(
-            f"dltoolkit.{name} moved: it is now {where}", DeprecationWarning, stacklevel=2
-        )  # warnings skips importlib's frames
+        where = "internal to run.fit (not public API)" if home.startswith("dltoolkit._") else f"{home}.{name}"
+        # stacklevel 2: the code that looked the name up (warnings skips importlib's own frames)
+        warnings.warn(f"dltoolkit.{name} moved: it is now {where}", DeprecationWarning, stacklevel=2)
         return getattr(importlib.import_module(home), name)
     raise AttributeError(f"module 'dltoolkit' has no attribute {name!r}")
 
 
 def __dir__() -> list[str]:
-    return _lazy_dir()
+    return sorted({*_lazy_dir(), *_PUBLIC_MODULES})

@@ -13,7 +13,8 @@ import attrs
 import torch
 from ignite.engine import Events
 
-from dltoolkit import Component, InMemoryImages, hookimpl, option
+from dltoolkit import Component, hookimpl, option
+from dltoolkit.data import InMemoryImages
 
 TIMES: list[float] = []
 CLOCK = time.perf_counter  # common.use_clock() swaps it for time.process_time

@@ -86,7 +86,8 @@ def engine_block_overhead(images: torch.Tensor, labels: torch.Tensor, blocks: in
     """
     from ignite.engine import Engine, Events
 
-    from dltoolkit import InMemoryImages, ScalarMeans, make_loader
+    from dltoolkit._scalars import ScalarMeans
+    from dltoolkit.data import InMemoryImages, make_loader
     from dltoolkit_vision.recipe import STAT_NAMES, make_classify_step
 
     torch.manual_seed(0)

@@ -17,8 +17,10 @@ from pathlib import Path
 
 import torch
 
-from dltoolkit import ImageSampler, save_png, sha256_file, to_uint8
 from dltoolkit.builtin.datasets import ImageDatasetConfig, cifar10
+from dltoolkit.files import sha256_file
+from dltoolkit.images import save_png, to_uint8
+from dltoolkit.sampling import ImageSampler
 from dltoolkit.testing import use_cifar10_checksums, write_cifar10
 from dltoolkit_fidelity.metrics import Fid, FidelityConfig, Isc, IscConfig
 from dltoolkit_gan import DcganConfig, dcgan

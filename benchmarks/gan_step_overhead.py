@@ -85,8 +85,8 @@ def loader_speed(n: int) -> tuple[float, float]:
     import torchvision
     from torchvision import transforms
 
-    from dltoolkit import make_loader
     from dltoolkit.builtin.datasets import ImageDatasetConfig, mnist
+    from dltoolkit.data import make_loader
 
     with tempfile.TemporaryDirectory() as tmp:
         write_mnist(Path(tmp), n_train=n, n_test=10)
@@ -153,7 +153,8 @@ def engine_block_overhead(blocks: int = 16, block: int = 50) -> list[float]:
     """
     from ignite.engine import Engine, Events
 
-    from dltoolkit import InMemoryImages, ScalarMeans, make_loader
+    from dltoolkit._scalars import ScalarMeans
+    from dltoolkit.data import InMemoryImages, make_loader
     from dltoolkit_gan.options import STAT_NAMES
     from dltoolkit_gan.recipe import make_gan_step
 

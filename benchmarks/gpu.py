@@ -243,7 +243,9 @@ class _Uint8(torch.utils.data.Dataset):
 def fid_part(args: argparse.Namespace, device: torch.device) -> None:
     import torch_fidelity
 
-    from dltoolkit import ImageSampler, InMemoryImages, sha256_file
+    from dltoolkit.data import InMemoryImages
+    from dltoolkit.files import sha256_file
+    from dltoolkit.sampling import ImageSampler
     from dltoolkit_fidelity.metrics import Fid, FidelityConfig
     from dltoolkit_gan import DcganConfig, dcgan
 

@@ -108,7 +108,8 @@ def engine_blocks(data, hidden: int, blocks: int = 16) -> list[float]:
     """
     from ignite.engine import Engine
 
-    from dltoolkit import ScalarMeans, make_loader
+    from dltoolkit._scalars import ScalarMeans
+    from dltoolkit.data import make_loader
     from dltoolkit_sequence.recipe import make_classify_step
 
     torch.manual_seed(0)

@@ -49,17 +49,16 @@ def _folder_dataset(registry: Registry, folder: Path, size: int | None, flag: st
     """A folder of images at one square size (the first real image's shorter side, at most 512)."""
     from PIL import Image
 
-    from dltoolkit.builtin.datasets import ImageFolderConfig
-
     if not folder.is_dir():
         raise DltkError(f"{flag}: '{folder}' is not a folder of images")
     component = registry.get("dataset", "image-folder")
+    folder_config = component.config  # the built-in image-folder's options, without importing the plugin
     try:
         if size is None:
-            probe = component.build(ImageFolderConfig(root=str(folder), image_size=8, channels=3, split="all"))
+            probe = component.build(folder_config(root=str(folder), image_size=8, channels=3, split="all"))
             with Image.open(probe.files[0]) as first:
                 size = max(4, min(512, min(first.size)))
-        return component.build(ImageFolderConfig(root=str(folder), image_size=size, channels=3, split="all")), size
+        return component.build(folder_config(root=str(folder), image_size=size, channels=3, split="all")), size
     except DltkError as exc:
         raise DltkError(line.replace("dataset.root:", f"{flag}:", 1) for line in exc.problems) from None
 

@@ -16,7 +16,7 @@ class Trained:
       are what ``dltk export`` writes and what is loaded from a checkpoint, whose entries of the
       same names hold their state dicts; training-only parts (a critic, optimisers) are
       left out.
-    * ``sampler``: draws images from noise (an :class:`~dltoolkit.ImageSampler`, or anything
+    * ``sampler``: draws images from noise (an :class:`~dltoolkit.sampling.ImageSampler`, or anything
       with ``noise(n, seed)``, ``generate(z)`` and ``batches(n, seed=, batch_size=)``):
       ``dltk generate``, the ``samples`` callback and metrics that score samples use it. A
       class-conditional sampler also has ``classes`` (the class names in index order) and takes

@@ -91,7 +91,7 @@ def dltk_register_datasets() -> list[Component]:
     ``split: str | None = None``); the ``train`` and ``test`` splits never share a sample. It
     returns a :class:`torch.utils.data.Dataset` of ``(input, target)`` pairs with a ``spec``
     attribute, a :class:`~dltoolkit.DataSpec` (kind, shape, classes, vocabulary) from which
-    models are built. Images are float tensors in [-1, 1]; :class:`~dltoolkit.InMemoryImages` is
+    models are built. Images are float tensors in [-1, 1]; :class:`~dltoolkit.data.InMemoryImages` is
     the fast choice for images that fit in memory. Missing or bad files are reported by raising
     :class:`~dltoolkit.DltkError`.
     Result mode: collect all.

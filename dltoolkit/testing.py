@@ -30,6 +30,17 @@ import attrs
 import numpy as np
 import pytest
 
+__all__ = [
+    "CliResult",
+    "run_cli",
+    "use_cifar10_checksums",
+    "write_cifar10",
+    "write_class_folders",
+    "write_image_folder",
+    "write_mnist",
+]
+# the fixtures (dltk, recipe_file, fake_plugins) reach tests through `pytest_plugins`, not imports
+
 
 @attrs.frozen
 class CliResult:

@@ -81,7 +81,7 @@ class Source:
 def test_a_gan_run_is_scored_in_the_classifier_space_with_its_protocol_and_cache(
     classifier, dltk, tiny_gan, tmp_path, monkeypatch
 ):
-    from dltoolkit import sha256_file
+    from dltoolkit.files import sha256_file
     from dltoolkit_vision import classifier_fid
     from dltoolkit_vision.options import ClassifierFidConfig
 

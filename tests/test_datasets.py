@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from dltoolkit import DataSpec, DltkError, EpochBatchSampler, InMemoryImages, make_loader
+from dltoolkit import DataSpec, DltkError
 from dltoolkit.builtin.datasets import (
     ImageDatasetConfig,
     ImageFolderConfig,
@@ -16,6 +16,7 @@ from dltoolkit.builtin.datasets import (
     image_folder,
     mnist,
 )
+from dltoolkit.data import EpochBatchSampler, InMemoryImages, make_loader
 from dltoolkit.testing import use_cifar10_checksums, write_cifar10, write_image_folder, write_mnist
 
 
@@ -224,7 +225,7 @@ def test_load_torchvision_without_a_download_option_blames_no_download(tmp_path,
 
     monkeypatch.setattr(tvd, "Unreadable", Unreadable, raising=False)
     with pytest.raises(DltkError) as info:
-        dltoolkit.load_torchvision("Unreadable", "KMNIST", "KMNIST/raw/*-ubyte", root=str(tmp_path), train=True)
+        dltoolkit.data.load_torchvision("Unreadable", "KMNIST", "KMNIST/raw/*-ubyte", root=str(tmp_path), train=True)
     assert info.value.problems == (
         f"dataset.root: cannot read KMNIST in '{tmp_path}' (PermissionError: [Errno 13] Permission denied: "
         f"'{tmp_path}/KMNIST/raw/train-images-idx3-ubyte')",

@@ -17,8 +17,8 @@ import torch
 from PIL import Image
 
 import dltoolkit_fidelity.weights as weights_module
-from dltoolkit import sha256_file
 from dltoolkit._checkpoint import best_checkpoint_in, load_checkpoint
+from dltoolkit.files import sha256_file
 from dltoolkit.testing import write_image_folder
 from dltoolkit_fidelity.weights import INCEPTION_FILE
 

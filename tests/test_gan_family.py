@@ -185,7 +185,7 @@ def test_ema_and_diffaugment_runs_resume_bit_exactly(dltk, tiny_gan, tmp_path):
 def test_ema_generator_is_what_generate_and_export_use(dltk, tiny_gan, tmp_path):
     from safetensors.torch import load_file
 
-    from dltoolkit import ImageSampler
+    from dltoolkit.sampling import ImageSampler
     from dltoolkit_gan.models import mlp_gan
     from dltoolkit_gan.options import MlpGanConfig
 
@@ -212,7 +212,7 @@ def test_ema_generator_is_what_generate_and_export_use(dltk, tiny_gan, tmp_path)
 
 
 def to_png_pixels(images: torch.Tensor) -> list[np.ndarray]:
-    from dltoolkit import to_uint8
+    from dltoolkit.images import to_uint8
 
     return [to_uint8(image)[0].numpy() for image in images]
 

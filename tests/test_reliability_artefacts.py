@@ -152,7 +152,7 @@ def test_generate_two_billion_is_refused_or_streamed(trained, dltk, tmp_path):
 
 
 def test_sampling_batches_holds_one_block_of_noise():
-    from dltoolkit import ImageSampler
+    from dltoolkit.sampling import ImageSampler
 
     sampler = ImageSampler(torch.nn.Linear(8, 4), 8, "cpu")
     first = next(iter(sampler.batches(10**11, seed=0, batch_size=4)))  # 3.2 TB of noise if drawn at once

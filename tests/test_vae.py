@@ -19,8 +19,8 @@ from PIL import Image
 from test_reliability import ITERATION_CHECKPOINTS, log_lines, subprocess_run
 from torch import nn
 
-from dltoolkit import to_uint8
 from dltoolkit._checkpoint import checkpoints_in, load_checkpoint
+from dltoolkit.images import to_uint8
 from dltoolkit_vae import (
     REPORTS,
     ConvVaeConfig,

@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from dltoolkit import sha256_file
+from dltoolkit.files import sha256_file
 from dltoolkit.testing import run_cli
 
 HELPERS = Path(__file__).resolve().parent / "helpers"

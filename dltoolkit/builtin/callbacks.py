@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 import attrs
 
 from dltoolkit import Component, DltkError, Scalar, hookimpl, option
-from dltoolkit._atomic import atomic_write
+from dltoolkit.files import atomic_write
 
 if TYPE_CHECKING:
     from ignite.engine import Engine
@@ -71,7 +71,7 @@ class Samples:
         folder = run.ensure_dir() / "samples"
 
         def write(engine: Engine) -> None:
-            from dltoolkit import image_grid, save_png
+            from dltoolkit.images import image_grid, save_png
 
             grid = image_grid(sampler.generate(noise), nrow)
             save_png(grid, folder / f"{GRID_PREFIX}{engine.state.iteration:08d}.png")
@@ -259,7 +259,7 @@ class RealSamples:
         import torch
         from ignite.engine import Events
 
-        from dltoolkit import image_grid, save_png
+        from dltoolkit.images import image_grid, save_png
 
         if run.train_dataset is None:
             raise DltkError("callbacks: 'real-samples' needs a recipe that trains on a dataset")

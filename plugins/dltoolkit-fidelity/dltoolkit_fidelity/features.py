@@ -14,7 +14,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from dltoolkit import to_uint8
+from dltoolkit.images import to_uint8
 
 CACHE_FORMAT = 1
 _MEMO: dict[str, dict[str, Tensor]] = {}

@@ -18,7 +18,7 @@ from typing import Any
 
 import torch
 
-from dltoolkit import spec_of
+from dltoolkit.data import spec_of
 from dltoolkit_fidelity.features import (
     cached_reference_features,
     content_hash,

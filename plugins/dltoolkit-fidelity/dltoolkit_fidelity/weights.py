@@ -9,7 +9,8 @@ from typing import Any
 
 import torch
 
-from dltoolkit import DltkError, sha256_file
+from dltoolkit import DltkError
+from dltoolkit.files import sha256_file
 from dltoolkit_fidelity.options import INCEPTION
 
 INCEPTION_FILE = "weights-inception-2015-12-05-6726825d.pth"

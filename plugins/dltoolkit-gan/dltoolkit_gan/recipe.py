@@ -16,7 +16,9 @@ import torch
 from ignite.engine import Engine
 from torch import Tensor, nn
 
-from dltoolkit import DataSpec, DltkError, ImageSampler, Run, Trained, make_loader, shard_randn
+from dltoolkit import DataSpec, DltkError, Run, Trained
+from dltoolkit.data import make_loader, shard_randn
+from dltoolkit.sampling import ImageSampler
 from dltoolkit_gan.augment import diff_augment
 from dltoolkit_gan.losses import discriminator_loss, generator_loss, gradient_penalty
 from dltoolkit_gan.models import GanModel
@@ -125,7 +127,7 @@ def make_gan_step(
 
 
 class ClassConditionalSampler(ImageSampler):
-    """An :class:`~dltoolkit.ImageSampler` for a class-conditional generator ``G(z, labels)``.
+    """An :class:`~dltoolkit.sampling.ImageSampler` for a class-conditional generator ``G(z, labels)``.
 
     ``classes`` names the classes in index order (what ``dltk generate --label`` accepts). A noise
     row is ``z`` (the same ``z`` an unconditional sampler draws for the seed) with the class

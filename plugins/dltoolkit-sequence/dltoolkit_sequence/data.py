@@ -1,7 +1,7 @@
 """Sequence datasets: scikit-learn's digits read row by row, and any UTF-8 text as character windows.
 
 Both hold their samples as tensors and cut batches by index (``__getitems__`` returns a tuple,
-which :func:`dltoolkit.make_loader` passes through), so an epoch is bound by the model.
+which :func:`dltoolkit.data.make_loader` passes through), so an epoch is bound by the model.
 """
 
 from __future__ import annotations
@@ -13,7 +13,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from dltoolkit import DataSpec, DltkError, digits_split_indices, load_torchvision
+from dltoolkit import DataSpec, DltkError
+from dltoolkit.data import digits_split_indices, load_torchvision
 from dltoolkit_sequence.options import (
     SYNTHETIC_SERIES,
     DigitRowsConfig,

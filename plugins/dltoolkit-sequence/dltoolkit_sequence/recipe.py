@@ -13,7 +13,8 @@ import torch.nn.functional as F
 from ignite.engine import Engine
 from torch import Tensor, nn
 
-from dltoolkit import DltkError, Run, Trained, make_loader
+from dltoolkit import DltkError, Run, Trained
+from dltoolkit.data import make_loader
 from dltoolkit_sequence.models import SequenceModel
 from dltoolkit_sequence.options import ForecastConfig, LanguageModelConfig, SequenceClassifyConfig
 

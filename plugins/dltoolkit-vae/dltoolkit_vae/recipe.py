@@ -12,7 +12,10 @@ import torch.nn.functional as F
 from ignite.engine import Engine, Events
 from torch import Tensor, nn
 
-from dltoolkit import DltkError, ImageSampler, Run, Trained, image_grid, make_loader, save_png, shard_randn_like
+from dltoolkit import DltkError, Run, Trained
+from dltoolkit.data import make_loader, shard_randn_like
+from dltoolkit.images import image_grid, save_png
+from dltoolkit.sampling import ImageSampler
 from dltoolkit_vae.models import ImageFromLogits, VaeModel
 from dltoolkit_vae.options import RECONSTRUCTIONS, VaeRecipeConfig
 

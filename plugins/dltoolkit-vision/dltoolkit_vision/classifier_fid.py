@@ -25,7 +25,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from dltoolkit import DataSpec, DltkError, sha256_file, to_uint8
+from dltoolkit import DataSpec, DltkError
+from dltoolkit.files import sha256_file
+from dltoolkit.images import to_uint8
 from dltoolkit_vision.options import ClassifierFidConfig, LenetConfig, ResnetConfig, TorchvisionConfig
 
 CACHE_FORMAT = 1

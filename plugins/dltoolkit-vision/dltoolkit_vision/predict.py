@@ -10,7 +10,8 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from dltoolkit import DataSpec, DltkError, to_signed_unit
+from dltoolkit import DataSpec, DltkError
+from dltoolkit.images import to_signed_unit
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp")
 BATCH = 256

@@ -24,7 +24,8 @@ import torch.nn.functional as F
 from ignite.engine import Engine
 from torch import Tensor, nn
 
-from dltoolkit import DataSpec, DltkError, Run, Trained, make_loader
+from dltoolkit import DataSpec, DltkError, Run, Trained
+from dltoolkit.data import make_loader
 from dltoolkit_vision.options import REPORTS, ClassifyConfig
 from dltoolkit_vision.predict import make_predict
 

@@ -15,7 +15,8 @@ import torch
 from ignite.engine import Engine, Events
 from torch import Tensor
 
-from dltoolkit import Run, save_png
+from dltoolkit import Run
+from dltoolkit.images import save_png
 from dltoolkit_vision.metrics import ConfusionCounts, class_accuracies
 
 CONFUSION_PREFIX = "confusion_"

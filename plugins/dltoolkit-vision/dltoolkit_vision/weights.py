@@ -7,7 +7,8 @@ import re
 from pathlib import Path
 from typing import Any
 
-from dltoolkit import DltkError, sha256_file
+from dltoolkit import DltkError
+from dltoolkit.files import sha256_file
 
 HASH_IN_NAME = re.compile(r"-([0-9a-f]{8,})\.pth$")
 

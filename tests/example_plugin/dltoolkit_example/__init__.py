@@ -14,6 +14,7 @@ from typing import Any
 import attrs
 
 import dltoolkit
+import dltoolkit.data
 
 # --- a model for an existing recipe ------------------------------------------------------------
 
@@ -102,7 +103,7 @@ def train_autoencoder(config: AutoencodeConfig, *, run: dltoolkit.Run) -> None:
         return {"loss": loss.detach()}
 
     trainer = Engine(step)
-    loader = dltoolkit.make_loader(dataset, config.batch_size, seed=run.seed, engine=trainer)
+    loader = dltoolkit.data.make_loader(dataset, config.batch_size, seed=run.seed, engine=trainer)
 
     def on_resume() -> None:
         for group in optimizer.param_groups:

@@ -7,6 +7,7 @@ from pathlib import Path
 import attrs
 
 import dltoolkit
+import dltoolkit.data
 
 
 @attrs.frozen
@@ -20,7 +21,7 @@ class NpzImagesConfig:
     split: str = dltoolkit.option("train", doc="'train' or 'test'.", validator=attrs.validators.in_(("train", "test")))
 
 
-def npz_images(config: NpzImagesConfig, split: str | None = None) -> dltoolkit.InMemoryImages:
+def npz_images(config: NpzImagesConfig, split: str | None = None) -> dltoolkit.data.InMemoryImages:
     """Images from an .npz file of uint8 arrays, held in memory."""
     import numpy as np
     import torch
@@ -43,7 +44,7 @@ def npz_images(config: NpzImagesConfig, split: str | None = None) -> dltoolkit.I
     order = torch.randperm(len(images), generator=torch.Generator().manual_seed(0))
     n_test = round(len(images) * config.test_fraction)
     index = order[:n_test] if (split or config.split) == "test" else order[n_test:]
-    return dltoolkit.InMemoryImages(images[index], labels[index] if labels is not None else None)
+    return dltoolkit.data.InMemoryImages(images[index], labels[index] if labels is not None else None)
 
 
 @dltoolkit.hookimpl

@@ -5,6 +5,7 @@ from __future__ import annotations
 import attrs
 
 import dltoolkit
+import dltoolkit.data
 
 
 @attrs.frozen
@@ -13,9 +14,9 @@ class KmnistConfig:
     split: str = dltoolkit.option("train", doc="'train' or 'test'.", validator=attrs.validators.in_(("train", "test")))
 
 
-def kmnist(config: KmnistConfig, split: str | None = None) -> dltoolkit.InMemoryImages:
+def kmnist(config: KmnistConfig, split: str | None = None) -> dltoolkit.data.InMemoryImages:
     """Kuzushiji-MNIST, 28x28 grayscale (torchvision), held in memory."""
     # torchvision's class, its failures (missing files, wrong content) as one-line errors; no download
     train = (split or config.split) == "train"
-    ds = dltoolkit.load_torchvision("KMNIST", "KMNIST", "KMNIST/raw/*-ubyte", root=config.root, train=train)
-    return dltoolkit.InMemoryImages(ds.data.unsqueeze(1), ds.targets)
+    ds = dltoolkit.data.load_torchvision("KMNIST", "KMNIST", "KMNIST/raw/*-ubyte", root=config.root, train=train)
+    return dltoolkit.data.InMemoryImages(ds.data.unsqueeze(1), ds.targets)

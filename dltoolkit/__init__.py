@@ -19,6 +19,7 @@ if TYPE_CHECKING:
     from dltoolkit._checkpoint import sha256_file
     from dltoolkit._data import EpochBatchSampler, InMemoryImages, make_loader, to_signed_unit, to_uint8
     from dltoolkit._distributed import shard_randn, shard_randn_like
+    from dltoolkit._imageio import check_images, image_files, read_image
     from dltoolkit._images import image_grid, save_png
     from dltoolkit._run import Run
     from dltoolkit._sampling import ImageSampler
@@ -38,6 +39,9 @@ _LAZY = {
     "to_uint8": "dltoolkit._data",
     "image_grid": "dltoolkit._images",
     "save_png": "dltoolkit._images",
+    "read_image": "dltoolkit._imageio",
+    "check_images": "dltoolkit._imageio",
+    "image_files": "dltoolkit._imageio",
     "Run": "dltoolkit._run",
     "ImageSampler": "dltoolkit._sampling",
     "ScalarMeans": "dltoolkit._scalars",
@@ -78,12 +82,15 @@ __all__ = [
     "ScalarMeans",
     "Trained",
     "__version__",
+    "check_images",
     "digits_split_indices",
     "hookimpl",
+    "image_files",
     "image_grid",
     "load_torchvision",
     "make_loader",
     "option",
+    "read_image",
     "save_png",
     "sha256_file",
     "shard_randn",

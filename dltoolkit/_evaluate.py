@@ -47,8 +47,7 @@ class EvalSource:
 
 def _folder_dataset(registry: Registry, folder: Path, size: int | None, flag: str) -> Any:
     """A folder of images at one square size (the first real image's shorter side, at most 512)."""
-    from PIL import Image
-
+    from dltoolkit._imageio import image_size
     from dltoolkit.builtin.datasets import ImageFolderConfig
 
     if not folder.is_dir():
@@ -57,8 +56,7 @@ def _folder_dataset(registry: Registry, folder: Path, size: int | None, flag: st
     try:
         if size is None:
             probe = component.build(ImageFolderConfig(root=str(folder), image_size=8, channels=3, split="all"))
-            with Image.open(probe.files[0]) as first:
-                size = max(4, min(512, min(first.size)))
+            size = max(4, min(512, min(image_size(probe.files[0], what="dataset.root"))))
         return component.build(ImageFolderConfig(root=str(folder), image_size=size, channels=3, split="all")), size
     except DltkError as exc:
         raise DltkError(line.replace("dataset.root:", f"{flag}:", 1) for line in exc.problems) from None

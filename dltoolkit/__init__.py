@@ -21,6 +21,7 @@ if TYPE_CHECKING:
     from dltoolkit._distributed import shard_randn, shard_randn_like
     from dltoolkit._imageio import check_images, image_files, read_image
     from dltoolkit._images import image_grid, save_png
+    from dltoolkit._limits import check_memory
     from dltoolkit._run import Run
     from dltoolkit._sampling import ImageSampler
     from dltoolkit._scalars import ScalarMeans
@@ -41,6 +42,7 @@ _LAZY = {
     "save_png": "dltoolkit._images",
     "read_image": "dltoolkit._imageio",
     "check_images": "dltoolkit._imageio",
+    "check_memory": "dltoolkit._limits",
     "image_files": "dltoolkit._imageio",
     "Run": "dltoolkit._run",
     "ImageSampler": "dltoolkit._sampling",
@@ -83,6 +85,7 @@ __all__ = [
     "Trained",
     "__version__",
     "check_images",
+    "check_memory",
     "digits_split_indices",
     "hookimpl",
     "image_files",

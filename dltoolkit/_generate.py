@@ -7,6 +7,7 @@ component, options and data description. Nothing here knows a model family.
 
 from __future__ import annotations
 
+import contextlib
 import inspect
 import json
 import os
@@ -351,6 +352,7 @@ def _generate_by_recipe(generate: Any, out: Path, *, force: bool, **options: Any
     move what it wrote into ``out``: a file of the same name already there is refused without
     ``force`` (as numbered PNGs are), and a failure leaves ``out`` as it was."""
     parent = out.parent if str(out.parent) else Path(".")
+    missing = [p for p in [parent, *parent.parents] if not p.exists()]  # removed again if nothing is written
     parent.mkdir(parents=True, exist_ok=True)
     scratch = Path(tempfile.mkdtemp(prefix=".dltk-generate-", dir=parent))
     try:
@@ -365,6 +367,12 @@ def _generate_by_recipe(generate: Any, out: Path, *, force: bool, **options: Any
         for name in made:
             (out / name).parent.mkdir(parents=True, exist_ok=True)
             os.replace(scratch / name, out / name)
+    except BaseException:
+        shutil.rmtree(scratch, ignore_errors=True)
+        for folder in missing:  # deepest first; only empty ones go
+            with contextlib.suppress(OSError):
+                folder.rmdir()
+        raise
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
     return f"{len(made)} file{'s' if len(made) != 1 else ''}"

@@ -122,6 +122,27 @@ def inside(path: Path, folder: Path) -> bool:
         return False
 
 
+def check_metrics_log(run_dir: Path) -> None:
+    """Refuse to resume a run whose ``metrics.jsonl`` is not a file of UTF-8 text (a folder, a file
+    garbled on disk): resuming rewrites it, so it is said in one line before anything is written."""
+    path = Path(run_dir) / METRICS_NAME
+    if not path.exists() and not path.is_symlink():
+        return
+    if not path.is_file():
+        raise DltkError(f"{path}: not a file (the run's log); move it away to resume the run")
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise DltkError(f"{path}: cannot read: {exc.strerror or exc}") from None
+    try:
+        data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = data[: exc.start].count(b"\n") + 1
+        raise DltkError(
+            f"{path}: line {line} is not UTF-8 text (byte {exc.start}); remove or repair that line to resume the run"
+        ) from None
+
+
 def _name_of(table: Any) -> str:
     return printable(table.get("name", "?")) if isinstance(table, Mapping) else "-"
 

@@ -6,6 +6,7 @@ Hostile files are made small: a decompression bomb is a PNG header that claims a
 
 from __future__ import annotations
 
+import json
 import struct
 import zlib
 from pathlib import Path
@@ -197,3 +198,26 @@ def test_eval_real_fake_refuses_a_decompression_bomb_naming_the_flag(dltk, tmp_p
     result = dltk("eval", "--real", real, "--fake", fake, "--metrics", "fid")
     assert result.exit_code == 2 and "Traceback" not in result.err, result.err
     assert len(result.err_lines) == 1 and result.err_lines[0].startswith(f"--fake: image '{bomb}' ")
+
+
+# --- dltk eval of a classifier ----------------------------------------------------------------------------------------
+
+
+def test_eval_json_refuses_to_replace_a_file_without_force(classifier, dltk, tmp_path):
+    scores = tmp_path / "scores.json"
+    scores.write_text("the user's own file")
+    result = dltk("eval", classifier, "--metrics", "accuracy", "--json", scores)
+    assert (result.exit_code, result.err_lines) == (2, [f"--json: '{scores}' exists; pass --force to replace it"])
+    assert scores.read_text() == "the user's own file"
+    result = dltk("eval", classifier, "--metrics", "accuracy", "--json", scores, "--force")
+    assert result.exit_code == 0, result.err
+    assert "accuracy" in json.loads(scores.read_text())
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["scores.json"]  # no temporary file left
+
+
+def test_eval_set_k_above_the_class_count_names_the_flag(classifier, dltk, tmp_path):
+    result = dltk("eval", classifier, "--metrics", "top_k", "--set", "k=11")
+    assert (result.exit_code, result.err_lines) == (
+        2,
+        ["--set k: 11 is more than the 10 classes of the data; lower it"],
+    )

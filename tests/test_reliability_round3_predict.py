@@ -193,7 +193,7 @@ def test_num_chars_is_bounded(language_model, dltk, tmp_path):
     result = dltk("generate", language_model, "--out", tmp_path / "a", "--num-chars", str(2**63 + 1))
     assert (result.exit_code, result.err_lines) == (
         2,
-        [f"--num-chars: must be from 1 to 1000000, got {2**63 + 1}"],
+        [f"--num-chars: at most 1000000, got {2**63 + 1}"],
     )
     assert not (tmp_path / "a").exists()
 
@@ -265,3 +265,10 @@ def test_an_export_with_a_short_vocab_is_one_line(language_model, dltk, tmp_path
     assert len(result.err_lines) == 1
     assert result.err_lines[0].startswith(f"{export}: unreadable data description in its metadata: 3 tokens in vocab")
     assert not (tmp_path / "a").exists()
+
+
+def test_a_failed_generate_leaves_no_folder_it_made(language_model, dltk, tmp_path):
+    out = tmp_path / "new" / "deeper" / "out"
+    result = dltk("generate", language_model, "--out", out, "--num-chars", str(10**7))
+    assert result.exit_code == 2, result.err
+    assert list(tmp_path.iterdir()) == []

@@ -264,8 +264,10 @@ def make_generate(model: SequenceModel, device: torch.device) -> Callable[..., l
             raise DltkError(f"{flags}: a language model writes text; these options do not apply")
         num_chars = DEFAULT_NUM_CHARS if num_chars is None else num_chars
         temperature = 1.0 if temperature is None else temperature
-        if not 1 <= num_chars <= MAX_NUM_CHARS:
-            raise DltkError(f"--num-chars: must be from 1 to {MAX_NUM_CHARS}, got {num_chars}")
+        if num_chars < 1:
+            raise DltkError(f"--num-chars: must be at least 1, got {num_chars}")
+        if num_chars > MAX_NUM_CHARS:
+            raise DltkError(f"--num-chars: at most {MAX_NUM_CHARS}, got {num_chars}")
         if not temperature > 0:
             raise DltkError(f"--temperature: must be more than 0, got {temperature:g}")
         generator = torch.Generator().manual_seed(0 if seed is None else seed)

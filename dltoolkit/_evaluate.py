@@ -62,7 +62,10 @@ def _folder_dataset(registry: Registry, folder: Path, size: int | None, flag: st
             size = max(4, min(512, min(image_size(probe.files[0], what="dataset.root"))))
         return component.build(ImageFolderConfig(root=str(folder), image_size=size, channels=3, split="all")), size
     except DltkError as exc:
-        raise DltkError(line.replace("dataset.root:", f"{flag}:", 1) for line in exc.problems) from None
+        raise DltkError(
+            line.replace("dataset.root:", f"{flag}:", 1).replace("dataset.max_pixels:", f"{flag}:", 1)
+            for line in exc.problems
+        ) from None
 
 
 def _source_for_run(registry: Registry, args: argparse.Namespace, device: torch.device) -> EvalSource:

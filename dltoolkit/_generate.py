@@ -46,7 +46,7 @@ def checkpoint_of(run_dir: Path) -> Path:
 
 
 MAX_SEED = 2**63 - 1
-"""Largest ``--seed`` (what torch's generators take)."""
+"""Largest ``--seed`` (what torch.manual_seed takes)."""
 
 
 def device_option(name: str) -> torch.device:

@@ -11,37 +11,32 @@ resolution, ...) are kept in separate columns, and the page says which protocol 
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
 import html
 import json
 import math
 import shutil
+import sys
 import time
-from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+import uuid
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from dltoolkit._config import RECIPE_NAME, read_toml
 from dltoolkit._errors import DltkError
+from dltoolkit._runrecords import (  # noqa: F401  (protocol_key, RunRecord: this module's API too)
+    Evaluation,
+    RunRecord,
+    printable,
+    protocol_key,
+    read_run,
+)
 
-METRICS_NAME = "metrics.jsonl"
-SUMMARY_NAME = "run.json"
 PAGE_NAME = "compare.html"
-_NOT_SCALARS = ("kind", "epoch", "iteration", "protocol")
-
-
-def _volatile(score: str, key: str) -> bool:
-    """Protocol entries that say how long or from where, not what was measured (and the score's
-    own companion values such as ``isc_std``): ignored when protocols are compared."""
-    return key.endswith("seconds") or key.endswith("cached") or key == "seed" or key.startswith(f"{score}_")
-
-
-def protocol_key(score: str, protocol: Any) -> str:
-    """A canonical text of the parts of a score's protocol that decide what it measures."""
-    if not isinstance(protocol, Mapping):
-        return "{}"
-    kept = {k: v for k, v in protocol.items() if not _volatile(score, str(k))}
-    return json.dumps(kept, sort_keys=True, default=str)
+MAX_FILE_STEM = 80
+"""Longest figure file name kept from a scalar or run name (longer ones are cut and given a hash)."""
 
 
 def _flatten(value: Any, prefix: str = "") -> dict[str, Any]:
@@ -62,112 +57,6 @@ def protocol_difference(a: str, b: str) -> list[str]:
         for key in sorted(set(left) | set(right))
         if left.get(key, missing) != right.get(key, missing)
     ]
-
-
-@dataclass
-class Evaluation:
-    epoch: int
-    iteration: int
-    value: float
-
-
-@dataclass
-class RunRecord:
-    """What ``dltk compare`` read from one run directory."""
-
-    path: Path
-    label: str
-    recipe: str
-    model: str
-    dataset: str
-    epochs_planned: int | None
-    epochs_done: int
-    epoch_length: int | None
-    parameters: dict[str, int] | None
-    trained_modules: list[str]
-    seconds: float | None
-    curves: dict[str, list[tuple[int, float]]] = field(default_factory=dict)  # name -> (iteration, value)
-    evals: dict[tuple[str, str], list[Evaluation]] = field(default_factory=dict)  # (name, protocol) -> ...
-    grid: Path | None = None
-    better: dict[str, str] = field(default_factory=dict)  # score name -> lower/higher/none
-
-
-def _name_of(table: Any) -> str:
-    return str(table.get("name", "?")) if isinstance(table, Mapping) else "-"
-
-
-def read_run(path: Path, directions: Callable[[dict[str, Any]], dict[str, str]] | None = None) -> RunRecord:
-    """Read one run directory; a folder that is not one is a :class:`DltkError` (one line)."""
-    if not path.exists():
-        raise DltkError(f"{path}: no such run directory")
-    if not path.is_dir():
-        raise DltkError(f"{path}: not a run directory (a file; give the folder dltk run wrote)")
-    if not (path / RECIPE_NAME).is_file():
-        raise DltkError(f"{path}: not a run directory (no {RECIPE_NAME})")
-    if not (path / METRICS_NAME).is_file():
-        raise DltkError(f"{path}: no {METRICS_NAME} (the run logged nothing yet): nothing to compare")
-    recipe = read_toml(path / RECIPE_NAME)
-    recipe_table = recipe.get("recipe", {})
-    planned = recipe_table.get("epochs") if isinstance(recipe_table, Mapping) else None
-    records = []
-    try:
-        lines = (path / METRICS_NAME).read_text(encoding="utf-8").splitlines()
-    except (OSError, UnicodeDecodeError) as exc:
-        raise DltkError(f"{path / METRICS_NAME}: cannot read: {exc}") from None
-    for line in lines:
-        try:
-            record = json.loads(line)
-        except ValueError:  # a line cut short by a killed run
-            continue
-        if isinstance(record, dict):
-            records.append(record)
-    summary: dict[str, Any] = {}
-    if (path / SUMMARY_NAME).is_file():
-        try:
-            loaded = json.loads((path / SUMMARY_NAME).read_text(encoding="utf-8"))
-            summary = loaded if isinstance(loaded, dict) else {}
-        except (OSError, ValueError):
-            summary = {}
-    epochs = [r for r in records if r.get("kind") == "epoch"]
-    steps = [r for r in records if r.get("kind") == "step"] or epochs
-    epoch_length = None
-    if epochs and int(epochs[0].get("epoch", 0)) > 0:
-        epoch_length = max(1, int(epochs[0]["iteration"]) // int(epochs[0]["epoch"]))
-    run = RunRecord(
-        path=path,
-        label=path.resolve().name,
-        recipe=_name_of(recipe_table),
-        model=_name_of(recipe.get("model")),
-        dataset=_name_of(recipe.get("dataset")),
-        epochs_planned=planned if isinstance(planned, int) else None,
-        epochs_done=max((int(r.get("epoch", 0)) for r in epochs), default=0),
-        epoch_length=epoch_length,
-        parameters=summary.get("parameters") if isinstance(summary.get("parameters"), dict) else None,
-        trained_modules=list(summary.get("trained_modules") or []),
-        seconds=float(summary["train_seconds"]) if isinstance(summary.get("train_seconds"), (int, float)) else None,
-    )
-    for record in steps:
-        for name, value in record.items():
-            if name not in _NOT_SCALARS and _is_number(value):
-                run.curves.setdefault(name, []).append((int(record.get("iteration", 0)), float(value)))
-    for record in records:
-        if record.get("kind") != "eval":
-            continue
-        protocols = record.get("protocol") if isinstance(record.get("protocol"), Mapping) else {}
-        for name, value in record.items():
-            if name not in _NOT_SCALARS and _is_number(value):
-                key = (name, protocol_key(name, protocols.get(name)))
-                run.evals.setdefault(key, []).append(
-                    Evaluation(int(record.get("epoch", 0)), int(record.get("iteration", 0)), float(value))
-                )
-    grids = sorted((path / "samples").glob("grid_*.png")) if (path / "samples").is_dir() else []
-    run.grid = grids[-1] if grids else None
-    run.better = directions(recipe) if directions is not None else {}
-    return run
-
-
-def _is_number(value: Any) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
 def directions_from(registry: Any) -> Callable[[dict[str, Any]], dict[str, str]]:
@@ -311,7 +200,7 @@ def score_rows(runs: Sequence[RunRecord], columns: Sequence[ScoreColumn]) -> tup
 
 def markdown_table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
     def line(cells: Sequence[str]) -> str:
-        return "| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |"
+        return "| " + " | ".join(printable(c).replace("|", "\\|") for c in cells) + " |"
 
     return "\n".join([line(header), line(["---"] * len(header)), *(line(r) for r in rows)])
 
@@ -331,10 +220,38 @@ def _x(run: RunRecord, iteration: int, by_epoch: bool) -> float:
 
 
 def _safe(name: str) -> str:
-    return "".join(c if c.isalnum() or c in "-_" else "_" for c in name)
+    return "".join(c if c.isascii() and (c.isalnum() or c in "-_") else "_" for c in name)
 
 
-def draw_figures(runs: Sequence[RunRecord], columns: Sequence[ScoreColumn], out: Path) -> list[tuple[str, str]]:
+class FileNames:
+    """Distinct, length-bounded file names for figures: ``prefix_<name>.png`` when the name is safe
+    as it is and short, else its safe part cut to :data:`MAX_FILE_STEM` and a hash of the whole
+    (``a.b`` and ``a_b`` get two files; a 300-character name gets a short one)."""
+
+    def __init__(self) -> None:
+        self.used: set[str] = set()
+
+    def __call__(self, prefix: str, name: str) -> str:
+        safe = _safe(name)
+        stem = f"{prefix}_{safe}"
+        if safe != name or len(stem) > MAX_FILE_STEM or stem.lower() in self.used:
+            digest = hashlib.sha256(name.encode("utf-8", "surrogatepass")).hexdigest()
+            stem = f"{prefix}_{safe[: MAX_FILE_STEM - len(prefix) - 12]}_{digest[:10]}"
+            n = 1
+            while stem.lower() in self.used:  # a name chosen to look like another's hashed one
+                stem, n = f"{prefix}_{digest[:10]}_{n}", n + 1
+        self.used.add(stem.lower())
+        return f"{stem}.png"
+
+
+def _plain(text: str) -> str:
+    """``text`` for matplotlib: shown as written (a ``$`` starts no mathtext), control characters escaped."""
+    return printable(text).replace("$", r"\$")
+
+
+def draw_figures(
+    runs: Sequence[RunRecord], columns: Sequence[ScoreColumn], out: Path, names: FileNames | None = None
+) -> list[tuple[str, str]]:
     """One PNG per shared scalar and per score column two runs share: ``[(title, file name)]``."""
     import matplotlib
 
@@ -344,6 +261,7 @@ def draw_figures(runs: Sequence[RunRecord], columns: Sequence[ScoreColumn], out:
     by_epoch = all(run.epoch_length for run in runs)
     unit = "epoch" if by_epoch else "iteration"
     figures: list[tuple[str, str]] = []
+    names = names or FileNames()
 
     def save(fig: Any, file_name: str, title: str) -> None:
         fig.tight_layout()
@@ -359,12 +277,18 @@ def draw_figures(runs: Sequence[RunRecord], columns: Sequence[ScoreColumn], out:
             points = run.curves.get(name)
             if points:
                 xs = [_x(run, it, by_epoch) for it, _ in points]
-                ax.plot(xs, [v for _, v in points], label=run.label, linewidth=1, marker="." if len(xs) < 20 else None)
+                ax.plot(
+                    xs,
+                    [v for _, v in points],
+                    label=_plain(run.label),
+                    linewidth=1,
+                    marker="." if len(xs) < 20 else None,
+                )
         ax.set_xlabel(unit)
-        ax.set_ylabel(name)
-        ax.set_title(f"{name} (training)")
+        ax.set_ylabel(_plain(name))
+        ax.set_title(_plain(f"{name} (training)"))
         ax.legend(fontsize="small")
-        save(fig, f"scalar_{_safe(name)}.png", f"{name} (training)")
+        save(fig, names("scalar", name), f"{name} (training)")
     need = min(2, len(runs))
     for column in columns:
         having = [run for run in runs if (column.name, column.protocol) in run.evals]
@@ -374,13 +298,13 @@ def draw_figures(runs: Sequence[RunRecord], columns: Sequence[ScoreColumn], out:
         for run in having:
             evals = run.evals[(column.name, column.protocol)]
             xs = [e.epoch if by_epoch else e.iteration for e in evals]
-            ax.plot(xs, [e.value for e in evals], label=run.label, linewidth=1, marker="o")
+            ax.plot(xs, [e.value for e in evals], label=_plain(run.label), linewidth=1, marker="o")
         title = f"{column.name}{(' ' + column.tag) if column.tag else ''} (evaluation)"
         ax.set_xlabel(unit)
-        ax.set_ylabel(column.name)
-        ax.set_title(title)
+        ax.set_ylabel(_plain(column.name))
+        ax.set_title(_plain(title))
         ax.legend(fontsize="small")
-        save(fig, f"score_{_safe(column.name)}{_safe(column.tag)}.png", title)
+        save(fig, names("score", f"{column.name}{_safe(column.tag)}"), title)
     return figures
 
 
@@ -475,26 +399,66 @@ def check_out(out: Path) -> None:
         raise DltkError(f"--out: cannot create '{out}' ({probe} is a file)")
 
 
+@contextlib.contextmanager
+def _output_folder(out: Path) -> Iterator[Path]:
+    """The folder to write into: a new folder is made under a temporary name beside ``out`` and
+    renamed into place when everything is written; in an existing folder, the files written are
+    removed again if anything fails."""
+    if out.is_dir():
+        before = set(out.iterdir())
+        try:
+            yield out
+        except BaseException:
+            for made in set(out.iterdir()) - before:
+                with contextlib.suppress(OSError):
+                    made.unlink()
+            raise
+        return
+    missing = [p for p in [out.parent, *out.parent.parents] if not p.exists()]
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        staging = out.parent / f".tmp-{out.name[:100]}-{uuid.uuid4().hex[:8]}"
+        staging.mkdir()
+    except OSError as exc:
+        for folder in missing:
+            with contextlib.suppress(OSError):
+                folder.rmdir()
+        raise DltkError(f"--out: cannot create '{printable(out)}': {exc.strerror}") from None
+    try:
+        yield staging
+        staging.rename(out)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        for folder in missing:  # deepest first
+            with contextlib.suppress(OSError):
+                folder.rmdir()
+        raise
+
+
 def compare(
     paths: Sequence[Path],
     out: Path | None,
     directions: Callable[[dict[str, Any]], dict[str, str]] | None = None,
+    warn: Callable[[str], None] | None = None,
 ) -> tuple[str, Path]:
     """Read ``paths``, write ``compare.html`` and its PNGs into ``out``; return the Markdown and the page.
 
-    All bad input is reported at once (one line each) before anything is written.
+    All bad input is reported at once (one line each) before anything is written. Records of a run
+    that cannot be used are skipped, each said in one line to ``warn`` (default: stderr). A failure
+    while writing leaves no half-made folder (and no file of its own in an existing one).
     """
     problems: list[str] = []
     runs: list[RunRecord] = []
     seen: set[Path] = set()
+    warn = warn or (lambda line: print(f"warning: {line}", file=sys.stderr))
     for path in paths:
         resolved = path.resolve()
         if resolved in seen:
-            problems.append(f"{path}: given twice")
+            problems.append(f"{printable(path)}: given twice")
             continue
         seen.add(resolved)
         try:
-            runs.append(read_run(path, directions))
+            runs.append(read_run(path, directions, warn))
         except DltkError as exc:
             problems.extend(exc.problems)
     if out is None:
@@ -510,24 +474,23 @@ def compare(
     for run in runs:  # two runs of one name (a/run, b/run): tell them apart by their parent
         if labels.count(run.label) > 1:
             run.label = f"{run.path.resolve().parent.name}/{run.label}"
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise DltkError(f"--out: cannot create '{out}': {exc.strerror}") from None
     columns = score_columns(runs)
     notes = protocol_notes(columns)
-    figures = draw_figures(runs, columns, out)
-    grids: list[tuple[RunRecord, str | None]] = []
-    for i, run in enumerate(runs, 1):
-        if run.grid is None:
-            grids.append((run, None))
-            continue
-        name = f"grid_{i}_{_safe(run.label)}.png"
-        tmp = out / f".tmp-{name}"
-        shutil.copyfile(run.grid, tmp)
-        tmp.replace(out / name)
-        grids.append((run, name))
-    page = write_page(runs, columns, notes, figures, grids, out)
+    with _output_folder(out) as folder:
+        names = FileNames()
+        figures = draw_figures(runs, columns, folder, names)
+        grids: list[tuple[RunRecord, str | None]] = []
+        for i, run in enumerate(runs, 1):
+            if run.grid is None:
+                grids.append((run, None))
+                continue
+            name = names(f"grid_{i}", run.label)
+            tmp = folder / f".tmp-{name}"
+            shutil.copyfile(run.grid, tmp, follow_symlinks=True)  # read_run kept only grids inside the run
+            tmp.replace(folder / name)
+            grids.append((run, name))
+        write_page(runs, columns, notes, figures, grids, folder)
+    page = out / PAGE_NAME
     text = [markdown_table(*info_rows(runs))]
     if columns:
         text += ["", markdown_table(*score_rows(runs, columns))]

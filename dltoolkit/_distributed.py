@@ -75,6 +75,21 @@ def check_backend(backend: str, nproc: int) -> None:
             )
     elif not dist.is_gloo_available():
         raise DltkError("--backend: this torch build has no gloo backend")
+    else:
+        cores = cpu_cores()
+        if nproc > cores:
+            raise DltkError(
+                f"--nproc-per-node: {nproc} processes on the CPU (gloo), but this machine has {cores} CPU cores; "
+                f"use at most {cores} (each process is a full copy of the model, its data and torch)"
+            )
+
+
+def cpu_cores() -> int:
+    """CPU cores this process may run on (its affinity where the OS says it, else the machine's)."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except (AttributeError, OSError):
+        return max(1, os.cpu_count() or 1)
 
 
 def free_port() -> int:

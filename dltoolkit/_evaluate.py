@@ -33,8 +33,11 @@ class DatasetSampler:
 class EvalSource:
     """What metric components need from a run, for scoring outside one."""
 
-    def __init__(self, sampler: Any, device: torch.device, reference: Any, seed: int = 0, trained: Any = None):
+    def __init__(
+        self, sampler: Any, device: torch.device, reference: Any, seed: int = 0, trained: Any = None, data: Any = None
+    ):
         self.sampler = sampler
+        self.data = data  # the DataSpec the model was trained on (metrics check their options against it)
         self.trained = trained
         self.device = device
         self.seed = seed
@@ -47,7 +50,7 @@ class EvalSource:
 
 def _folder_dataset(registry: Registry, folder: Path, size: int | None, flag: str) -> Any:
     """A folder of images at one square size (the first real image's shorter side, at most 512)."""
-    from PIL import Image
+    from dltoolkit._imageio import image_size
 
     if not folder.is_dir():
         raise DltkError(f"{flag}: '{folder}' is not a folder of images")
@@ -56,11 +59,13 @@ def _folder_dataset(registry: Registry, folder: Path, size: int | None, flag: st
     try:
         if size is None:
             probe = component.build(folder_config(root=str(folder), image_size=8, channels=3, split="all"))
-            with Image.open(probe.files[0]) as first:
-                size = max(4, min(512, min(first.size)))
+            size = max(4, min(512, min(image_size(probe.files[0], what="dataset.root"))))
         return component.build(folder_config(root=str(folder), image_size=size, channels=3, split="all")), size
     except DltkError as exc:
-        raise DltkError(line.replace("dataset.root:", f"{flag}:", 1) for line in exc.problems) from None
+        raise DltkError(
+            line.replace("dataset.root:", f"{flag}:", 1).replace("dataset.max_pixels:", f"{flag}:", 1)
+            for line in exc.problems
+        ) from None
 
 
 def _source_for_run(registry: Registry, args: argparse.Namespace, device: torch.device) -> EvalSource:
@@ -82,7 +87,11 @@ def _source_for_run(registry: Registry, args: argparse.Namespace, device: torch.
             built[split] = (component.build(config, split=split), dataset_identity(name, table, split))
         return built[split]
 
-    return EvalSource(trained.sampler, device, reference, seed=int(meta.get("seed", 0) or 0), trained=trained)
+    from dltoolkit._generate import _data_of
+
+    data = _data_of(meta, Path(args.source))
+    seed = int(meta.get("seed", 0) or 0)
+    return EvalSource(trained.sampler, device, reference, seed=seed, trained=trained, data=data)
 
 
 def _metric_tables(args: argparse.Namespace) -> list[tuple[str, dict[str, Any]]]:
@@ -164,6 +173,9 @@ def evaluate_command(registry: Registry, args: argparse.Namespace) -> int:
         problems.append(f"--metrics: {why}name at least one metric (installed: {installed})")
     settings, set_problems = _settings(registry, args, names)
     problems += set_problems
+    if args.json is not None and (args.json.is_dir() or (args.json.exists() and not getattr(args, "force", False))):
+        why = "is a folder" if args.json.is_dir() else "exists; pass --force to replace it"
+        problems.append(f"--json: '{args.json}' {why}")
     if args.num_samples is not None and args.num_samples < 2:
         problems.append(f"--num-samples: must be at least 2, got {args.num_samples}")
     folders = args.real is not None or args.fake is not None
@@ -206,7 +218,10 @@ def evaluate_command(registry: Registry, args: argparse.Namespace) -> int:
                 else line
                 for line in exc.problems
             ) from None
-        metrics.append(component.build(config, run=source))
+        try:
+            metrics.append(component.build(config, run=source))
+        except DltkError as exc:  # "top_k.k: ..." is about what the user typed: --set k=...
+            raise DltkError(_as_flags(line, settings) for line in exc.problems) from None
     results = evaluate_metrics(source, metrics)
 
     summaries = {m.name: getattr(m, "summary", None) for m in metrics}
@@ -216,9 +231,28 @@ def evaluate_command(registry: Registry, args: argparse.Namespace) -> int:
         summary = summaries.get(name)
         print(f"{name:<{width}} {result['value']:>12.6g}  {summary(result) if summary else protocol_summary(result)}")
     if args.json is not None:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(results, indent=2, default=str) + "\n")
+        from dltoolkit._atomic import atomic_write
+
+        text = json.dumps(results, indent=2, default=str) + "\n"
+        try:
+            args.json.parent.mkdir(parents=True, exist_ok=True)
+            atomic_write(args.json, lambda handle: handle.write(text.encode("utf-8")))
+        except OSError as exc:
+            raise DltkError(f"--json: cannot write '{args.json}': {exc.strerror or exc}") from None
     return ExitCode.OK
+
+
+def _as_flags(line: str, settings: dict[str, Any]) -> str:
+    """A metric's message about ``metric.key`` said about the flag that gave ``key``."""
+    where, sep, rest = line.partition(": ")
+    key = where.rsplit(".", 1)[-1]
+    if not sep or " " in where:
+        return line
+    if key in settings:
+        return f"--set {key}: {rest}"
+    if key in FLAGGED:
+        return f"--{FLAGGED[key]}: {rest}"
+    return line
 
 
 def protocol_summary(result: dict[str, Any]) -> str:

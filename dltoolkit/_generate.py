@@ -7,6 +7,7 @@ component, options and data description. Nothing here knows a model family.
 
 from __future__ import annotations
 
+import contextlib
 import inspect
 import json
 import os
@@ -44,14 +45,23 @@ def checkpoint_of(run_dir: Path) -> Path:
     return found[0]
 
 
+MAX_SEED = 2**63 - 1
+"""Largest ``--seed`` (what torch.manual_seed takes)."""
+
+
 def device_option(name: str) -> torch.device:
-    """``--device`` of generate and eval, with the problems said as about that flag."""
+    """``--device`` of generate, predict and eval, with the problems said as about that flag; only
+    devices that hold data (cpu, cuda, mps), not ``meta`` or other pseudo-devices."""
+    unknown = f"--device: unknown device '{name}': use 'auto', 'cpu', 'cuda', 'cuda:N' or 'mps'"
     try:
-        return resolve_device(name)
+        device = resolve_device(name)
     except DltkError as exc:
         raise DltkError(f"--device: {str(exc).split(': ', 1)[-1]}") from None
     except RuntimeError:
-        raise DltkError(f"--device: unknown device '{name}': use 'auto', 'cpu', 'cuda', 'cuda:N' or 'mps'") from None
+        raise DltkError(unknown) from None
+    if device.type not in ("cpu", "cuda", "mps"):
+        raise DltkError(unknown)
+    return device
 
 
 def _recipe_for(registry: Registry, meta: dict[str, Any], source: Path) -> Any:
@@ -72,7 +82,10 @@ def _recipe_for(registry: Registry, meta: dict[str, Any], source: Path) -> Any:
 def _data_of(meta: dict[str, Any], source: Path) -> DataSpec:
     try:
         if meta.get("data"):
-            return DataSpec.from_json(str(meta["data"]))
+            data = DataSpec.from_json(str(meta["data"]))
+            if data.vocab and data.vocab_size is not None and len(data.vocab) != data.vocab_size:
+                raise ValueError(f"{len(data.vocab)} tokens in vocab but vocab_size is {data.vocab_size}")
+            return data
         shape = meta["image_shape"]  # checkpoints and exports written before data descriptions
         return DataSpec.images(json.loads(shape) if isinstance(shape, str) else shape)
     except (ValueError, KeyError, TypeError) as exc:
@@ -130,10 +143,7 @@ def read_source(registry: Registry, source: Path) -> tuple[dict[str, dict[str, t
         raise DltkError(problem)
     data = _checkpoint.load_checkpoint(source)
     meta = dict(data["meta"])
-    try:
-        names = json.loads(meta["modules"]) if "modules" in meta else None
-    except (ValueError, TypeError):
-        names = None
+    names = module_names(meta, source)
     if names is None:  # written before modules were recorded: the recipe's offers() names them
         names = list(rebuild(registry, meta, source).modules)
     missing = [n for n in names if n not in data]
@@ -176,10 +186,9 @@ def _read_export(registry: Registry, path: Path) -> tuple[dict[str, dict[str, to
         )
     fmt = meta.get("format")
     if fmt == EXPORT_FORMAT:
-        try:
-            names = json.loads(meta["modules"])
-        except (KeyError, ValueError):
-            raise DltkError(f"{path}: not a dltoolkit export (no module list)") from None
+        names = module_names(meta, path)
+        if names is None:
+            raise DltkError(f"{path}: not a dltoolkit export (no module list)")
         states: dict[str, dict[str, torch.Tensor]] = {n: {} for n in names}
         for key, tensor in tensors.items():
             name, _, rest = key.partition(".")
@@ -191,6 +200,20 @@ def _read_export(registry: Registry, path: Path) -> tuple[dict[str, dict[str, to
         if module is not None:  # an older format a recipe still reads: one module's state dict
             return {module: tensors}, {**meta, "recipe": recipe_name}
     raise DltkError(f"{path}: not a dltoolkit export (metadata format {fmt!r})")
+
+
+def module_names(meta: dict[str, Any], path: Path) -> list[str] | None:
+    """The ``modules`` metadata of a checkpoint or export: None when absent, a :class:`DltkError`
+    when it is not a JSON list of names."""
+    if "modules" not in meta:
+        return None
+    try:
+        names = json.loads(meta["modules"])
+    except (ValueError, TypeError, RecursionError):
+        names = None
+    if not isinstance(names, list) or not all(isinstance(n, str) and n for n in names):
+        raise DltkError(f"{path}: its 'modules' metadata is not a list of module names: damaged or not dltoolkit's")
+    return names
 
 
 def export_digest(tensors: dict[str, torch.Tensor], metadata: dict[str, str]) -> str:
@@ -272,6 +295,8 @@ def generate_images(
     options = dict(options or {})
     if num is not None and num < 1:
         raise DltkError(f"--num: must be at least 1, got {num}")
+    if not 0 <= seed <= MAX_SEED:
+        raise DltkError(f"--seed: must be from 0 to {MAX_SEED} (2^63 - 1), got {seed}")
     if batch_size < 1:
         raise DltkError(f"--batch-size: must be at least 1, got {batch_size}")
     torch_device = device_option(device)
@@ -327,6 +352,7 @@ def _generate_by_recipe(generate: Any, out: Path, *, force: bool, **options: Any
     move what it wrote into ``out``: a file of the same name already there is refused without
     ``force`` (as numbered PNGs are), and a failure leaves ``out`` as it was."""
     parent = out.parent if str(out.parent) else Path(".")
+    missing = [p for p in [parent, *parent.parents] if not p.exists()]  # removed again if nothing is written
     parent.mkdir(parents=True, exist_ok=True)
     scratch = Path(tempfile.mkdtemp(prefix=".dltk-generate-", dir=parent))
     try:
@@ -341,6 +367,12 @@ def _generate_by_recipe(generate: Any, out: Path, *, force: bool, **options: Any
         for name in made:
             (out / name).parent.mkdir(parents=True, exist_ok=True)
             os.replace(scratch / name, out / name)
+    except BaseException:
+        shutil.rmtree(scratch, ignore_errors=True)
+        for folder in missing:  # deepest first; only empty ones go
+            with contextlib.suppress(OSError):
+                folder.rmdir()
+        raise
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
     return f"{len(made)} file{'s' if len(made) != 1 else ''}"
@@ -379,7 +411,7 @@ def class_index(classes: tuple[str, ...], label: str, recipe: str) -> int:
     folded = [c.casefold() for c in classes]
     if label.casefold() in folded:
         return folded.index(label.casefold())
-    if label.isdigit() and int(label) < len(classes):
+    if label.isdecimal() and label.isascii() and int(label) < len(classes):
         return int(label)
     shown = ", ".join(classes) if len(classes) <= 20 else ", ".join(classes[:20]) + ", ..."
     raise DltkError(

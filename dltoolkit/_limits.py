@@ -112,6 +112,17 @@ def _modules_of(model: Any) -> list[Any]:
     return [v for v in values if isinstance(v, torch.nn.Module)]
 
 
+def check_memory(needed: int, what: str, advice: str = "") -> None:
+    """Refuse, in one line starting with ``what`` (an option, a flag or a file), work that would need
+    ``needed`` bytes of memory when this machine has not that much available (more than
+    :data:`SHARE` of ``MemAvailable``); ``advice`` ends the message. Where the memory available is
+    unknown, nothing is refused."""
+    free = available_memory()
+    if free is not None and needed > SHARE * free:
+        tail = f" ({advice})" if advice else ""
+        raise DltkError(f"{what} needs about {gib(needed)} of memory; this machine has {gib(free)} available{tail}")
+
+
 def check_images_fit(count: int, shape: tuple[int, int, int], size: int, chunk: int) -> None:
     """An in-memory dataset of ``count`` images of ``shape`` resized to ``size``: what it would hold
     (uint8) plus the float buffers of one resize chunk, against the memory available."""

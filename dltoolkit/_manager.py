@@ -25,6 +25,7 @@ import attrs
 import pluggy
 
 from dltoolkit import hookspecs
+from dltoolkit._errors import DltkError, ExitCode
 
 ENTRY_POINT_GROUP = "dltoolkit"
 
@@ -207,3 +208,40 @@ def make_plugin_host(
         host.pm.trace.root.setwriter(sys.stderr.write)
         host.pm.enable_tracing()
     return host
+
+
+def call_run_hook(hook: Any, hook_name: str, **kwargs: Any) -> None:
+    """Call the run hook ``hook_name`` (``dltk_configure``, ``dltk_engine_created``) of the relay
+    ``hook`` with ``kwargs``. A plugin that raises is reported in one line naming the plugin and the
+    hook: a :class:`DltkError` with exit code 2 before training started, 1 once the run's trainer has
+    run an iteration (its own :class:`DltkError` passes unchanged). With ``DLTK_TRACE_PLUGINS`` set,
+    the plugin's traceback is printed to stderr as well, for its author."""
+    caller = getattr(hook, hook_name)
+    try:
+        caller(**kwargs)
+    except DltkError:
+        raise
+    except Exception as exc:
+        if os.environ.get("DLTK_TRACE_PLUGINS"):
+            traceback.print_exception(exc, file=sys.stderr)
+        state = getattr(getattr(kwargs.get("run"), "trainer", None), "state", None)
+        during = int(getattr(state, "iteration", 0) or 0) > 0
+        code = ExitCode.RUN_FAILED if during else ExitCode.BAD_INPUT
+        plugin = _raising_plugin(caller, exc)
+        where = f"plugin '{plugin}'" if plugin else "a plugin"
+        raise DltkError(f"{where}: {hook_name} failed: {_one_line(exc)}", code) from None
+
+
+def _raising_plugin(caller: Any, exc: BaseException) -> str | None:
+    """The plugin whose implementation of ``caller``'s hook is deepest in ``exc``'s traceback."""
+    codes = {}
+    for impl in caller.get_hookimpls():
+        code = getattr(impl.function, "__code__", None)
+        if code is not None:
+            codes[code] = impl.plugin_name
+    found = None
+    tb = exc.__traceback__
+    while tb is not None:
+        found = codes.get(tb.tb_frame.f_code, found)
+        tb = tb.tb_next
+    return found

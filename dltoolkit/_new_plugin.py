@@ -8,6 +8,9 @@ that imports torch in a module of its own (built lazily by the factory), a recip
 
 from __future__ import annotations
 
+import ast
+import functools
+import keyword
 import re
 import shutil
 import uuid
@@ -76,14 +79,71 @@ def names_for(name: str) -> dict[str, str]:
 
 
 def check_name(name: str) -> str:
-    """The plugin name without a ``dltoolkit-`` prefix; bad names are a :class:`DltkError`."""
+    """The plugin name without a ``dltoolkit-`` prefix; bad names are a :class:`DltkError`, one line
+    per problem: not a plugin name, a Python keyword, a name the generated code already uses (a module
+    it imports, a function it defines), or the name of an installed plugin."""
     bare = name.removeprefix("dltoolkit-")
     if not NAME_PATTERN.match(bare):
         raise DltkError(
             f"NAME: '{name}' is not a plugin name: use lowercase letters, digits and single dashes, "
             "starting with a letter (for example 'my-model')"
         )
+    snake = bare.replace("-", "_")
+    problems = []
+    if keyword.iskeyword(snake) or keyword.issoftkeyword(snake):
+        problems.append(f"NAME: '{name}' is a Python keyword, which the generated code cannot use as a function name")
+    elif snake.startswith("test"):
+        problems.append(f"NAME: '{name}' starts with 'test', so pytest would take the plugin's function for a test")
+    elif snake in template_names():
+        problems.append(
+            f"NAME: '{name}' is a name the generated code already uses ({snake}: a module it imports or a name it "
+            "defines), so the plugin's function would hide it; choose another name"
+        )
+    installed = installed_plugins()
+    if bare in installed or f"dltoolkit-{bare}" in installed:
+        problems.append(f"NAME: '{name}' is the name of an installed plugin; choose another name")
+    if problems:
+        raise DltkError(problems)
     return bare
+
+
+PLACEHOLDER = "zqxplaceholder"
+
+
+@functools.cache
+def template_names() -> frozenset[str]:
+    """Every name the templates' Python code binds or reads (modules it imports, functions and
+    classes it defines, arguments and variables), the plugin's own names excepted, and the names of
+    the test files every plugin gets: what a plugin's function name must not be."""
+    tokens = names_for(PLACEHOLDER)
+    tokens |= {"__KIND__": "model", "__IMPL__": "models", "__SUMMARY__": "", "__USAGE__": "", "__DEPENDENCIES__": ""}
+    found: set[str] = set()
+    for template in TEMPLATES.rglob("*.py.tmpl"):
+        tree = ast.parse(render(template.read_text(encoding="utf-8"), tokens))
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Name):
+                found.add(node.id)
+            elif isinstance(node, ast.arg):
+                found.add(node.arg)
+            elif isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+                found.add(node.name)
+            elif isinstance(node, ast.alias):
+                found.add(node.asname or node.name.split(".")[0])
+    found |= {t.name.removeprefix("test_").removesuffix(".py.tmpl") for t in (TEMPLATES / "common").glob("test_*")}
+    return frozenset(n for n in found if PLACEHOLDER not in n.lower())
+
+
+def installed_plugins() -> set[str]:
+    """Names of the plugins installed here: entry-point names of the ``dltoolkit`` group and the
+    distributions that provide them."""
+    import importlib.metadata
+
+    found: set[str] = set()
+    for dist in importlib.metadata.distributions():
+        eps = [ep for ep in dist.entry_points if ep.group == "dltoolkit"]
+        if eps:
+            found |= {ep.name for ep in eps} | {(dist.metadata["Name"] or "").lower()}
+    return found
 
 
 def render(text: str, tokens: dict[str, str]) -> str:

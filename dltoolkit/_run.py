@@ -27,7 +27,7 @@ from dltoolkit import _checkpoint
 from dltoolkit._config import RECIPE_NAME, ComponentTable, RecipeFile, scores_of
 from dltoolkit._dataspec import DataSpec, spec_of
 from dltoolkit._errors import DltkError, ExitCode, Interrupted, RunFailed
-from dltoolkit._manager import PluginHost
+from dltoolkit._manager import PluginHost, call_run_hook
 from dltoolkit._paths import dltk_command, one_line
 from dltoolkit._registry import Registry
 from dltoolkit._resumecheck import TRAIN_SIZE, changes
@@ -396,7 +396,7 @@ class Run:
             callbacks = self.build_callbacks()
             for callback in callbacks if self.rank == 0 else []:  # callbacks write artefacts: rank 0's job
                 callback.attach(engine, self)
-        self.hook.dltk_engine_created(run=self, engine=engine, role=role)
+        call_run_hook(self.hook, "dltk_engine_created", run=self, engine=engine, role=role)
 
     def attach_evaluation(self, trainer: Engine) -> None:
         """Evaluate the recipe file's ``[[metrics]]`` every ``every`` epochs and after the last.
@@ -1157,7 +1157,7 @@ def execute(run: Run) -> ExitCode:
     try:
         try:
             with _quiet_ignite_errors():  # the error is said once, by dltk, not also by Ignite's logger
-                run.hook.dltk_configure(run=run)
+                call_run_hook(run.hook, "dltk_configure", run=run)
                 table = run.recipe_file.recipe
                 table.component.build(table.config, run=run)
         except OSError as exc:  # the file system refused: a user's problem, said in one line

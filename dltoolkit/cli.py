@@ -183,6 +183,7 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--real", type=Path, help="folder of real images")
     ev.add_argument("--fake", type=Path, help="folder of generated images")
     ev.add_argument("--json", type=Path, help="also write the scores and their protocol here")
+    ev.add_argument("--force", action="store_true", help="replace the --json file if it exists")
     ev.add_argument("--batch-size", type=int, help="images per batch (default: the metric's own)")
     ev.add_argument("--feature-extractor", help="feature extractor, for metrics with a feature_extractor option")
     ev.add_argument("--weights-path", help="local weights file of the feature extractor")
@@ -329,6 +330,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 def _recipe_for(args: argparse.Namespace, host: PluginHost, registry: Registry, *, world_size: int = 1) -> Any:
     """The validated recipe file of ``dltk run`` (a recipe and overrides, or --resume RUN_DIR)."""
     from dltoolkit._run import check_batch_split
+    from dltoolkit._runrecords import check_metrics_log
 
     if args.resume is not None:
         run_dir = args.resume
@@ -338,6 +340,7 @@ def _recipe_for(args: argparse.Namespace, host: PluginHost, registry: Registry, 
         if args.run_dir is not None:
             raise DltkError("--run-dir: not used with --resume (the run directory is RUN_DIR)")
         _check_resume_overrides(registry, args.args, run_dir)
+        check_metrics_log(run_dir)  # a log resume could not rewrite: said before anything is written
         recipe_file = RecipeFile.from_toml(recipe_path, registry, args.args)
     else:
         if not args.args:

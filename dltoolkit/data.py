@@ -14,7 +14,8 @@
 * :func:`digits_split_indices`: the fixed train/test split of scikit-learn's bundled digits, the
   one the built-in ``digits`` dataset uses.
 * :func:`check_images_fit`: refuse, in one line, an in-memory dataset that would not fit in memory
-  once resized.
+  once resized; :func:`check_memory`: refuse, in one line, any allocation of a given size that the
+  memory available cannot hold (a text file's arrays, say).
 
 Importing this module imports no torch; each name is imported on first use.
 """
@@ -30,12 +31,13 @@ if TYPE_CHECKING:
     from dltoolkit._datasources import digits_split_indices, load_torchvision
     from dltoolkit._dataspec import spec_of
     from dltoolkit._distributed import shard_randn, shard_randn_like
-    from dltoolkit._limits import check_images_fit
+    from dltoolkit._limits import check_images_fit, check_memory
 
 __all__ = [
     "EpochBatchSampler",
     "InMemoryImages",
     "check_images_fit",
+    "check_memory",
     "digits_split_indices",
     "load_torchvision",
     "make_loader",
@@ -51,6 +53,7 @@ __getattr__, __dir__ = lazy_exports(
         "InMemoryImages": "dltoolkit._data",
         "make_loader": "dltoolkit._data",
         "check_images_fit": "dltoolkit._limits",
+        "check_memory": "dltoolkit._limits",
         "digits_split_indices": "dltoolkit._datasources",
         "load_torchvision": "dltoolkit._datasources",
         "spec_of": "dltoolkit._dataspec",

@@ -118,7 +118,7 @@ def test_a_gan_run_is_scored_in_the_classifier_space_with_its_protocol_and_cache
     again = json.loads((tmp_path / "scores.json").read_text())["classifier-fid"]
     assert again["reference_cached"] == "memory" and again["classifier_sha256"] == protocol["classifier_sha256"]
     classifier_fid._MEMO.clear()
-    result = dltk("eval", gan, "--json", tmp_path / "scores.json")
+    result = dltk("eval", gan, "--json", tmp_path / "scores.json", "--force")
     assert json.loads((tmp_path / "scores.json").read_text())["classifier-fid"]["reference_cached"] == "disk"
 
 

@@ -229,7 +229,7 @@ def test_a_new_family_runs_end_to_end_through_the_core(dltk, recipe_file, exampl
 
     assert dltk("export", tmp_path / "ae", "--out", tmp_path / "ae.safetensors", *example).exit_code == 0
     for source in (tmp_path / "ae", tmp_path / "ae.safetensors"):
-        scored = dltk("eval", source, "--metrics", "mse", "--json", tmp_path / "s.json", *example)
+        scored = dltk("eval", source, "--metrics", "mse", "--json", tmp_path / "s.json", "--force", *example)
         assert scored.exit_code == 0, scored.err
         assert json.loads((tmp_path / "s.json").read_text())["mse"]["value"] == pytest.approx(evals[1]["mse"])
     assert roles == ["trainer", "evaluator", "evaluator"]  # the held-out metric ran on an evaluator engine

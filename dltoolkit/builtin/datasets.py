@@ -11,6 +11,7 @@ import numpy as np
 
 from dltoolkit import Component, DataSpec, DltkError, hookimpl, option
 from dltoolkit.data import digits_split_indices, load_torchvision
+from dltoolkit.images import IMAGE_SUFFIXES, MAX_PIXELS, check_images, read_image
 
 if TYPE_CHECKING:
     from torch import Tensor
@@ -19,16 +20,12 @@ if TYPE_CHECKING:
 
 # torch is imported inside the factories: registering these datasets (dltk list, check) must not load it
 
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp")
 DIGIT_NAMES = tuple(str(d) for d in range(10))
 FASHION_NAMES = (
     "T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot"
 )  # fmt: skip
 IMAGES = ("images", "labels")
 RESIZE_CHUNK = 2048
-"""Images resized at a time (the memory check counts one chunk's float buffers)."""
-MAX_PIXELS = 1 << 26
-"""Default ``max_pixels`` of image-folder: 67 million pixels (about 200 MB as RGB)."""
 """Images resized at a time (the memory check counts one chunk's float buffers)."""
 
 
@@ -149,23 +146,19 @@ class ImageFolder:
 
     def __getitem__(self, index: int) -> tuple[Tensor, Tensor]:
         import torch
-        from PIL import Image
 
         from dltoolkit.images import to_signed_unit
 
-        path = self.files[index]
-        try:
-            with Image.open(path) as img:
-                too_large(path, img.size, self.max_pixels)
-                img = img.convert("L" if self.channels == 1 else "RGB")
-                img = resize_centre_crop(img, self.size)
-                array = np.asarray(img, dtype=np.uint8)
-        except (OSError, Image.DecompressionBombError) as exc:
-            raise DltkError(f"dataset.root: cannot read image '{path}': {exc}") from None
-        tensor = torch.from_numpy(array.copy())
-        tensor = tensor.unsqueeze(0) if tensor.dim() == 2 else tensor.permute(2, 0, 1)
+        image = read_image(
+            self.files[index],
+            channels=self.channels,
+            size=self.size,
+            what="dataset.root",
+            max_pixels=self.max_pixels,
+            limit_key="dataset.max_pixels",
+        )
         label = self.labels[index] if self.labels is not None else -1
-        return to_signed_unit(tensor), torch.tensor(label)
+        return to_signed_unit(image), torch.tensor(label)
 
 
 @attrs.frozen
@@ -215,8 +208,6 @@ def _class_folders(root: Path, files: list[Path]) -> tuple[str, ...]:
 
 def image_folder(config: ImageFolderConfig, split: str | None = None) -> ImageFolder:
     """Your own images: every PNG/JPEG/WebP/BMP under `root` (recursive), resized + centre-cropped."""
-    from PIL import Image, UnidentifiedImageError
-
     root = Path(config.root)
     if not root.is_dir():
         raise DltkError(f"dataset.root: '{root}' is not a folder of images")
@@ -229,19 +220,8 @@ def image_folder(config: ImageFolderConfig, split: str | None = None) -> ImageFo
         files = _image_files(root)
     if not files:
         raise DltkError(f"dataset.root: no images ({', '.join(IMAGE_SUFFIXES)}) under '{root}'")
-    problems = []
     limit = getattr(config, "max_pixels", MAX_PIXELS)
-    for path in files:
-        try:
-            with Image.open(path) as img:
-                too_large(path, img.size, limit)
-                img.verify()
-        except DltkError as exc:
-            problems.extend(exc.problems)
-        except Image.DecompressionBombError as exc:
-            problems.append(f"dataset.root: image '{path}' refused by Pillow: {exc}")
-        except (OSError, UnidentifiedImageError, SyntaxError) as exc:
-            problems.append(f"dataset.root: cannot read image '{path}': {exc}")
+    problems = check_images(files, what="dataset.root", max_pixels=limit, limit_key="dataset.max_pixels")
     if problems:
         raise DltkError(problems)
     classes = _class_folders(root, files)
@@ -254,33 +234,6 @@ def image_folder(config: ImageFolderConfig, split: str | None = None) -> ImageFo
             )
     labels = [classes.index(f.relative_to(root).parts[0]) for f in files] if classes else None
     return ImageFolder(files, config.image_size or 64, config.channels or 3, labels, classes, limit)
-
-
-def too_large(path: Path, size: tuple[int, int], limit: int) -> None:
-    """Refuse an image of more than ``limit`` pixels, by name, before it is decoded."""
-    w, h = size
-    if w * h > limit:
-        raise DltkError(
-            f"dataset.max_pixels: image '{path}' is {w}x{h} ({w * h} pixels), more than {limit}; "
-            "shrink it, remove it, or raise dataset.max_pixels"
-        )
-
-
-def resize_centre_crop(img: Any, size: int) -> Any:
-    """Scale the shorter side to ``size`` and keep the centred ``size`` x ``size`` square.
-
-    Resamples only the source box that becomes the square (what resizing the whole image and then
-    cropping gives), so a 1 x 10,000,000 image never becomes a 64 x 640,000,000 one in memory.
-    """
-    from PIL import Image
-
-    w, h = img.size
-    scale = size / min(w, h)
-    full_w, full_h = max(size, round(w * scale)), max(size, round(h * scale))
-    left, top = (full_w - size) // 2, (full_h - size) // 2
-    sx, sy = w / full_w, h / full_h
-    box = (left * sx, top * sy, (left + size) * sx, (top + size) * sy)
-    return img.resize((size, size), Image.Resampling.BILINEAR, box=box)
 
 
 @hookimpl

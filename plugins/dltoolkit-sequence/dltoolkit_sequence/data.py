@@ -14,7 +14,7 @@ import torch
 from torch import Tensor
 
 from dltoolkit import DataSpec, DltkError
-from dltoolkit.data import digits_split_indices, load_torchvision
+from dltoolkit.data import check_memory, digits_split_indices, load_torchvision
 from dltoolkit_sequence.options import (
     SYNTHETIC_SERIES,
     DigitRowsConfig,
@@ -108,9 +108,24 @@ def char_windows(ids: Tensor, seq_len: int) -> tuple[Tensor, Tensor]:
     return inputs, targets
 
 
+TEXT_BYTES_PER_CHAR = 18
+"""Memory ``text-file`` holds per character of its file while it turns the text into ids: the file's
+bytes, the decoded text (1 byte a character for ASCII), a list of ids and their tensor (8 each)."""
+
+
 def text_file(config: TextFileConfig, split: str | None = None) -> TensorSequences:
-    """Any UTF-8 text file as windows of characters for next-character prediction (last 10% held out)."""
+    """Any UTF-8 text file as windows of characters for next-character prediction (last 10% held out).
+
+    A file too large for the memory available (about :data:`TEXT_BYTES_PER_CHAR` bytes a character)
+    is refused before it is read."""
     path = Path(config.path)
+    if path.is_file():
+        size = path.stat().st_size
+        check_memory(
+            TEXT_BYTES_PER_CHAR * size,
+            f"dataset.path: '{path}' ({size / 1e6:.1f} MB) as character ids",
+            "use a shorter text",
+        )
     text = read_text(path)
     vocab = sorted(set(text))
     lookup = {ch: i for i, ch in enumerate(vocab)}
@@ -131,37 +146,59 @@ def text_file(config: TextFileConfig, split: str | None = None) -> TensorSequenc
 # --- time series ------------------------------------------------------------------------------
 
 
-def read_column(path: Path, column: str) -> tuple[str, np.ndarray]:
-    """``(column name, values)`` of one column of a CSV file with a header row (default: the last column)."""
+MAX_VALUE = 1e30
+"""Largest magnitude a series value may have: beyond it, the mean, the spread and the float32
+values a model computes with overflow (a series near 1e308 ended training with a non-finite loss)."""
+
+
+def read_column(path: Path, column: str, key: str = "dataset.path") -> tuple[str, np.ndarray]:
+    """``(column name, values)`` of one column of a CSV file with a header row (default: the last
+    column, also when the column names are empty). Blank lines are skipped; a field too large for a
+    CSV field, a cell that is not a number, and values that are not finite or beyond
+    :data:`MAX_VALUE` are :class:`DltkError` messages naming the line (``key`` first)."""
     import csv
 
     if not path.is_file():
-        raise DltkError(f"dataset.path: '{path}' does not exist (give a CSV file with a header row)")
+        raise DltkError(f"{key}: '{path}' does not exist (give a CSV file with a header row)")
     try:
         with path.open(newline="", encoding="utf-8") as handle:
-            rows = list(csv.reader(handle))
+            reader = csv.reader(handle)
+            rows: list[tuple[int, list[str]]] = []
+            for row in reader:
+                if row and (not rows or any(cell.strip() for cell in row)):  # blank lines (a file ending in one)
+                    rows.append((reader.line_num, row))
     except UnicodeDecodeError:
-        raise DltkError(f"dataset.path: '{path}' is not UTF-8 text") from None
+        raise DltkError(f"{key}: '{path}' is not UTF-8 text") from None
+    except csv.Error as exc:
+        raise DltkError(f"{key}: '{path}' line {reader.line_num}: not a CSV row ({exc})") from None
     if not rows:
-        raise DltkError(f"dataset.path: '{path}' is empty")
-    header = [name.strip() for name in rows[0]]
-    name = column or header[-1]
-    if name not in header:
-        raise DltkError(f"dataset.column: '{path}' has no column '{name}' (it has: {', '.join(header)})")
-    at = header.index(name)
+        raise DltkError(f"{key}: '{path}' is empty")
+    header = [name.strip() for name in rows[0][1]]
+    if column:
+        if column not in header:
+            where = "dataset.column" if key == "dataset.path" else key
+            raise DltkError(f"{where}: '{path}' has no column '{column}' (it has: {', '.join(header)})")
+        at = header.index(column)
+    else:
+        at = len(header) - 1
+    name = header[at] or f"column {at + 1}"
     values = []
-    for number, row in enumerate(rows[1:], 2):
+    for number, row in rows[1:]:
+        cell = row[at].strip() if at < len(row) else ""
         try:
-            values.append(float(row[at]))
-        except (ValueError, IndexError):
-            cell = row[at] if at < len(row) else ""
+            value = float(cell)
+        except ValueError:
             raise DltkError(
-                f"dataset.path: '{path}' line {number}: '{cell}' in column '{name}' is not a number"
+                f"{key}: '{path}' line {number}: '{cell[:40]}' in column '{name}' is not a number"
             ) from None
-    values_array = np.asarray(values, dtype=np.float64)
-    if not np.isfinite(values_array).all():
-        raise DltkError(f"dataset.path: '{path}': column '{name}' holds NaN or infinite values")
-    return name, values_array
+        if not abs(value) <= MAX_VALUE:
+            raise DltkError(
+                f"{key}: '{path}' line {number}: {cell[:40]} in column '{name}' is "
+                f"{'not finite' if not np.isfinite(value) else 'too large'}; values must lie within "
+                f"+-{MAX_VALUE:g}"
+            )
+        values.append(value)
+    return name, np.asarray(values, dtype=np.float64)
 
 
 def time_series(config: TimeSeriesConfig, split: str | None = None) -> TensorSequences:

@@ -19,6 +19,8 @@ from dltoolkit_sequence.models import SequenceModel
 from dltoolkit_sequence.options import ForecastConfig, LanguageModelConfig, SequenceClassifyConfig
 
 DEFAULT_NUM_CHARS = 500
+MAX_NUM_CHARS = 1_000_000
+"""Most characters ``dltk generate --num-chars`` draws (one model step each)."""
 SAMPLE_NAME = "sample.txt"
 
 
@@ -190,7 +192,7 @@ def make_forecast_predict(model: SequenceModel, device: torch.device) -> Callabl
             return
         if Path(path).is_dir():
             raise DltkError(f"--input: '{path}' is a folder; give a CSV file of the series (or train, test)")
-        name, values = read_column(Path(path), model.column)
+        name, values = read_column(Path(path), model.column, key="--input")
         if len(values) < model.context:
             raise DltkError(
                 f"--input: '{path}' has {len(values)} values in column '{name}'; a forecast reads the last "
@@ -227,11 +229,22 @@ def sample_text(
         logits, state = model(torch.tensor([ids], device=device))
         drawn = [] if prompt else list(ids)
         for _ in range(num_chars - len(drawn)):
-            probs = torch.softmax(logits[0, -1].float().cpu() / temperature, dim=0)
-            nxt = int(torch.multinomial(probs, 1, generator=generator).item())
+            nxt = _draw(logits[0, -1].float().cpu(), temperature, generator)
             drawn.append(nxt)
             logits, state = model(torch.tensor([[nxt]], device=device), state)
     return prompt + "".join(model.vocab[i] for i in drawn)
+
+
+def _draw(logits: Tensor, temperature: float, generator: torch.Generator) -> int:
+    """One id drawn from ``softmax(logits / temperature)``; a temperature so small that the scaled
+    logits overflow (``1e-45``) draws the most likely id, the limit of sampling as it goes to 0."""
+    probs = torch.softmax(logits / temperature, dim=0)
+    if not torch.isfinite(probs).all():
+        scaled = logits.double() / temperature
+        if not torch.isfinite(scaled).all():
+            return int(torch.argmax(logits).item())
+        probs = torch.softmax(scaled, dim=0)
+    return int(torch.multinomial(probs, 1, generator=generator).item())
 
 
 def make_generate(model: SequenceModel, device: torch.device) -> Callable[..., list[Path]]:
@@ -254,6 +267,8 @@ def make_generate(model: SequenceModel, device: torch.device) -> Callable[..., l
         temperature = 1.0 if temperature is None else temperature
         if num_chars < 1:
             raise DltkError(f"--num-chars: must be at least 1, got {num_chars}")
+        if num_chars > MAX_NUM_CHARS:
+            raise DltkError(f"--num-chars: at most {MAX_NUM_CHARS}, got {num_chars}")
         if not temperature > 0:
             raise DltkError(f"--temperature: must be more than 0, got {temperature:g}")
         generator = torch.Generator().manual_seed(0 if seed is None else seed)

@@ -6,49 +6,23 @@ from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 from torch import Tensor, nn
 
 from dltoolkit import DataSpec, DltkError
-from dltoolkit.images import to_signed_unit
+from dltoolkit.images import check_images, image_files, read_image, to_signed_unit
 
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp")
 BATCH = 256
-
-
-def image_files(path: Path) -> list[Path]:
-    """``path`` itself (an image), or every image under it (a folder, recursive, sorted)."""
-    if path.is_file():
-        if path.suffix.lower() not in IMAGE_SUFFIXES:
-            raise DltkError(f"--input: '{path}' is not an image ({', '.join(IMAGE_SUFFIXES)})")
-        return [path]
-    files = sorted(p for p in path.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
-    if not files:
-        raise DltkError(f"--input: no images ({', '.join(IMAGE_SUFFIXES)}) under '{path}'")
-    return files
+MAX_INPUT_PIXELS = 4096 * 4096
+"""Largest input size (height x width) a model may record for ``--input`` images."""
 
 
 def load_image(path: Path, shape: Sequence[int]) -> Tensor:
-    """An image file as the model's input: grey or RGB as the model takes it, the shorter side resized
-    to fit (bilinear) and centre-cropped to ``(C, H, W)``, values in [-1, 1]."""
-    from PIL import Image, UnidentifiedImageError
-
+    """An image file as the model's input: grey or RGB as the model takes it, resized to cover
+    ``(H, W)`` (bilinear) and centre-cropped to ``(C, H, W)``, values in [-1, 1]; read through
+    :func:`dltoolkit.read_image` (its limits and one-line refusals, naming ``--input``)."""
     channels, height, width = (int(s) for s in shape)
-    try:
-        with Image.open(path) as opened:
-            image = opened.convert("L" if channels == 1 else "RGB")
-            scale = max(width / image.width, height / image.height)
-            size = (max(width, round(image.width * scale)), max(height, round(image.height * scale)))
-            if size != image.size:
-                image = image.resize(size, Image.Resampling.BILINEAR)
-            left, top = (image.width - width) // 2, (image.height - height) // 2
-            array = np.asarray(image.crop((left, top, left + width, top + height)), dtype=np.uint8)
-    except (OSError, UnidentifiedImageError, SyntaxError) as exc:
-        raise DltkError(f"--input: cannot read image '{path}': {exc}") from None
-    tensor = torch.from_numpy(array.copy())
-    tensor = tensor.unsqueeze(0) if tensor.dim() == 2 else tensor.permute(2, 0, 1)
-    return to_signed_unit(tensor)
+    return to_signed_unit(read_image(path, channels=1 if channels == 1 else 3, size=(height, width), what="--input"))
 
 
 def _batches(dataset: Any) -> Iterator[tuple[int, Tensor, Tensor]]:
@@ -100,7 +74,16 @@ def make_predict(model: nn.Module, device: torch.device, spec: DataSpec | None) 
         assert path is not None
         if spec is None or len(spec.shape) != 3:
             raise DltkError("--input: this model does not record the image size it takes; predict on a split (test)")
-        files = image_files(Path(path))
+        channels, height, width = (int(s) for s in spec.shape)
+        if channels not in (1, 3) or min(height, width) < 1 or height * width > MAX_INPUT_PIXELS:
+            raise DltkError(
+                f"--input: the model records an input of {channels}x{height}x{width}, which no image is read as "
+                "(a damaged or tampered export?); predict on a split (test) or re-export the run"
+            )
+        files = image_files(Path(path), what="--input")
+        problems = check_images(files, what="--input")
+        if problems:
+            raise DltkError(problems)
         for start in range(0, len(files), BATCH):
             chunk = files[start : start + BATCH]
             classes, probabilities = classify(torch.stack([load_image(f, spec.shape) for f in chunk]))

@@ -1,0 +1,78 @@
+"""docs/plugin_hooks.md is generated from dltoolkit/hookspecs.py, whatever hooks the file holds.
+
+(docs/recipes.md, the other generated reference, is checked in tests/test_hooks.py.)
+"""
+
+from __future__ import annotations
+
+import types
+from pathlib import Path
+
+import pluggy
+
+from dltoolkit import hookspecs
+from dltoolkit._reference import HOOKS_COMMAND, hook_specs, hooks_reference, result_mode
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def test_plugin_hooks_page_is_up_to_date():
+    """The committed page is exactly what the generator makes from today's hookspecs.py."""
+    page = (ROOT / "docs" / "plugin_hooks.md").read_text(encoding="utf-8")
+    assert page == hooks_reference(), f"docs/plugin_hooks.md is stale; regenerate it with: {HOOKS_COMMAND}"
+
+
+def test_every_hookspec_is_rendered_with_signature_docstring_and_mode():
+    page = hooks_reference()
+    specs = hook_specs(hookspecs)
+    assert [spec.__name__ for spec in specs] == list(hookspecs.HOOK_NAMES)  # in the file's order
+    for spec in specs:
+        assert f"\n## `{spec.__name__}`\n\n```python\n{spec.__name__}(" in page
+        assert f"| [`{spec.__name__}`](#{spec.__name__}) |" in page  # the table at the top
+    assert "dltk_engine_created(run: Run, engine: Engine, role: str) -> None" in page
+    assert "**Args**: the `Run`, the `ignite.engine.Engine` and its role." in page  # reST roles as code
+
+
+def _module_with_new_hooks() -> types.ModuleType:
+    """A hookspecs module as another change might leave it: one more hook of each result mode."""
+    module = types.ModuleType("more_hookspecs")
+    spec = pluggy.HookspecMarker(hookspecs.PROJECT_NAME)
+
+    def dltk_register_writers() -> list:
+        """Return the writers this plugin provides.
+
+        Called: once per run.
+        Returns: a list of writers.
+        """
+
+    def dltk_pick_device(name: str) -> str:
+        """The device for ``name``; the first plugin that answers wins."""
+
+    def not_a_hook() -> None:
+        """A helper of the module: no hook, not rendered."""
+
+    module.dltk_register_writers = spec(dltk_register_writers)
+    module.dltk_pick_device = spec(firstresult=True)(dltk_pick_device)
+    module.not_a_hook = not_a_hook
+    return module
+
+
+def test_a_hook_added_to_the_file_is_rendered_without_touching_the_generator():
+    module = _module_with_new_hooks()
+    page = hooks_reference(module)
+    assert [s.__name__ for s in hook_specs(module)] == ["dltk_register_writers", "dltk_pick_device"]
+    assert "## `dltk_register_writers`\n\n```python\ndltk_register_writers() -> list\n```" in page
+    assert "**Called**: once per run.\n\n**Returns**: a list of writers." in page  # each field its own paragraph
+    assert "## `dltk_pick_device`\n\n```python\ndltk_pick_device(name: str) -> str\n```" in page
+    row = "| [`dltk_pick_device`](#dltk_pick_device) | The device for `name`; the first plugin that answers wins. |"
+    assert row in page
+    assert "not_a_hook" not in page
+
+
+def test_result_mode_comes_from_the_docstring_else_from_the_marker():
+    module = _module_with_new_hooks()
+    assert result_mode(module.dltk_register_writers) == "collect all"
+    assert result_mode(module.dltk_pick_device) == "first result"
+    assert result_mode(hookspecs.dltk_register_recipes) == "collect all (every plugin's list is merged)"
+    page = hooks_reference(module)
+    assert page.count("**Result mode**: first result.") == 1  # added once where the docstring has none

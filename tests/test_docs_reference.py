@@ -5,10 +5,15 @@
 
 from __future__ import annotations
 
+import importlib.metadata
+import importlib.util
+import re
 import types
 from pathlib import Path
 
 import pluggy
+import pytest
+import tomllib
 
 from dltoolkit import hookspecs
 from dltoolkit._reference import HOOKS_COMMAND, hook_specs, hooks_reference, result_mode
@@ -76,3 +81,58 @@ def test_result_mode_comes_from_the_docstring_else_from_the_marker():
     assert result_mode(hookspecs.dltk_register_recipes) == "collect all (every plugin's list is merged)"
     page = hooks_reference(module)
     assert page.count("**Result mode**: first result.") == 1  # added once where the docstring has none
+
+
+# --- the opening example of docs/writing_plugins.md --------------------------------------------
+
+WRITING = "docs/writing_plugins.md"
+PAGE_FILE = re.compile(r"<!-- file: (\S+) -->\n```\w*\n(.*?)\n```", flags=re.S)
+
+
+def page_files(page: str = WRITING) -> dict[str, str]:
+    """The files a page spells out in full: each block right after a ``<!-- file: PATH -->`` line."""
+    return {path: body + "\n" for path, body in PAGE_FILE.findall((ROOT / page).read_text(encoding="utf-8"))}
+
+
+def test_the_opening_example_is_a_whole_plugin_of_under_30_lines_of_python():
+    files = page_files()
+    assert set(files) == {
+        "dltoolkit-tinynet/pyproject.toml",
+        "dltoolkit-tinynet/dltoolkit_tinynet/__init__.py",
+        "tiny.toml",
+    }
+    code = [line for line in files["dltoolkit-tinynet/dltoolkit_tinynet/__init__.py"].splitlines() if line.strip()]
+    assert len(code) < 30
+    project = tomllib.loads(files["dltoolkit-tinynet/pyproject.toml"])
+    assert project["project"]["entry-points"]["dltoolkit"] == {"tinynet": "dltoolkit_tinynet"}
+
+
+@pytest.mark.slow
+def test_the_opening_example_installs_checks_trains_and_predicts(tmp_path, fake_plugins):
+    """The page's plugin, written from the page, is found through its entry point (beside the installed
+    plugins), and every command of the page that uses its recipe file prints what the page shows."""
+    from test_docs_commands import commands_of, run_command
+
+    for path, text in page_files().items():
+        (tmp_path / path).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / path).write_text(text, encoding="utf-8")
+    project = tomllib.loads((tmp_path / "dltoolkit-tinynet" / "pyproject.toml").read_text())
+    ((entry, target),) = project["project"]["entry-points"]["dltoolkit"].items()
+    spec = importlib.util.spec_from_file_location(target, tmp_path / "dltoolkit-tinynet" / target / "__init__.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    installed = []  # the environment's plugins (the page runs beside them), then the page's
+    for dist in importlib.metadata.distributions():
+        points = {ep.name: ep.value for ep in dist.entry_points if ep.group == "dltoolkit"}
+        if points:
+            installed.append((dist.metadata["Name"], dist.version, points))
+    fake_plugins(*installed, (project["project"]["name"], project["project"]["version"], {entry: module}))
+
+    commands = [c for c in commands_of(WRITING) if "tiny.toml" in c.text or "runs/tiny" in c.text]
+    assert len(commands) >= 6, [c.text for c in commands]
+    made: dict[str, Path] = {}
+    for command in sorted(commands, key=lambda c: " predict " in c.text):  # the run before the predict
+        run_command(command, tmp_path, made)
+    assert (tmp_path / "runs" / "tiny" / "checkpoints").is_dir()
+    rows = (tmp_path / "predictions.csv").read_text().splitlines()
+    assert rows[0] == "input,label,probability,true_label" and len(rows) == 361

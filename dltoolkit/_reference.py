@@ -5,7 +5,8 @@ built-ins and the named installed plugins (the project's docs name its first-par
 registered components' Configs. ``python -m dltoolkit._reference hooks`` prints the whole of
 docs/plugin_hooks.md, from the docstrings of every hook in :mod:`dltoolkit.hookspecs` and of the
 public records the hooks exchange. Tests keep both pages in step (``tests/test_hooks.py``,
-``tests/test_docs_reference.py``).
+``tests/test_docs_reference.py``). ``python -m dltoolkit._reference --write``, run at the root of a
+checkout, rewrites both pages in place.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import inspect
 import re
 import sys
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from types import ModuleType
 from typing import Any
 
@@ -217,8 +219,36 @@ def _fields(record: type) -> str:
     return f"({', '.join(shown)})"
 
 
+# --- both pages at once -----------------------------------------------------------------------
+
+REFERENCE_PLUGINS = ("gan", "vae", "vision", "sequence", "fidelity")
+"""The plugins whose components docs/recipes.md documents: the first-party ones."""
+
+
+def write_pages(root: Path) -> list[Path]:
+    """Regenerate ``root/docs/plugin_hooks.md`` and the generated part of ``root/docs/recipes.md``
+    in place; return the pages whose text changed."""
+    docs = root / "docs"
+    recipes = docs / "recipes.md"
+    text = recipes.read_text(encoding="utf-8")
+    start, end = text.index(BEGIN), text.index(END) + len(END)
+    pages = {
+        recipes: text[:start] + markdown_reference(registry_of(REFERENCE_PLUGINS)) + text[end:],
+        docs / "plugin_hooks.md": hooks_reference(),
+    }
+    changed = []
+    for path, new in pages.items():
+        if not path.is_file() or path.read_text(encoding="utf-8") != new:
+            path.write_text(new, encoding="utf-8")
+            changed.append(path)
+    return changed
+
+
 if __name__ == "__main__":  # pragma: no cover
     if sys.argv[1:] == ["hooks"]:
         sys.stdout.write(hooks_reference())
+    elif sys.argv[1:] == ["--write"]:
+        for page in write_pages(Path.cwd()):
+            print(f"rewrote {page}")
     else:
         print(markdown_reference(registry_of(sys.argv[1:])))

@@ -16,7 +16,18 @@ import pytest
 import tomllib
 
 from dltoolkit import hookspecs
-from dltoolkit._reference import HOOKS_COMMAND, hook_specs, hooks_reference, result_mode
+from dltoolkit._reference import (
+    BEGIN,
+    END,
+    HOOKS_COMMAND,
+    REFERENCE_PLUGINS,
+    hook_specs,
+    hooks_reference,
+    markdown_reference,
+    registry_of,
+    result_mode,
+    write_pages,
+)
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -81,6 +92,19 @@ def test_result_mode_comes_from_the_docstring_else_from_the_marker():
     assert result_mode(hookspecs.dltk_register_recipes) == "collect all (every plugin's list is merged)"
     page = hooks_reference(module)
     assert page.count("**Result mode**: first result.") == 1  # added once where the docstring has none
+
+
+def test_write_regenerates_both_pages_in_place_and_keeps_the_hand_written_part(tmp_path):
+    (tmp_path / "docs").mkdir()
+    recipes = (ROOT / "docs" / "recipes.md").read_text(encoding="utf-8")
+    stale = recipes.replace(recipes[recipes.index(BEGIN) : recipes.index(END)], BEGIN + "\nold\n")
+    (tmp_path / "docs" / "recipes.md").write_text(stale, encoding="utf-8")
+    assert write_pages(tmp_path) == [tmp_path / "docs" / "recipes.md", tmp_path / "docs" / "plugin_hooks.md"]
+    assert (tmp_path / "docs" / "plugin_hooks.md").read_text(encoding="utf-8") == hooks_reference()
+    written = (tmp_path / "docs" / "recipes.md").read_text(encoding="utf-8")
+    assert written[: written.index(BEGIN)] == recipes[: recipes.index(BEGIN)]  # the hand-written part stays
+    assert markdown_reference(registry_of(REFERENCE_PLUGINS)) in written
+    assert write_pages(tmp_path) == []  # nothing left to change
 
 
 # --- the opening example of docs/writing_plugins.md --------------------------------------------

@@ -78,7 +78,8 @@ def registry_of(plugins: Sequence[str]) -> Registry:
 
 # --- docs/plugin_hooks.md ----------------------------------------------------------------------
 
-HOOKS_COMMAND = "uv run python -m dltoolkit._reference hooks > docs/plugin_hooks.md"
+HOOKS_COMMAND = "uv run python -m dltoolkit._reference --write"
+"""Regenerates this page (and docs/recipes.md's generated part), run at the root of a checkout."""
 
 HOOKS_INTRO = """\
 # Plugin hooks
@@ -125,6 +126,7 @@ Rules that hold for every hook:
 
 _ROLES = re.compile(r":(?:class|func|meth|data|mod|attr|exc):`(~?)([^`]+)`")
 _FIELD = re.compile(r"^(Called|Args|Returns|Raises|Result mode|When|Example)s?:")
+_DOC_PAGE = re.compile(r"(?<!\]\()(?<![\w/`\[])docs/([\w-]+\.md)")
 _MODE = re.compile(r"Result mode:\s*([^.;\n]+)")
 
 
@@ -135,9 +137,11 @@ def _role(match: re.Match[str]) -> str:
 
 
 def _markdown(doc: str) -> str:
-    """A reST-flavoured docstring as Markdown: roles and double backquotes as code; a line starting
-    with a field (``Called:``, ``Args:``, ``Returns:``, ...) starts a paragraph, the field in bold."""
+    """A reST-flavoured docstring as Markdown: roles and double backquotes as code, ``docs/PAGE.md`` as
+    a link; a line starting with a field (``Called:``, ``Args:``, ``Returns:``, ...) starts a
+    paragraph, the field in bold."""
     text = _ROLES.sub(_role, doc).replace("``", "`")
+    text = _DOC_PAGE.sub(lambda m: f"[{m.group(1)}]({m.group(1)})", text)  # the page sits beside them
     lines: list[str] = []
     for line in text.splitlines():
         if _FIELD.match(line) and lines and lines[-1].strip():

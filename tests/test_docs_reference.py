@@ -47,6 +47,7 @@ def test_every_hookspec_is_rendered_with_signature_docstring_and_mode():
         assert f"| [`{spec.__name__}`](#{spec.__name__}) |" in page  # the table at the top
     assert "dltk_engine_created(run: Run, engine: Engine, role: str) -> None" in page
     assert "**Args**: the `Run`, the `ignite.engine.Engine` and its role." in page  # reST roles as code
+    assert "[model_contracts.md](model_contracts.md)" in page  # docs/PAGE.md in a docstring: a link
 
 
 def _module_with_new_hooks() -> types.ModuleType:

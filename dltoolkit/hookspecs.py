@@ -43,7 +43,8 @@ def dltk_register_recipes() -> list[Component]:
     Returns: a list of :class:`~dltoolkit.Component`. A recipe factory is called as
     ``factory(config, run=run)`` with the validated ``[recipe]`` table and the
     :class:`~dltoolkit.Run`. It builds its parts with ``run.build_dataset()`` and
-    ``run.build_model()``, writes an Ignite trainer whose step returns the scalars it reports,
+    ``run.build_model()``, writes an Ignite trainer whose step returns the scalars it reports
+    (``{name: 0-d tensor}``, or a 1-D tensor in declared order, detached and left on the device),
     and hands everything to ``run.fit(trainer, loader, epochs=, state=, trained=)``, which runs
     the life cycle (logging, evaluation, callbacks, checkpoints, progress, resume, clean stops;
     docs/writing_plugins.md gives the order). The component declares, as data:
@@ -59,7 +60,12 @@ def dltk_register_recipes() -> list[Component]:
       or higher is better), used by the progress line, the loss plot, TensorBoard and ``best_by``;
     * ``offers``: ``offers(model, device) -> Trained`` (add ``config=`` or ``data=`` to also
       receive the run's recipe options or its DataSpec), which ``dltk generate``, ``export``, ``eval``
-      and ``predict`` call to rebuild a finished run's model from its checkpoint or export;
+      and ``predict`` call to rebuild a finished run's model from its checkpoint or export. It is
+      called twice: by the recipe with its running model (for ``run.fit``), and by those commands
+      with a model rebuilt from the recorded options, whose saved weights they then load into
+      ``Trained.modules``; so the sampler, ``eval_step`` and ``predict`` must use those very module
+      objects. Without ``offers`` (or with a ``Trained`` part left None) the commands refuse the
+      recipe's runs in one line naming what they offer;
     * ``export_formats``: older export formats the recipe still reads, ``{format: module name}``.
 
     Document the model object the recipe reads (its attributes, call signatures and shapes) and the

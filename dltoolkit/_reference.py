@@ -225,19 +225,28 @@ def _fields(record: type) -> str:
 
 # --- both pages at once -----------------------------------------------------------------------
 
-REFERENCE_PLUGINS = ("gan", "vae", "vision", "sequence", "fidelity")
-"""The plugins whose components docs/recipes.md documents: the first-party ones."""
+
+def checkout_plugins(root: Path) -> tuple[str, ...]:
+    """The entry-point names of the plugins under ``root/plugins/*/pyproject.toml``: the first-party
+    plugins whose components docs/recipes.md documents (read from the checkout, never listed here)."""
+    from dltoolkit._config import tomllib
+
+    names: list[str] = []
+    for pyproject in sorted((root / "plugins").glob("*/pyproject.toml")):
+        project = tomllib.loads(pyproject.read_text(encoding="utf-8")).get("project", {})
+        names += list(project.get("entry-points", {}).get("dltoolkit", {}))
+    return tuple(names)
 
 
 def write_pages(root: Path) -> list[Path]:
     """Regenerate ``root/docs/plugin_hooks.md`` and the generated part of ``root/docs/recipes.md``
-    in place; return the pages whose text changed."""
+    (the built-ins and the plugins of ``root/plugins/``) in place; return the pages that changed."""
     docs = root / "docs"
     recipes = docs / "recipes.md"
     text = recipes.read_text(encoding="utf-8")
     start, end = text.index(BEGIN), text.index(END) + len(END)
     pages = {
-        recipes: text[:start] + markdown_reference(registry_of(REFERENCE_PLUGINS)) + text[end:],
+        recipes: text[:start] + markdown_reference(registry_of(checkout_plugins(root))) + text[end:],
         docs / "plugin_hooks.md": hooks_reference(),
     }
     changed = []

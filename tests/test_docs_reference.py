@@ -20,7 +20,7 @@ from dltoolkit._reference import (
     BEGIN,
     END,
     HOOKS_COMMAND,
-    REFERENCE_PLUGINS,
+    checkout_plugins,
     hook_specs,
     hooks_reference,
     markdown_reference,
@@ -95,8 +95,13 @@ def test_result_mode_comes_from_the_docstring_else_from_the_marker():
     assert page.count("**Result mode**: first result.") == 1  # added once where the docstring has none
 
 
+def test_the_reference_documents_the_plugins_of_the_checkout():
+    assert sorted(checkout_plugins(ROOT)) == ["fidelity", "gan", "sequence", "vae", "vision"]
+
+
 def test_write_regenerates_both_pages_in_place_and_keeps_the_hand_written_part(tmp_path):
     (tmp_path / "docs").mkdir()
+    (tmp_path / "plugins").symlink_to(ROOT / "plugins")
     recipes = (ROOT / "docs" / "recipes.md").read_text(encoding="utf-8")
     stale = recipes.replace(recipes[recipes.index(BEGIN) : recipes.index(END)], BEGIN + "\nold\n")
     (tmp_path / "docs" / "recipes.md").write_text(stale, encoding="utf-8")
@@ -104,7 +109,7 @@ def test_write_regenerates_both_pages_in_place_and_keeps_the_hand_written_part(t
     assert (tmp_path / "docs" / "plugin_hooks.md").read_text(encoding="utf-8") == hooks_reference()
     written = (tmp_path / "docs" / "recipes.md").read_text(encoding="utf-8")
     assert written[: written.index(BEGIN)] == recipes[: recipes.index(BEGIN)]  # the hand-written part stays
-    assert markdown_reference(registry_of(REFERENCE_PLUGINS)) in written
+    assert markdown_reference(registry_of(checkout_plugins(ROOT))) in written
     assert write_pages(tmp_path) == []  # nothing left to change
 
 

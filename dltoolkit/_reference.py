@@ -203,13 +203,29 @@ def hooks_reference(module: ModuleType | None = None) -> str:
             lines += ["", f"**Result mode**: {result_mode(spec)}."]
     lines += ["", "## The records the hooks exchange"]
     for name, record in _records():
-        shown = _signature(record) if inspect.isfunction(record) else f"{name}{_fields(record)}"
+        shown = _signature(record) if inspect.isfunction(record) else _call(name, _fields(record))
         lines += ["", f"### `{name}`", "", "```python", shown, "```", "", _markdown(inspect.getdoc(record) or "")]
     return "\n".join(lines) + "\n"
 
 
-def _fields(record: type) -> str:
-    """``(name, factory, config, summary='', ...)``: an attrs class's constructor, as users call it."""
+def _literal(value: Any) -> str:
+    """A default as ruff formats it: strings in double quotes."""
+    return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"' if isinstance(value, str) else repr(value)
+
+
+def _call(name: str, arguments: list[str], width: int = 120) -> str:
+    """``name(a, b=1)`` laid out as ruff lays out a call: on one line if it fits in ``width``, else the
+    arguments on one indented line, else one argument a line with a trailing comma."""
+    joined = ", ".join(arguments)
+    if len(name) + len(joined) + 2 <= width:
+        return f"{name}({joined})"
+    if len(joined) + 4 <= width:
+        return f"{name}(\n    {joined}\n)"
+    return name + "(\n" + "".join(f"    {argument},\n" for argument in arguments) + ")"
+
+
+def _fields(record: type) -> list[str]:
+    """``name``, ``summary=""``, ...: an attrs class's constructor arguments, as users write them."""
     shown = []
     for field in attrs.fields(record):
         if not field.init:
@@ -217,10 +233,10 @@ def _fields(record: type) -> str:
         if field.default is attrs.NOTHING:
             shown.append(field.name)
         elif isinstance(field.default, attrs.Factory):  # type: ignore[arg-type]
-            shown.append(f"{field.name}={field.default.factory()!r}")  # type: ignore[union-attr]
+            shown.append(f"{field.name}={_literal(field.default.factory())}")  # type: ignore[union-attr]
         else:
-            shown.append(f"{field.name}={field.default!r}")
-    return f"({', '.join(shown)})"
+            shown.append(f"{field.name}={_literal(field.default)}")
+    return shown
 
 
 # --- both pages at once -----------------------------------------------------------------------

@@ -20,6 +20,7 @@ from dltoolkit._reference import (
     BEGIN,
     END,
     HOOKS_COMMAND,
+    _call,
     checkout_plugins,
     hook_specs,
     hooks_reference,
@@ -93,6 +94,13 @@ def test_result_mode_comes_from_the_docstring_else_from_the_marker():
     assert result_mode(hookspecs.dltk_register_recipes) == "collect all (every plugin's list is merged)"
     page = hooks_reference(module)
     assert page.count("**Result mode**: first result.") == 1  # added once where the docstring has none
+
+
+def test_constructors_are_laid_out_as_ruff_formats_them():
+    """`ruff format .` formats the Python blocks of docs/*.md: a generated page must come out as it would."""
+    assert _call("Scalar", ["name", 'doc=""']) == 'Scalar(name, doc="")'
+    assert _call("Record", ["a" * 50, "b" * 50], width=108) == f"Record(\n    {'a' * 50}, {'b' * 50}\n)"
+    assert _call("Record", ["a" * 50, "b" * 50], width=60) == f"Record(\n    {'a' * 50},\n    {'b' * 50},\n)"
 
 
 def test_the_reference_documents_the_plugins_of_the_checkout():

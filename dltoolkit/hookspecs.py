@@ -38,25 +38,38 @@ hookimpl = pluggy.HookimplMarker(PROJECT_NAME)
 def dltk_register_recipes() -> list[Component]:
     """Return the recipes this plugin provides: typically one per model family.
 
-    Called: once, when the registry is built, before any recipe file is read.
+    Called: once per ``dltk`` invocation, when the registry is built, before any recipe file is read.
+
     Returns: a list of :class:`~dltoolkit.Component`. A recipe factory is called as
     ``factory(config, run=run)`` with the validated ``[recipe]`` table and the
     :class:`~dltoolkit.Run`. It builds its parts with ``run.build_dataset()`` and
-    ``run.build_model()``, writes an Ignite trainer whose step returns the scalars it reports,
+    ``run.build_model()``, writes an Ignite trainer whose step returns the scalars it reports
+    (``{name: 0-d tensor}``, or a 1-D tensor in declared order, detached and left on the device),
     and hands everything to ``run.fit(trainer, loader, epochs=, state=, trained=)``, which runs
-    the life cycle (logging, evaluation, callbacks, checkpoints, progress, resume, clean stops).
-    The component declares, as data:
+    the life cycle (logging, evaluation, callbacks, checkpoints, progress, resume, clean stops;
+    docs/writing_plugins.md gives the order). The component declares, as data:
 
-    * ``requires``: the tables a recipe file must have (``("model", "dataset")``);
+    * ``requires``: the tables a recipe file must have (``("model", "dataset")``); a missing one is
+      ``FILE: dataset: the 'vae' recipe needs a [dataset] table``;
     * ``needs``: what the model and the data must provide (``{"model": "vae", "dataset": "images"}``),
       checked by ``dltk check`` before anything is built;
     * ``provides``: what its finished runs can do (``"sample"``, ``"evaluate"``, ``"predict"``,
-      ``"export"``), which metrics and callbacks may need;
+      ``"export"``) and any tag of its own that says what its ``eval_step`` gives (the ``vae``
+      recipe's ``"elbo"``), which metrics and callbacks may need;
     * ``reports``: the :class:`~dltoolkit.Scalar` values its step returns (name, meaning, lower
       or higher is better), used by the progress line, the loss plot, TensorBoard and ``best_by``;
     * ``offers``: ``offers(model, device) -> Trained`` (add ``config=`` or ``data=`` to also
       receive the run's recipe options or its DataSpec), which ``dltk generate``, ``export``, ``eval``
-      and ``predict`` call to rebuild a finished run's model from its checkpoint or export.
+      and ``predict`` call to rebuild a finished run's model from its checkpoint or export. It is
+      called twice: by the recipe with its running model (for ``run.fit``), and by those commands
+      with a model rebuilt from the recorded options, whose saved weights they then load into
+      ``Trained.modules``; so the sampler, ``eval_step`` and ``predict`` must use those very module
+      objects. Without ``offers`` (or with a ``Trained`` part left None) the commands refuse the
+      recipe's runs in one line naming what they offer;
+    * ``export_formats``: older export formats the recipe still reads, ``{format: module name}``.
+
+    Document the model object the recipe reads (its attributes, call signatures and shapes) and the
+    tag its models provide: docs/model_contracts.md does so for the first-party recipes.
 
     Result mode: collect all (every plugin's list is merged).
     """
@@ -66,14 +79,24 @@ def dltk_register_recipes() -> list[Component]:
 def dltk_register_models() -> list[Component]:
     """Return the model components this plugin provides.
 
-    Called: once, when the registry is built.
+    Called: once per ``dltk`` invocation, when the registry is built.
+
     Returns: a list of :class:`~dltoolkit.Component`. A model factory is called as
-    ``factory(config, data=DataSpec, image_shape=(C, H, W))`` (``image_shape`` for image data
-    only; a factory names the arguments it takes, the others are not passed). It returns the
-    model object its recipe documents (each recipe says which attributes it reads). Declare
-    ``provides`` (the tag the recipe's ``needs["model"]`` names, e.g. ``"vae"``) and ``needs``
+    ``factory(config, data=DataSpec, image_shape=(C, H, W))``: ``data`` is the description of the
+    training data (or the one recorded in a checkpoint or export, when ``dltk generate``,
+    ``export``, ``eval`` or ``predict`` rebuild the model without any data); ``image_shape`` is
+    passed for image data only; the factory receives only the arguments it names (all of them
+    with ``**kwargs``). It returns the model object its recipe documents
+    (docs/model_contracts.md), so any object with those attributes will do. Declare ``provides``
+    (the tag the recipe's ``needs["model"]`` names, e.g. ``"vae"``) and ``needs``
     (``{"dataset": "images"}``) so that ``dltk check`` refuses a model with the wrong recipe or
     data, and ``dltk list`` shows which recipes it serves.
+
+    Each build is preceded by a dry one under ``torch.device("meta")`` that counts the parameters
+    and refuses sizes that would not fit in memory, so a factory must be free of side effects (no
+    files written, no downloads). A configuration it cannot build for that data is a
+    :class:`~dltoolkit.DltkError` keyed ``model`` or ``model.<option>``.
+
     Result mode: collect all.
     """
 
@@ -82,18 +105,26 @@ def dltk_register_models() -> list[Component]:
 def dltk_register_datasets() -> list[Component]:
     """Return the dataset components this plugin provides.
 
-    Called: once, when the registry is built.
+    Called: once per ``dltk`` invocation, when the registry is built.
+
     Returns: a list of :class:`~dltoolkit.Component` with ``provides`` saying what the samples are
     (``"images"``, ``"sequences"``, ``"text"``, ``"series"``, plus ``"labels"`` when each has a
     class, or can have one depending on its options: the built data is then checked against what
-    the recipe and model need). A dataset factory is called as ``factory(config)`` for the training data and
-    ``factory(config, split="train"|"test")`` by evaluations (so accept
-    ``split: str | None = None``); the ``train`` and ``test`` splits never share a sample. It
-    returns a :class:`torch.utils.data.Dataset` of ``(input, target)`` pairs with a ``spec``
-    attribute, a :class:`~dltoolkit.DataSpec` (kind, shape, classes, vocabulary) from which
-    models are built. Images are float tensors in [-1, 1]; :class:`~dltoolkit.data.InMemoryImages` is
-    the fast choice for images that fit in memory. Missing or bad files are reported by raising
-    :class:`~dltoolkit.DltkError`.
+    the recipe and model need). A dataset factory is called as ``factory(config)`` for the training
+    data and ``factory(config, split="train"|"test")`` by evaluations, ``dltk eval`` and ``dltk
+    predict`` (so accept ``split: str | None = None``); the ``train`` and ``test`` splits never
+    share a sample. It returns a :class:`torch.utils.data.Dataset` of ``(input, target)`` pairs
+    with a ``spec`` attribute, a :class:`~dltoolkit.DataSpec` (kind, shape, classes, vocabulary)
+    from which models are built and which every checkpoint and export records. Images are float
+    tensors in [-1, 1]; :class:`~dltoolkit.data.InMemoryImages` is the fast choice for images that fit
+    in memory and sets ``spec`` itself. A dataset without ``spec`` but with an ``image_shape``
+    attribute is taken as images of that shape.
+
+    A dataset registered without ``provides`` passes ``dltk check``; when the run builds it, its
+    ``spec`` is checked against the recipe's and the model's ``needs["dataset"]``. Missing or bad
+    files are reported by raising :class:`~dltoolkit.DltkError` naming the key and what to put
+    where (``dataset.root: ...``).
+
     Result mode: collect all.
     """
 
@@ -102,7 +133,8 @@ def dltk_register_datasets() -> list[Component]:
 def dltk_register_metrics() -> list[Component]:
     """Return the metric components this plugin provides.
 
-    Called: once, when the registry is built.
+    Called: once per ``dltk`` invocation, when the registry is built.
+
     Returns: a list of :class:`~dltoolkit.Component` declaring ``reports`` (the
     :class:`~dltoolkit.Scalar` it scores, with its direction) and ``needs`` (``{"recipe":
     "sample"}`` or ``{"recipe": "evaluate"}``, plus the tag of what the recipe's ``eval_step``
@@ -125,6 +157,10 @@ def dltk_register_metrics() -> list[Component]:
 
     A factory returning anything else is refused naming the component. Either way a recipe gets
     evaluation by asking ``run.fit`` for it, and ``dltk eval`` scores a finished run the same way.
+    During training ``run.fit`` evaluates the ``[[metrics]]`` every ``every`` epochs and after the
+    last and records the scores as an ``eval`` record of metrics.jsonl (docs/run_directory.md),
+    TensorBoard ``eval/<name>`` and the best checkpoint when one is its ``best_by``.
+
     Result mode: collect all.
     """
 
@@ -133,12 +169,20 @@ def dltk_register_metrics() -> list[Component]:
 def dltk_register_callbacks() -> list[Component]:
     """Return the callback components this plugin provides.
 
-    Called: once, when the registry is built.
-    Returns: a list of :class:`~dltoolkit.Component` (with ``needs``, e.g. ``{"recipe":
-    "sample"}``, when it works only with some recipes). A callback factory is called as
-    ``factory(config)`` and returns an object with ``attach(engine, run)``, which adds Ignite
-    event handlers to the trainer engine (``Events.EPOCH_COMPLETED`` and so on). ``run.fit``
-    attaches every ``[[callbacks]]`` table of the recipe file to the trainer.
+    Called: once per ``dltk`` invocation, when the registry is built.
+
+    Returns: a list of :class:`~dltoolkit.Component` (with ``needs`` when it works only with some
+    recipes or data: ``{"recipe": "sample"}`` for sample grids, ``{"dataset": "images"}``). A
+    callback factory is called as ``factory(config)`` and returns an object with
+    ``attach(engine, run)``, which adds Ignite event handlers to the trainer engine
+    (``Events.EPOCH_COMPLETED`` and so on). ``run.fit`` builds every ``[[callbacks]]`` table of the
+    recipe file and attaches each to the trainer, in file order, after recording the recipe's
+    ``Trained`` (so ``run.sampler`` is set) and before the checkpoint handlers. For work to do
+    however the run ends, attach to ``Events.COMPLETED`` and also pass the function to
+    ``run.add_finalizer(fn)``; never attach to ``Events.EXCEPTION_RAISED`` (an Ignite handler
+    there swallows the exception, and a failed run would exit 0). Callbacks are built again on
+    ``--resume``, so state kept only in the object starts over.
+
     Result mode: collect all.
     """
 
@@ -147,10 +191,16 @@ def dltk_register_callbacks() -> list[Component]:
 def dltk_configure(run: Run) -> None:
     """The recipe file is validated and the registries are built; nothing is built yet.
 
-    Called: once per run, after validation and before the recipe starts (also for ``--resume``).
-    Args: ``run``, the :class:`~dltoolkit.Run` (``run.recipe_file``, ``run.registry``; its
-    directory is not created yet). Raise :class:`~dltoolkit.DltkError` to refuse the run.
-    Returns: nothing. Result mode: collect all.
+    Called: once per run, after validation and before the recipe starts, before the run directory
+    exists (also for ``--resume``).
+
+    Args: ``run``, the :class:`~dltoolkit.Run` (``run.recipe_file``, ``run.registry``,
+    ``run.device``; nothing is built).
+
+    Returns: nothing. Raise :class:`~dltoolkit.DltkError` to refuse the run: the user gets its
+    lines and exit code 2, and nothing is written.
+
+    Result mode: collect all.
     """
 
 
@@ -158,9 +208,16 @@ def dltk_configure(run: Run) -> None:
 def dltk_engine_created(run: Run, engine: Engine, role: str) -> None:
     """A recipe built an Ignite engine; attach handlers to it here.
 
-    Called: once per engine, before it runs, with ``role`` ``"trainer"`` or ``"evaluator"``.
+    Called: once per engine, before it runs, with ``role`` ``"trainer"`` (from ``run.fit``, after
+    the recipe file's callbacks are attached) or ``"evaluator"`` (the engine that runs the metrics
+    that score predictions during training; ``dltk eval`` does not call it).
+
     Args: the :class:`~dltoolkit.Run`, the :class:`ignite.engine.Engine` and its role.
-    Returns: nothing. Result mode: collect all.
+
+    Returns: nothing. Attach handlers here (``engine.add_event_handler(Events.EPOCH_COMPLETED,
+    ...)``); Ignite's handlers (``Timer``, ``EarlyStopping``, loggers) work as usual.
+
+    Result mode: collect all.
     """
 
 
@@ -168,10 +225,16 @@ def dltk_engine_created(run: Run, engine: Engine, role: str) -> None:
 def dltk_run_finished(run: Run, exit_code: ExitCode) -> None:
     """The run ended, however it ended.
 
-    Called: exactly once per run that started, also after an error, a non-finite loss or an
-    interrupt, with the :class:`~dltoolkit.ExitCode` the command will return.
-    Args: the :class:`~dltoolkit.Run` and the exit code.
-    Returns: nothing. Result mode: collect all; an exception here is reported, not raised.
+    Called: exactly once per run that started, after success, a user error, a failed run
+    (non-finite loss) or an interrupt. (A second Ctrl-C exits the process at once, and then no
+    hook runs.)
+
+    Args: the :class:`~dltoolkit.Run` and the :class:`~dltoolkit.ExitCode` the command will return.
+
+    Returns: nothing. An exception raised here is printed, not raised, so it cannot hide the
+    run's outcome.
+
+    Result mode: collect all.
     """
 
 

@@ -1,4 +1,4 @@
-"""Reliability, round three (issue 25): one image-reading path (``dltoolkit.read_image``) with the
+"""Reliability, round three (issue 25): one image-reading path (``dltoolkit.images.read_image``) with the
 same limits and one-line refusals for training, ``dltk predict`` and ``dltk eval --real/--fake``.
 
 Hostile files are made small: a decompression bomb is a PNG header that claims a huge image.

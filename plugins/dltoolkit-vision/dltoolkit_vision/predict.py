@@ -20,7 +20,7 @@ MAX_INPUT_PIXELS = 4096 * 4096
 def load_image(path: Path, shape: Sequence[int]) -> Tensor:
     """An image file as the model's input: grey or RGB as the model takes it, resized to cover
     ``(H, W)`` (bilinear) and centre-cropped to ``(C, H, W)``, values in [-1, 1]; read through
-    :func:`dltoolkit.read_image` (its limits and one-line refusals, naming ``--input``)."""
+    :func:`dltoolkit.images.read_image` (its limits and one-line refusals, naming ``--input``)."""
     channels, height, width = (int(s) for s in shape)
     return to_signed_unit(read_image(path, channels=1 if channels == 1 else 3, size=(height, width), what="--input"))
 

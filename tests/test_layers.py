@@ -37,6 +37,8 @@ LAYERS: dict[str, tuple[str, ...]] = {
         "_images",
         "_sampling",
         "_trained",
+        "_options",
+        "_metrics",
     ),
     "plugin host and registry": ("hookspecs", "_manager", "_registry"),
     "recipe files": ("_config", "_reference"),

@@ -22,7 +22,7 @@ from dltoolkit._checkpoint import best_checkpoint_in, load_checkpoint
 from dltoolkit.testing import write_image_folder
 from dltoolkit_fidelity.weights import INCEPTION_FILE
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[3]  # the repository
 TINY = "tiny-test-extractor"
 
 

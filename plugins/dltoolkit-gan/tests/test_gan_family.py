@@ -223,15 +223,13 @@ def pixels(path: Path) -> np.ndarray:
 
 
 @pytest.fixture(scope="module")
-def conditional_run(tmp_path_factory) -> Path:
+def conditional_run(tmp_path_factory, tiny_gan_text) -> Path:
     """A tiny class-conditional MLP GAN (cgan) trained for one epoch on the labelled digits."""
-    from conftest import TINY_GAN
-
     from dltoolkit.testing import run_cli
 
     folder = tmp_path_factory.mktemp("cgan")
     recipe = folder / "tiny.toml"
-    recipe.write_text(TINY_GAN.format(runs=folder.as_posix()))
+    recipe.write_text(tiny_gan_text.format(runs=folder.as_posix()))
     result = run_cli("run", recipe, "recipe.epochs=1", "model.name=cgan", "--run-dir", folder / "run")
     assert result.exit_code == 0, result.err
     return folder / "run"

@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from test_reliability import ITERATION_CHECKPOINTS, log_lines, subprocess_run
+from runs import ITERATION_CHECKPOINTS, log_lines, subprocess_run
 
 from dltoolkit import DataSpec, DltkError
 from dltoolkit._checkpoint import checkpoints_in, load_checkpoint
@@ -37,7 +37,7 @@ from dltoolkit_sequence import (
     time_series,
 )
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[3]  # the repository
 
 TINY_CLASSIFY = """
 seed = 1

@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
-from test_reliability import ITERATION_CHECKPOINTS, log_lines, subprocess_run
+from runs import ITERATION_CHECKPOINTS, log_lines, subprocess_run
 from torch import nn
 
 from dltoolkit import to_uint8
@@ -197,7 +197,7 @@ def test_checking_a_vae_recipe_imports_no_torch(tmp_path):
         "import sys; from dltoolkit.cli import main; code = main(sys.argv[1:]); "
         "print(code, sorted(m for m in ('torch', 'ignite', 'torchvision') if m in sys.modules))"
     )
-    recipe = Path(__file__).resolve().parent.parent / "recipes" / "vae_digits.toml"
+    recipe = Path(__file__).resolve().parents[3] / "recipes" / "vae_digits.toml"
     result = subprocess.run(
         [sys.executable, "-c", probe, "check", str(recipe)], capture_output=True, text=True, cwd=tmp_path, timeout=120
     )

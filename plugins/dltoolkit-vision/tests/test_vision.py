@@ -20,7 +20,7 @@ import torch
 from dltoolkit import sha256_file
 from dltoolkit.testing import run_cli
 
-HELPERS = Path(__file__).resolve().parent / "helpers"
+HELPERS = Path(__file__).resolve().parents[3] / "tests" / "helpers"  # fault_plugin
 DLTK = Path(sys.executable).parent / "dltk"
 SUFFIXES = ".png, .jpg, .jpeg, .webp, .bmp"
 
@@ -615,7 +615,7 @@ def test_clean_stop_and_sigkill_then_resume_give_identical_weights(straight, dlt
 def test_the_epoch_line_shows_a_held_out_score_only_when_it_was_measured(dltk, tmp_path):
     """Scores evaluated every 2 epochs of 4: epochs 2 and 4 show them; epoch 3 no longer repeats
     epoch 2's value as if it were new (user trial)."""
-    recipe = Path(__file__).resolve().parent.parent / "recipes" / "cnn_digits.toml"
+    recipe = Path(__file__).resolve().parents[3] / "recipes" / "cnn_digits.toml"
     small = ["model={name='lenet', channels=[4, 8], hidden=[16, 8]}", "recipe.epochs=4"]
     small.append("recipe.confusion_matrix=false")
     every = ["metrics.0.every=2", "metrics.1.every=2"]

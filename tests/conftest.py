@@ -8,6 +8,7 @@ The toy is seen as an installed distribution, ``dltoolkit-toy`` (tests/helpers/t
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -16,10 +17,13 @@ from toy_plugin import TINY_RECIPE
 TOY_SITE = Path(__file__).resolve().parent / "helpers" / "toy-site"
 
 
-@pytest.fixture(autouse=True)
-def _toy_installed(_isolated_env: None, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.syspath_prepend(str(TOY_SITE))
-    monkeypatch.setenv("PYTHONPATH", os.pathsep.join([str(TOY_SITE), os.environ["PYTHONPATH"]]))
+@pytest.fixture(scope="module", autouse=True)
+def _toy_installed() -> Iterator[None]:
+    """For each module of the core's tests (module-scoped fixtures that run ``dltk`` included)."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.syspath_prepend(str(TOY_SITE))
+        patch.setenv("PYTHONPATH", os.pathsep.join(filter(None, [str(TOY_SITE), os.environ.get("PYTHONPATH")])))
+        yield
 
 
 @pytest.fixture

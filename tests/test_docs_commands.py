@@ -18,6 +18,8 @@ goes in SKIP (or SKIP_PATTERNS) below, with the reason.
 from __future__ import annotations
 
 import contextlib
+import json
+import math
 import os
 import re
 import shlex
@@ -28,7 +30,9 @@ from pathlib import Path
 import pytest
 import tomli_w
 import tomllib
+from PIL import Image
 
+from dltoolkit._checkpoint import checkpoints_in
 from dltoolkit.testing import run_cli, use_cifar10_checksums, write_cifar10, write_image_folder, write_mnist
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -241,6 +245,9 @@ def resolve_run_dirs(args: list[str], workspace: Path, made: dict[str, Path]) ->
     for arg in args:
         if arg.startswith("/tmp/"):  # a scratch folder of the page: the workspace's own
             arg = str(workspace / arg[1:])
+        key, equals, value = arg.partition("=")
+        if equals and value.startswith("/tmp/"):  # KEY=/tmp/... (e.g. --set classifier=PATH): the same
+            arg = f"{key}={workspace / value[1:]}"
         if resolved and resolved[-1] in ("--run-dir", "--out"):  # what the command writes
             resolved.append(arg)
             continue
@@ -328,6 +335,86 @@ def run_command(command: DocCommand, workspace: Path, made: dict[str, Path]) -> 
         assert not [line for line in compared if line.startswith("dltk: wrote") and line not in out_lines], (
             f"{where}: printed {out_lines}"
         )
+    if result.exit_code == 0:
+        check_products(args, result.out, where)
+
+
+def _option(args: list[str], name: str) -> str | None:
+    return args[args.index(name) + 1] if name in args else None
+
+
+def _wrote(out: str, where: str) -> Path:
+    """The path of the ``dltk: wrote PATH`` line."""
+    match = re.search(r"^dltk: wrote (\S+?)/?;?(?: |$)", out, flags=re.M)
+    assert match, f"{where}: no 'dltk: wrote' line in:\n{out}"
+    return Path(match.group(1))
+
+
+def check_products(args: list[str], out: str, where: str) -> None:
+    """What a command that exited 0 must have produced: its files, with their content, or its output."""
+    command = args[0]
+    if command == "run":
+        done = re.search(r"^dltk: done\. Results in (.+?)/(?: |;|$)", out, flags=re.M)
+        assert done, f"{where}: no 'dltk: done' line in:\n{out}"
+        run = Path(done.group(1))
+        if "--run-dir" in args:
+            assert run == Path(_option(args, "--run-dir") or ""), f"{where}: wrote {run}"
+        recipe = tomllib.loads((run / "recipe.toml").read_text())
+        assert checkpoints_in(run / "checkpoints"), f"{where}: {run} has no checkpoint"
+        records = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+        epochs = [r["epoch"] for r in records if r["kind"] == "epoch"]
+        assert epochs and epochs[-1] == recipe["recipe"]["epochs"], f"{where}: epochs logged {epochs}"
+        assert (run / "run.json").is_file(), f"{where}: {run} has no run.json"
+    elif command == "check":
+        assert re.search(r": ok \(recipe \S+", out), f"{where}: printed {out!r}"
+    elif command == "list":
+        rows = [line for line in out.splitlines() if line.startswith("  ") and line.strip()]
+        assert rows, f"{where}: listed nothing:\n{out}"
+        kind = next((a for a in args[1:] if not a.startswith("-")), None)
+        if kind is not None:
+            assert out.startswith(f"{kind.rstrip('s')}s:"), f"{where}: printed {out!r}"
+    elif command == "plugins":
+        assert "dltoolkit.builtin.datasets" in out, f"{where}: printed {out!r}"
+    elif command == "generate":
+        folder = Path(_option(args, "--out") or "")
+        files = sorted(p for p in folder.rglob("*") if p.is_file())
+        assert files and all(p.stat().st_size for p in files), f"{where}: wrote {files}"
+        images = [p for p in files if p.suffix == ".png"]
+        for path in images:
+            with Image.open(path) as image:
+                image.verify()
+        if "--grid" in args:
+            assert images, f"{where}: no grid image in {files}"
+        elif "--prompt" not in args and "--num" in args:
+            assert len(images) == int(_option(args, "--num") or 0), f"{where}: wrote {files}"
+    elif command == "export":
+        from safetensors import safe_open
+
+        with safe_open(_option(args, "--out"), framework="pt") as handle:
+            meta = handle.metadata()
+            assert list(handle.keys()), f"{where}: an export without weights"
+        assert meta["format"].startswith("dltoolkit-"), f"{where}: metadata {meta}"
+    elif command == "predict":
+        rows = (Path(_option(args, "--out") or "")).read_text().splitlines()
+        count = re.search(r"^dltk: wrote (\d+) predictions", out, flags=re.M)
+        assert count and len(rows) == int(count.group(1)) + 1 > 1, f"{where}: {len(rows)} lines, printed {out!r}"
+    elif command == "eval":
+        lines = out.splitlines()
+        header = next(i for i, line in enumerate(lines) if line.split()[:2] == ["metric", "value"])
+        scored = {line.split()[0]: float(line.split()[1]) for line in lines[header + 1 :] if line.strip()}
+        wanted = (_option(args, "--metrics") or "").split(",")
+        assert scored and all(name in scored for name in wanted if name), f"{where}: printed {out!r}"
+        assert all(math.isfinite(value) for value in scored.values()), f"{where}: printed {out!r}"
+    elif command == "compare":
+        page = _wrote(out, where)
+        assert page.is_file() and page.stat().st_size, f"{where}: {page}"
+        runs = [a for a in args[1:] if not a.startswith("-") and a != _option(args, "--out")]
+        assert all(f"| {Path(run).name} |" in out for run in runs), f"{where}: printed {out!r}"
+    elif command == "new":
+        folder = _wrote(out, where)
+        assert (folder / "pyproject.toml").is_file() and list(folder.glob("tests/test_*.py")), f"{where}: {folder}"
+    else:
+        pytest.fail(f"{where}: no check of what `dltk {command}` produces: add one to check_products")
 
 
 def run_page(page: str, workspace: Path) -> None:

@@ -34,3 +34,25 @@ def subprocess_run(recipe: Path, run_dir: Path, *overrides: str, env: dict[str, 
 def log_lines(run: Path) -> list[dict]:
     """The records of ``run``'s metrics.jsonl."""
     return [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+
+
+HEAVY_PROBE = """
+import sys
+from dltoolkit.cli import main
+try:
+    code = main(sys.argv[1:])
+except SystemExit as exc:  # --help
+    code = exc.code
+heavy = sorted(m for m in ("torch", "ignite", "torchvision", "torch_fidelity", "sklearn") if m in sys.modules)
+print("EXIT", code, "HEAVY", ",".join(heavy) or "-")
+"""
+
+
+def heavy_imports(args: list[str], cwd: Path) -> str:
+    """``dltk ARGS`` in a fresh interpreter: ``EXIT <code> HEAVY <heavy modules it imported, or ->``."""
+    result = subprocess.run(
+        [sys.executable, "-c", HEAVY_PROBE, *args], capture_output=True, text=True, cwd=cwd, timeout=120
+    )
+    last = (result.stdout.strip().splitlines() or [""])[-1]
+    assert last.startswith("EXIT "), result.stdout + result.stderr
+    return last

@@ -143,6 +143,7 @@ def test_metrics_of_classifiers_are_refused_with_other_recipes(dltk, tiny_gan):
 # --- the recipe, end to end -------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_a_classify_run_reports_held_out_scores_and_keeps_the_best(trained):
     _recipe, run, err = trained
     kinds = [r["kind"] for r in records(run) if r["kind"] != "step"]
@@ -169,6 +170,7 @@ def test_a_classify_run_reports_held_out_scores_and_keeps_the_best(trained):
     assert 0.0 < train["lr"] < 0.05 and 0.0 < train["train_accuracy"] <= 1.0
 
 
+@pytest.mark.slow
 def test_predict_labels_a_folder_of_digit_pngs_from_a_run_a_checkpoint_or_an_export(trained, dltk, tmp_path):
     _recipe, run, _err = trained
     pngs = digit_pngs(tmp_path / "pngs", 30)
@@ -208,6 +210,7 @@ def test_predict_labels_a_folder_of_digit_pngs_from_a_run_a_checkpoint_or_an_exp
         ]
 
 
+@pytest.mark.slow
 def test_class_folders_give_the_labels_and_predict_names_them(dltk, recipe_file, tmp_path):
     """image-folder data with a sub-folder per class: predictions are labelled by the folder names."""
     import numpy as np
@@ -234,6 +237,7 @@ def test_class_folders_give_the_labels_and_predict_names_them(dltk, recipe_file,
     assert right >= 20
 
 
+@pytest.mark.slow
 def test_dltk_eval_scores_the_run_as_the_run_did(trained, dltk, tmp_path):
     _recipe, run, _err = trained
     result = dltk("eval", run, "--json", tmp_path / "scores.json")
@@ -256,6 +260,7 @@ def test_dltk_eval_scores_the_run_as_the_run_did(trained, dltk, tmp_path):
     ],
     ids=["resnet-sgd-channels-last", "lenet-bf16-step-warmup", "lenet-fp16-gradscaler"],
 )  # fmt: skip
+@pytest.mark.slow
 def test_recipe_options_train(dltk, recipe_file, tmp_path, overrides):
     """Each combination learns: two epochs take every one past half right on ten classes (chance is 0.1)."""
     path = recipe_file(TINY)
@@ -274,6 +279,7 @@ def test_recipe_options_train(dltk, recipe_file, tmp_path, overrides):
 @pytest.mark.gpu
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 @pytest.mark.parametrize("precision", ["fp16", "bf16"])
+@pytest.mark.slow
 def test_mixed_precision_and_channels_last_on_cuda(dltk, recipe_file, tmp_path, precision):
     path = recipe_file(TINY)
     overrides = ("run.device='cuda'", f"recipe.precision='{precision}'", "recipe.channels_last=true")
@@ -288,6 +294,7 @@ def test_mixed_precision_and_channels_last_on_cuda(dltk, recipe_file, tmp_path, 
     assert len(read_csv(tmp_path / "p.csv")) == 360
 
 
+@pytest.mark.slow
 def test_a_non_finite_loss_stops_with_exit_1_and_a_hint(dltk, recipe_file, tmp_path):
     path = recipe_file(TINY)
     result = dltk(
@@ -407,6 +414,7 @@ def stand_in_weights(tmp_path_factory) -> tuple[Path, dict[str, torch.Tensor]]:
     return path, state
 
 
+@pytest.mark.slow
 def test_fine_tuning_a_frozen_backbone_changes_the_head_only(stand_in_weights, dltk, recipe_file, tmp_path):
     from dltoolkit._checkpoint import load_checkpoint
 
@@ -614,6 +622,7 @@ def test_clean_stop_and_sigkill_then_resume_give_identical_weights(straight, dlt
     assert_same_run(reference, run)
 
 
+@pytest.mark.slow
 def test_the_epoch_line_shows_a_held_out_score_only_when_it_was_measured(dltk, tmp_path):
     """Scores evaluated every 2 epochs of 4: epochs 2 and 4 show them; epoch 3 no longer repeats
     epoch 2's value as if it were new (user trial)."""

@@ -280,7 +280,7 @@ def test_registration_hooks_are_traced(dltk, monkeypatch):
     with contextlib.redirect_stderr(err):
         result = dltk("list", "models")
     assert result.exit_code == 0
-    for hook in ("dltk_register_recipes", "dltk_register_models", "dltk_register_metrics"):
+    for hook in ("dltk_register_recipes", "dltk_register_models", "dltk_register_datasets"):
         assert hook in result.err + err.getvalue()
 
 

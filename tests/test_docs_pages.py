@@ -17,6 +17,7 @@ PAGES, run_page, workspace = _machinery.PAGES, _machinery.run_page, _machinery.w
 
 
 @pytest.mark.slow
+@_machinery.needs_first_party
 @pytest.mark.parametrize("page", [p for p in PAGES if p != "README.md"])
 def test_every_command_of_the_page_runs(page, workspace):
     run_page(page, workspace)

@@ -465,3 +465,25 @@ def test_workspace_recipes_are_tiny(workspace):
     assert data["recipe"]["epochs"] == 1 and data["dataset"]["download"] is False
     assert not [m for m in data.get("metrics", []) if m["name"] in INCEPTION_METRICS]
     assert "best_by" not in data["checkpoint"]  # it named fid
+
+
+def test_a_command_that_exits_0_without_its_products_fails(tmp_path):
+    """check_products can fail: a run without checkpoints, a generate that wrote nothing, a predict
+    with fewer rows than it says, an eval missing a metric asked for, a command it does not know."""
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "recipe.toml").write_text("[recipe]\nepochs = 2\n")
+    cases = [
+        (["run", "r.toml"], f"dltk: done. Results in {run}/ (samples/, checkpoints/, metrics.jsonl)"),
+        (["generate", str(run), "--num", "4", "--out", str(tmp_path / "none")], "dltk: wrote 4 images"),
+        (["eval", str(run), "--metrics", "fid,kid"], "metric        value  protocol\nfid   12.5  n=10"),
+        (["check", "r.toml"], "r.toml: 1 problem"),
+    ]
+    for args, out in cases:
+        with pytest.raises(AssertionError):
+            check_products(args, out, "page.md:1")
+    (tmp_path / "p.csv").write_text("input,label\na.png,3\n")
+    with pytest.raises(AssertionError):
+        check_products(["predict", "x", "--out", str(tmp_path / "p.csv")], "dltk: wrote 2 predictions to p.csv", "p")
+    with pytest.raises(pytest.fail.Exception, match="no check of what `dltk sweep` produces"):
+        check_products(["sweep", "s.toml"], "", "page.md:1")

@@ -9,7 +9,14 @@ metrics that need torch-fidelity's Inception weights (a download) left out.
 
 A command that exits non-zero fails the test unless its shown output is the error it prints (then
 every shown line must be printed). The output shown for ``dltk check`` / ``list`` / ``plugins``
-must be printed as shown (lines with ``...`` are elisions and are not compared).
+must be printed as shown (lines with ``...`` are elisions and are not compared). A command that
+exits 0 must have produced what it is for (``check_products``): a run its checkpoints, log and
+last epoch, ``generate`` readable images (``--num`` of them), ``export`` a safetensors file with
+weights, ``predict`` the rows it counts, ``eval`` a finite score for each metric asked for,
+``compare`` its page, ``new`` a distribution with tests; a command it has no check for fails.
+
+Paths under ``/tmp/`` (also as ``KEY=/tmp/...`` values, e.g. ``--set classifier=/tmp/cfid/cnn``)
+are the workspace's own: a test never reads what an earlier manual run left on the machine.
 
 A command that cannot run here (a download, a GPU, several machines, minutes of measuring)
 goes in SKIP (or SKIP_PATTERNS) below, with the reason.

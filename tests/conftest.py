@@ -1,76 +1,38 @@
+"""The core's tests: they train the tiny inline plugin of tests/helpers/toy_plugin.py (recipe
+``toy``, model ``toy-mlp``), never a first-party plugin, so that they pass with none installed.
+
+The toy is seen as an installed distribution, ``dltoolkit-toy`` (tests/helpers/toy-site holds its
+``*.dist-info``), in this process and in the ``dltk`` processes tests start (``PYTHONPATH``).
+"""
+
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from toy_plugin import TINY_RECIPE
 
-pytest_plugins = ["dltoolkit.testing"]
-
-if os.environ.get("PYTEST_XDIST_WORKER"):
-    # one torch thread per test worker: on a 2-core machine two workers of one thread each finish
-    # sooner than threads spinning against each other (tiny models gain nothing from more)
-    import torch
-
-    torch.set_num_threads(1)
-
-ROOT = Path(__file__).resolve().parent.parent
+TOY_SITE = Path(__file__).resolve().parent / "helpers" / "toy-site"
 
 
-@pytest.fixture(autouse=True)
-def _isolated_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    """Tests see the installed first-party plugins only, write under tmp_path, and never download."""
-    # UV_RUN_RECURSION_DEPTH: set under `uv run pytest`; hints would say "uv run dltk" (tested apart)
-    for var in ("DLTK_LOAD_PLUGINS", "DLTK_TRACE_PLUGINS", "UV_RUN_RECURSION_DEPTH"):
-        monkeypatch.delenv(var, raising=False)
-    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch-home"))
-    monkeypatch.chdir(tmp_path)
-    os.environ.setdefault("MPLBACKEND", "Agg")
-
-    def no_downloads(dest: Path) -> None:
-        raise OSError("downloads are disabled in the test suite")
-
-    monkeypatch.setattr("dltoolkit_fidelity.weights.download_inception", no_downloads)
-
-
-TINY_GAN = """
-seed = 1
-
-[run]
-dir = "{runs}"
-device = "cpu"
-
-[recipe]
-name = "gan"
-epochs = 2
-batch_size = 32
-log_every = 5
-
-[model]
-name = "mlp-gan"
-latent_dim = 8
-hidden_dim = 16
-depth = 1
-
-[dataset]
-name = "digits"
-
-[[callbacks]]
-name = "samples"
-
-[checkpoint]
-every = 1
-keep = 2
-"""
+@pytest.fixture(scope="module", autouse=True)
+def _toy_installed() -> Iterator[None]:
+    """For each module of the core's tests (module-scoped fixtures that run ``dltk`` included)."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.syspath_prepend(str(TOY_SITE))
+        patch.setenv("PYTHONPATH", os.pathsep.join(filter(None, [str(TOY_SITE), os.environ.get("PYTHONPATH")])))
+        yield
 
 
 @pytest.fixture
-def tiny_gan(tmp_path: Path):
-    """Write a tiny GAN recipe (digits, MLP) and return its path; ``tiny_gan(extra_toml)``."""
+def tiny_recipe(tmp_path: Path):
+    """Write the toy's tiny recipe file (digits, MLPs) and return its path; ``tiny_recipe(extra_toml)``."""
 
     def write(extra: str = "", name: str = "tiny.toml") -> Path:
         path = tmp_path / name
-        path.write_text(TINY_GAN.format(runs=(tmp_path / "runs").as_posix()) + extra, encoding="utf-8")
+        path.write_text(TINY_RECIPE.format(runs=(tmp_path / "runs").as_posix()) + extra, encoding="utf-8")
         return path
 
     return write

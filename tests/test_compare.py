@@ -33,6 +33,7 @@ def runs(tmp_path_factory) -> dict[str, Path]:
     return {name: base / name for name in made}
 
 
+@pytest.mark.slow
 def test_two_recipes_three_runs_on_one_page(runs, dltk, tmp_path):
     out = tmp_path / "cmp"
     result = dltk("compare", runs["gan"], runs["vae"], runs["vae8"], "--out", out)
@@ -88,6 +89,7 @@ def test_two_recipes_three_runs_on_one_page(runs, dltk, tmp_path):
     assert not list(out.glob(".tmp-*"))
 
 
+@pytest.mark.slow
 def test_same_protocol_one_column_and_one_figure(runs, dltk, tmp_path):
     twin = tmp_path / "vae-again"
     shutil.copytree(runs["vae"], twin)
@@ -111,6 +113,7 @@ def test_protocol_key_ignores_timings_seeds_and_companion_values():
     assert protocol_key("isc", a) != protocol_key("isc", {**a, "num_samples": 1000})
 
 
+@pytest.mark.slow
 def test_default_out_folder_beside_the_first_run(runs, dltk, tmp_path):
     other = tmp_path / "one" / "gan"
     shutil.copytree(runs["gan"], other)
@@ -120,6 +123,7 @@ def test_default_out_folder_beside_the_first_run(runs, dltk, tmp_path):
     assert result.out.splitlines()[-1] == f"dltk: wrote {page} (open it in a browser)"
 
 
+@pytest.mark.slow
 def test_bad_input_one_line_each_nothing_written(runs, dltk, tmp_path):
     not_run = tmp_path / "plain"
     not_run.mkdir()

@@ -22,21 +22,21 @@ HELPERS = Path(__file__).resolve().parent / "helpers"
 # order (float32), and Adam divides by sqrt(v), which amplifies the last bits early on.
 RTOL, ATOL = 1e-4, 1e-5
 
-GAN = """
+TOY = """
 seed = 3
 [run]
 dir = "{runs}"
 device = "cpu"
 threads = 1
 [recipe]
-name = "gan"
+name = "toy"
 epochs = 3
 batch_size = 64
 lr_g = 1e-3
 lr_d = 1e-3
 log_every = 5
 [model]
-name = "mlp-gan"
+name = "toy-mlp"
 latent_dim = 16
 hidden_dim = 64
 depth = 2
@@ -47,39 +47,6 @@ image_size = 8
 [checkpoint]
 every = 1
 keep = 3
-"""
-
-CLASSIFIER = """
-seed = 5
-[run]
-dir = "{runs}"
-device = "cpu"
-threads = 1
-[recipe]
-name = "classify"
-epochs = 2
-batch_size = 64
-optimizer = "sgd"
-lr = 0.05
-momentum = 0.9
-schedule = "cosine"
-crop_padding = 0
-log_every = 5
-[model]
-name = "lenet"
-channels = [4, 8]
-hidden = [32, 16]
-dropout = 0.0
-[dataset]
-name = "digits"
-[[metrics]]
-name = "accuracy"
-[[metrics]]
-name = "loss"
-[checkpoint]
-every = 1
-keep = 2
-best_by = "accuracy"
 """
 
 
@@ -99,11 +66,11 @@ def assert_close(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> None
 
 
 @pytest.fixture(scope="module")
-def gan_runs(tmp_path_factory) -> tuple[Path, Path, Path]:
-    """The tiny GAN with 1 process x 64 and with 2 processes x 32 (3 epochs of 22 iterations)."""
-    folder = tmp_path_factory.mktemp("gan")
-    recipe = folder / "gan.toml"
-    recipe.write_text(GAN.format(runs=folder.as_posix()))
+def toy_runs(tmp_path_factory) -> tuple[Path, Path, Path]:
+    """The toy with 1 process x 64 and with 2 processes x 32 (3 epochs of 22 iterations)."""
+    folder = tmp_path_factory.mktemp("toy")
+    recipe = folder / "toy.toml"
+    recipe.write_text(TOY.format(runs=folder.as_posix()))
     one = run_cli("run", recipe, "--run-dir", folder / "one")
     assert one.exit_code == 0, one.err
     two = run_cli("run", recipe, "--run-dir", folder / "two", "--nproc-per-node", "2")
@@ -111,8 +78,9 @@ def gan_runs(tmp_path_factory) -> tuple[Path, Path, Path]:
     return recipe, folder / "one", folder / "two"
 
 
-def test_two_processes_train_the_gan_as_one_with_the_global_batch(gan_runs):
-    _recipe, one, two = gan_runs
+@pytest.mark.slow
+def test_two_processes_train_the_toy_as_one_with_the_global_batch(toy_runs):
+    _recipe, one, two = toy_runs
     names = ("generator", "discriminator")
     assert_close(weights(one, *names), weights(two, *names))
     assert load_checkpoint(checkpoints_in(two / "checkpoints")[0])["trainer"]["iteration"] == 66
@@ -128,8 +96,9 @@ def _launch(argv: list[str]) -> None:
     sys.exit(main(argv))
 
 
-def test_launcher_killed_mid_run_resumes_exactly_as_an_uninterrupted_run(gan_runs, tmp_path, monkeypatch):
-    recipe, _one, two = gan_runs
+@pytest.mark.slow
+def test_launcher_killed_mid_run_resumes_exactly_as_an_uninterrupted_run(toy_runs, tmp_path, monkeypatch):
+    recipe, _one, two = toy_runs
     monkeypatch.syspath_prepend(str(HELPERS))
     monkeypatch.setenv("DLTK_FAULT_KILL_LAUNCHER_AT", "30")  # epoch 2; the last checkpoint is iteration 22
     run = tmp_path / "killed"
@@ -165,25 +134,9 @@ def _is_orphan_rank(proc: Path, run: Path) -> bool:
         return False
 
 
-def test_two_processes_train_the_classifier_as_one_with_the_global_batch(tmp_path):
-    recipe = tmp_path / "cnn.toml"
-    recipe.write_text(CLASSIFIER.format(runs=tmp_path.as_posix()))
-    one = run_cli("run", recipe, "--run-dir", tmp_path / "one")
-    assert one.exit_code == 0, one.err
-    two = run_cli("run", recipe, "--run-dir", tmp_path / "two", "--nproc-per-node", "2")
-    assert two.exit_code == 0, two.err
-    assert_close(weights(tmp_path / "one", "classifier"), weights(tmp_path / "two", "classifier"))
-    # held-out scores: each rank scores its shard, Ignite gathers them (the whole test split)
-    evals = [log(tmp_path / r, "eval") for r in ("one", "two")]
-    assert len(evals[0]) == len(evals[1]) == 2
-    assert '"processes": "split over 2, gathered"' in evals[1][0]
-    for a, b in zip(*evals, strict=True):
-        assert a.split('"accuracy": ')[1][:6] == b.split('"accuracy": ')[1][:6]
-
-
 def test_batch_size_must_divide_among_processes(tmp_path):
-    recipe = tmp_path / "gan.toml"
-    recipe.write_text(GAN.format(runs=tmp_path.as_posix()))
+    recipe = tmp_path / "toy.toml"
+    recipe.write_text(TOY.format(runs=tmp_path.as_posix()))
     result = run_cli("run", recipe, "recipe.batch_size=63", "--nproc-per-node", "2")
     assert result.exit_code == 2
     assert result.err.strip() == (
@@ -194,8 +147,8 @@ def test_batch_size_must_divide_among_processes(tmp_path):
 
 
 def test_nproc_and_backend_refused_in_one_line(tmp_path):
-    recipe = tmp_path / "gan.toml"
-    recipe.write_text(GAN.format(runs=tmp_path.as_posix()))
+    recipe = tmp_path / "toy.toml"
+    recipe.write_text(TOY.format(runs=tmp_path.as_posix()))
     result = run_cli("run", recipe, "--nproc-per-node", "0")
     assert (result.exit_code, result.err.strip()) == (2, "--nproc-per-node: must be at least 1, got 0")
     if not torch.cuda.is_available():
@@ -206,8 +159,9 @@ def test_nproc_and_backend_refused_in_one_line(tmp_path):
         )
 
 
-def test_a_signal_on_one_rank_stops_every_rank_at_the_same_iteration(gan_runs, tmp_path, monkeypatch):
-    recipe, _one, two = gan_runs
+@pytest.mark.slow
+def test_a_signal_on_one_rank_stops_every_rank_at_the_same_iteration(toy_runs, tmp_path, monkeypatch):
+    recipe, _one, two = toy_runs
     monkeypatch.syspath_prepend(str(HELPERS))
     monkeypatch.setenv("DLTK_FAULT_RANK1", "30:TERM")
     monkeypatch.setenv("DLTK_FAULT_RANK0_SLOW_STOP", "3")  # rank 1 is done long before rank 0 has saved
@@ -226,8 +180,9 @@ def test_a_signal_on_one_rank_stops_every_rank_at_the_same_iteration(gan_runs, t
     assert all(torch.equal(final[0][k], final[1][k]) for k in final[0])
 
 
-def test_a_failure_on_one_rank_stops_the_run_with_one_message(gan_runs, tmp_path, monkeypatch):
-    recipe, _one, _two = gan_runs
+@pytest.mark.slow
+def test_a_failure_on_one_rank_stops_the_run_with_one_message(toy_runs, tmp_path, monkeypatch):
+    recipe, _one, _two = toy_runs
     monkeypatch.syspath_prepend(str(HELPERS))
     monkeypatch.setenv("DLTK_FAULT_RANK1", "5:RAISE")
     run = tmp_path / "failed"
@@ -238,6 +193,7 @@ def test_a_failure_on_one_rank_stops_the_run_with_one_message(gan_runs, tmp_path
     assert result.err.count("Traceback") == 1
 
 
+@pytest.mark.slow
 def test_sync_batchnorm_converts_the_models_batchnorm_and_is_refused_on_cpu(tmp_path):
     import attrs
     from torch import nn
@@ -254,8 +210,8 @@ def test_sync_batchnorm_converts_the_models_batchnorm_and_is_refused_on_cpu(tmp_
     assert isinstance(pair.generator[1], nn.SyncBatchNorm) and isinstance(pair.discriminator, nn.SyncBatchNorm)
     assert isinstance(sync_batchnorm(nn.BatchNorm2d(2)), nn.SyncBatchNorm)
 
-    recipe = tmp_path / "gan.toml"
-    recipe.write_text(GAN.format(runs=tmp_path.as_posix()))
+    recipe = tmp_path / "toy.toml"
+    recipe.write_text(TOY.format(runs=tmp_path.as_posix()))
     result = run_cli("run", recipe, "recipe.sync_batchnorm=true", "--nproc-per-node", "2", "--run-dir", tmp_path / "r")
     assert result.exit_code == 2
     assert result.err.strip() == (
@@ -264,13 +220,14 @@ def test_sync_batchnorm_converts_the_models_batchnorm_and_is_refused_on_cpu(tmp_
     )
 
 
+@pytest.mark.slow
 def test_compile_unavailable_is_one_warning_and_the_run_goes_on(tmp_path, monkeypatch):
     def no_compiler(*_args, **_kwargs):
         raise RuntimeError("Compiler: cc is not found\nmore details")
 
     monkeypatch.setattr(torch, "compile", no_compiler)
-    recipe = tmp_path / "gan.toml"
-    recipe.write_text(GAN.format(runs=tmp_path.as_posix()))
+    recipe = tmp_path / "toy.toml"
+    recipe.write_text(TOY.format(runs=tmp_path.as_posix()))
     result = run_cli("run", recipe, "recipe.compile=true", "recipe.epochs=1", "--run-dir", tmp_path / "r")
     assert result.exit_code == 0, result.err
     warnings = [line for line in result.err.splitlines() if "torch.compile" in line]
@@ -280,8 +237,8 @@ def test_compile_unavailable_is_one_warning_and_the_run_goes_on(tmp_path, monkey
 
 
 def test_compile_must_be_true_or_false(tmp_path):
-    recipe = tmp_path / "gan.toml"
-    recipe.write_text(GAN.format(runs=tmp_path.as_posix()))
+    recipe = tmp_path / "toy.toml"
+    recipe.write_text(TOY.format(runs=tmp_path.as_posix()))
     result = run_cli("check", recipe, "recipe.compile=1")
     assert (result.exit_code, result.err.strip()) == (2, f"{recipe}: recipe.compile: expected true or false, got 1")
 
@@ -289,8 +246,8 @@ def test_compile_must_be_true_or_false(tmp_path):
 @pytest.mark.slow
 def test_a_compiled_run_resumes_uncompiled_and_the_other_way_round(tmp_path):
     """Checkpoints of compiled and uncompiled runs are the same format (no ``_orig_mod.`` keys)."""
-    recipe = tmp_path / "gan.toml"
-    recipe.write_text(GAN.format(runs=tmp_path.as_posix()))
+    recipe = tmp_path / "toy.toml"
+    recipe.write_text(TOY.format(runs=tmp_path.as_posix()))
     run = tmp_path / "run"
     first = run_cli("run", recipe, "recipe.compile=true", "recipe.epochs=1", "--run-dir", run)
     assert first.exit_code == 0, first.err
@@ -306,11 +263,12 @@ def test_a_compiled_run_resumes_uncompiled_and_the_other_way_round(tmp_path):
     assert load_checkpoint(checkpoints_in(run / "checkpoints")[0])["trainer"]["iteration"] == 66
 
 
+@pytest.mark.slow
 def test_off_the_cpu_finiteness_is_read_at_logging_points_and_still_names_the_iteration(tmp_path, monkeypatch):
     """On an accelerator the step scalars are not read every iteration (that waits for the
     device): the first bad iteration is kept on the device and read at the next logging point
     or checkpoint. Forced here on the CPU."""
-    from conftest import TINY_GAN
+    from toy_plugin import TINY_RECIPE
 
     from dltoolkit._run import Run
 
@@ -318,7 +276,7 @@ def test_off_the_cpu_finiteness_is_read_at_logging_points_and_still_names_the_it
     monkeypatch.syspath_prepend(str(HELPERS))
     monkeypatch.setenv("DLTK_FAULT_NAN_AT", "33")  # detected at iteration 35 (log_every = 5)
     recipe = tmp_path / "tiny.toml"
-    recipe.write_text(TINY_GAN.format(runs=tmp_path.as_posix()))
+    recipe.write_text(TINY_RECIPE.format(runs=tmp_path.as_posix()))
     run = tmp_path / "run"
     checkpoints = ["checkpoint.unit=iteration", "checkpoint.every=4", "checkpoint.keep=20"]
     result = run_cli("run", recipe, *checkpoints, "--run-dir", run, "-p", "fault_plugin")
@@ -331,57 +289,3 @@ def test_off_the_cpu_finiteness_is_read_at_logging_points_and_still_names_the_it
     assert checkpoints_in(run / "checkpoints")[0].name == "checkpoint_32.pt"  # not 36
     logged = [json.loads(line)["iteration"] for line in (run / "metrics.jsonl").read_text().splitlines()]
     assert max(logged) == 30  # the window holding iteration 33 was never logged
-
-
-def test_a_held_out_split_that_shards_unevenly_is_scored_whole(tmp_path):
-    """5 held-out images, metric batches of 2: rank 0 scores 3 images in 2 batches, rank 1 two in
-    one. No rank waits for the other (the model has BatchNorm), and the gathered scores are those
-    of one process scoring the same checkpoint."""
-    from dltoolkit.testing import write_class_folders
-
-    write_class_folders(tmp_path / "images" / "train", "ab", 8, size=(16, 16))
-    write_class_folders(tmp_path / "images" / "test", "a", 3, size=(16, 16), seed=1)
-    write_class_folders(tmp_path / "images" / "test", "b", 2, size=(16, 16), seed=2)
-    recipe = tmp_path / "r.toml"
-    recipe.write_text(
-        f"""seed = 1
-[run]
-device = "cpu"
-threads = 1
-[recipe]
-name = "classify"
-epochs = 1
-batch_size = 8
-[model]
-name = "resnet"
-[dataset]
-name = "image-folder"
-root = "{(tmp_path / "images").as_posix()}"
-image_size = 16
-[[metrics]]
-name = "loss"
-batch_size = 2
-[[metrics]]
-name = "accuracy"
-batch_size = 2
-"""
-    )
-    run = tmp_path / "run"
-    result = run_cli("run", recipe, "--run-dir", run, "--nproc-per-node", "2")
-    assert result.exit_code == 0, result.err
-    (line,) = log(run, "eval")
-    record = json.loads(line)
-    assert record["protocol"]["loss"]["count"] == 5
-    assert record["protocol"]["loss"]["processes"] == "split over 2, gathered"
-    alone = run_cli("eval", run, "--metrics", "loss,accuracy", "--json", tmp_path / "alone.json")
-    assert alone.exit_code == 0, alone.err
-    scores = json.loads((tmp_path / "alone.json").read_text())
-    assert scores["loss"]["count"] == 5
-    assert record["accuracy"] == pytest.approx(scores["accuracy"]["value"], abs=1e-9)
-    assert record["loss"] == pytest.approx(scores["loss"]["value"], rel=1e-5)
-    # predict on the held-out split names each row by its file (image-folder holds files; user trial)
-    result = run_cli("predict", run, "--input", "test", "--out", tmp_path / "p.csv")
-    assert result.exit_code == 0, result.err
-    rows = (tmp_path / "p.csv").read_text().splitlines()[1:]
-    named = sorted(Path(row.split(",")[0]).relative_to(tmp_path / "images" / "test").as_posix() for row in rows)
-    assert named == ["a/0.png", "a/1.png", "a/2.png", "b/0.png", "b/1.png"]

@@ -9,7 +9,14 @@ metrics that need torch-fidelity's Inception weights (a download) left out.
 
 A command that exits non-zero fails the test unless its shown output is the error it prints (then
 every shown line must be printed). The output shown for ``dltk check`` / ``list`` / ``plugins``
-must be printed as shown (lines with ``...`` are elisions and are not compared).
+must be printed as shown (lines with ``...`` are elisions and are not compared). A command that
+exits 0 must have produced what it is for (``check_products``): a run its checkpoints, log and
+last epoch, ``generate`` readable images (``--num`` of them), ``export`` a safetensors file with
+weights, ``predict`` the rows it counts, ``eval`` a finite score for each metric asked for,
+``compare`` its page, ``new`` a distribution with tests; a command it has no check for fails.
+
+Paths under ``/tmp/`` (also as ``KEY=/tmp/...`` values, e.g. ``--set classifier=/tmp/cfid/cnn``)
+are the workspace's own: a test never reads what an earlier manual run left on the machine.
 
 A command that cannot run here (a download, a GPU, several machines, minutes of measuring)
 goes in SKIP (or SKIP_PATTERNS) below, with the reason.
@@ -18,6 +25,9 @@ goes in SKIP (or SKIP_PATTERNS) below, with the reason.
 from __future__ import annotations
 
 import contextlib
+import importlib.util
+import json
+import math
 import os
 import re
 import shlex
@@ -28,10 +38,19 @@ from pathlib import Path
 import pytest
 import tomli_w
 import tomllib
+from PIL import Image
 
+from dltoolkit._checkpoint import checkpoints_in
 from dltoolkit.testing import run_cli, use_cifar10_checksums, write_cifar10, write_image_folder, write_mnist
 
 ROOT = Path(__file__).resolve().parent.parent
+MISSING = [
+    f"dltoolkit-{n}"
+    for n in ("gan", "vae", "vision", "sequence", "fidelity")
+    if not importlib.util.find_spec(f"dltoolkit_{n}")
+]
+# the pages document the first-party plugins too: their commands run where those are installed
+needs_first_party = pytest.mark.skipif(bool(MISSING), reason=f"the first-party plugins are not installed: {MISSING}")
 PAGES = ["README.md", *sorted(str(p.relative_to(ROOT)) for p in (ROOT / "docs").glob("*.md"))]
 
 # command as written in the docs (without "$ " and a trailing comment) -> why it does not run here
@@ -234,6 +253,9 @@ def resolve_run_dirs(args: list[str], workspace: Path, made: dict[str, Path]) ->
     for arg in args:
         if arg.startswith("/tmp/"):  # a scratch folder of the page: the workspace's own
             arg = str(workspace / arg[1:])
+        key, equals, value = arg.partition("=")
+        if equals and value.startswith("/tmp/"):  # KEY=/tmp/... (e.g. --set classifier=PATH): the same
+            arg = f"{key}={workspace / value[1:]}"
         if resolved and resolved[-1] in ("--run-dir", "--out"):  # what the command writes
             resolved.append(arg)
             continue
@@ -321,6 +343,86 @@ def run_command(command: DocCommand, workspace: Path, made: dict[str, Path]) -> 
         assert not [line for line in compared if line.startswith("dltk: wrote") and line not in out_lines], (
             f"{where}: printed {out_lines}"
         )
+    if result.exit_code == 0:
+        check_products(args, result.out, where)
+
+
+def _option(args: list[str], name: str) -> str | None:
+    return args[args.index(name) + 1] if name in args else None
+
+
+def _wrote(out: str, where: str) -> Path:
+    """The path of the ``dltk: wrote PATH`` line."""
+    match = re.search(r"^dltk: wrote (\S+?)/?;?(?: |$)", out, flags=re.M)
+    assert match, f"{where}: no 'dltk: wrote' line in:\n{out}"
+    return Path(match.group(1))
+
+
+def check_products(args: list[str], out: str, where: str) -> None:
+    """What a command that exited 0 must have produced: its files, with their content, or its output."""
+    command = args[0]
+    if command == "run":
+        done = re.search(r"^dltk: done\. Results in (.+?)/(?: |;|$)", out, flags=re.M)
+        assert done, f"{where}: no 'dltk: done' line in:\n{out}"
+        run = Path(done.group(1))
+        if "--run-dir" in args:
+            assert run == Path(_option(args, "--run-dir") or ""), f"{where}: wrote {run}"
+        recipe = tomllib.loads((run / "recipe.toml").read_text())
+        assert checkpoints_in(run / "checkpoints"), f"{where}: {run} has no checkpoint"
+        records = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+        epochs = [r["epoch"] for r in records if r["kind"] == "epoch"]
+        assert epochs and epochs[-1] == recipe["recipe"]["epochs"], f"{where}: epochs logged {epochs}"
+        assert (run / "run.json").is_file(), f"{where}: {run} has no run.json"
+    elif command == "check":
+        assert re.search(r": ok \(recipe \S+", out), f"{where}: printed {out!r}"
+    elif command == "list":
+        rows = [line for line in out.splitlines() if line.startswith("  ") and line.strip()]
+        assert rows, f"{where}: listed nothing:\n{out}"
+        kind = next((a for a in args[1:] if not a.startswith("-")), None)
+        if kind is not None:
+            assert out.startswith(f"{kind.rstrip('s')}s:"), f"{where}: printed {out!r}"
+    elif command == "plugins":
+        assert "dltoolkit.builtin.datasets" in out, f"{where}: printed {out!r}"
+    elif command == "generate":
+        folder = Path(_option(args, "--out") or "")
+        files = sorted(p for p in folder.rglob("*") if p.is_file())
+        assert files and all(p.stat().st_size for p in files), f"{where}: wrote {files}"
+        images = [p for p in files if p.suffix == ".png"]
+        for path in images:
+            with Image.open(path) as image:
+                image.verify()
+        if "--grid" in args:
+            assert images, f"{where}: no grid image in {files}"
+        elif "--prompt" not in args and "--num" in args:
+            assert len(images) == int(_option(args, "--num") or 0), f"{where}: wrote {files}"
+    elif command == "export":
+        from safetensors import safe_open
+
+        with safe_open(_option(args, "--out"), framework="pt") as handle:
+            meta = handle.metadata()
+            assert list(handle.keys()), f"{where}: an export without weights"
+        assert meta["format"].startswith("dltoolkit-"), f"{where}: metadata {meta}"
+    elif command == "predict":
+        rows = (Path(_option(args, "--out") or "")).read_text().splitlines()
+        count = re.search(r"^dltk: wrote (\d+) predictions", out, flags=re.M)
+        assert count and len(rows) == int(count.group(1)) + 1 > 1, f"{where}: {len(rows)} lines, printed {out!r}"
+    elif command == "eval":
+        lines = out.splitlines()
+        header = next(i for i, line in enumerate(lines) if line.split()[:2] == ["metric", "value"])
+        scored = {line.split()[0]: float(line.split()[1]) for line in lines[header + 1 :] if line.strip()}
+        wanted = (_option(args, "--metrics") or "").split(",")
+        assert scored and all(name in scored for name in wanted if name), f"{where}: printed {out!r}"
+        assert all(math.isfinite(value) for value in scored.values()), f"{where}: printed {out!r}"
+    elif command == "compare":
+        page = _wrote(out, where)
+        assert page.is_file() and page.stat().st_size, f"{where}: {page}"
+        runs = [a for a in args[1:] if not a.startswith("-") and a != _option(args, "--out")]
+        assert all(f"| {Path(run).name} |" in out for run in runs), f"{where}: printed {out!r}"
+    elif command == "new":
+        folder = _wrote(out, where)
+        assert (folder / "pyproject.toml").is_file() and list(folder.glob("tests/test_*.py")), f"{where}: {folder}"
+    else:
+        pytest.fail(f"{where}: no check of what `dltk {command}` produces: add one to check_products")
 
 
 def run_page(page: str, workspace: Path) -> None:
@@ -333,6 +435,7 @@ def run_page(page: str, workspace: Path) -> None:
 
 
 @pytest.mark.slow
+@needs_first_party
 def test_every_command_of_the_readme_runs(workspace):
     """README.md here; the pages of docs/ in tests/test_docs_pages.py (the two run side by side under xdist)."""
     run_page("README.md", workspace)
@@ -362,3 +465,25 @@ def test_workspace_recipes_are_tiny(workspace):
     assert data["recipe"]["epochs"] == 1 and data["dataset"]["download"] is False
     assert not [m for m in data.get("metrics", []) if m["name"] in INCEPTION_METRICS]
     assert "best_by" not in data["checkpoint"]  # it named fid
+
+
+def test_a_command_that_exits_0_without_its_products_fails(tmp_path):
+    """check_products can fail: a run without checkpoints, a generate that wrote nothing, a predict
+    with fewer rows than it says, an eval missing a metric asked for, a command it does not know."""
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "recipe.toml").write_text("[recipe]\nepochs = 2\n")
+    cases = [
+        (["run", "r.toml"], f"dltk: done. Results in {run}/ (samples/, checkpoints/, metrics.jsonl)"),
+        (["generate", str(run), "--num", "4", "--out", str(tmp_path / "none")], "dltk: wrote 4 images"),
+        (["eval", str(run), "--metrics", "fid,kid"], "metric        value  protocol\nfid   12.5  n=10"),
+        (["check", "r.toml"], "r.toml: 1 problem"),
+    ]
+    for args, out in cases:
+        with pytest.raises(AssertionError):
+            check_products(args, out, "page.md:1")
+    (tmp_path / "p.csv").write_text("input,label\na.png,3\n")
+    with pytest.raises(AssertionError):
+        check_products(["predict", "x", "--out", str(tmp_path / "p.csv")], "dltk: wrote 2 predictions to p.csv", "p")
+    with pytest.raises(pytest.fail.Exception, match="no check of what `dltk sweep` produces"):
+        check_products(["sweep", "s.toml"], "", "page.md:1")

@@ -1,4 +1,5 @@
-"""Artefacts of a run (GIF, loss plot) and images from a trained generator: generate and export."""
+"""Artefacts of a run (GIF, loss plot) and images from a trained generator: generate and export
+(of the core's test plugin, tests/helpers/toy_plugin.py)."""
 
 from __future__ import annotations
 
@@ -11,6 +12,8 @@ import torch
 from PIL import Image
 
 from dltoolkit._checkpoint import checkpoints_in
+
+pytestmark = pytest.mark.slow  # every test reads a run trained by the module fixture
 
 ARTEFACTS = """
 [[callbacks]]
@@ -28,14 +31,14 @@ nrow = 4
 
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory) -> Path:
-    """A tiny MLP GAN trained for 3 epochs on the bundled digits."""
-    from conftest import TINY_GAN
+    """The toy (tests/helpers/toy_plugin.py) trained for 3 epochs on the bundled digits."""
+    from toy_plugin import TINY_RECIPE
 
     from dltoolkit.testing import run_cli
 
     folder = tmp_path_factory.mktemp("trained")
     recipe = folder / "tiny.toml"
-    recipe.write_text(TINY_GAN.format(runs=folder.as_posix()) + ARTEFACTS)
+    recipe.write_text(TINY_RECIPE.format(runs=folder.as_posix()) + ARTEFACTS)
     result = run_cli("run", recipe, "recipe.epochs=3", "--run-dir", folder / "run")
     assert result.exit_code == 0, result.err
     return folder / "run"
@@ -110,38 +113,10 @@ def test_export_holds_weights_and_rebuild_metadata(trained, dltk, tmp_path):
     with safe_open(str(tmp_path / "g.safetensors"), framework="pt") as handle:
         meta = handle.metadata()
         keys = list(handle.keys())
-    assert meta["format"] == "dltoolkit-export/1" and meta["recipe"] == "gan" and meta["model"] == "mlp-gan"
+    assert meta["format"] == "dltoolkit-export/1" and meta["recipe"] == "toy" and meta["model"] == "toy-mlp"
     assert json.loads(meta["model_options"])["latent_dim"] == 8
     assert json.loads(meta["data"])["shape"] == [1, 8, 8] and json.loads(meta["modules"]) == ["generator"]
     assert keys and all(k.startswith("generator.net.") for k in keys)  # the generator only, no discriminator
-
-
-def test_exports_of_dltoolkit_0_1_still_load(trained, dltk, tmp_path):
-    """The old format held the generator's state dict alone, with model, options and image shape."""
-    from safetensors import safe_open
-    from safetensors.torch import load_file, save_file
-
-    assert dltk("export", trained, "--out", tmp_path / "new.safetensors").exit_code == 0
-    with safe_open(str(tmp_path / "new.safetensors"), framework="pt") as handle:
-        meta = dict(handle.metadata())
-    state = {k.removeprefix("generator."): v for k, v in load_file(str(tmp_path / "new.safetensors")).items()}
-    old_meta = {
-        "format": "dltoolkit-generator/1",
-        "model": meta["model"],
-        "model_options": meta["model_options"],
-        "image_shape": "[1, 8, 8]",
-        "latent_dim": "8",
-        "dataset": meta["dataset"],
-        "seed": meta["seed"],
-    }
-    save_file(state, str(tmp_path / "old.safetensors"), metadata=old_meta)
-    for name in ("new", "old"):
-        result = dltk(
-            "generate", tmp_path / f"{name}.safetensors", "--num", "4", "--out", tmp_path / name, "--seed", "2"
-        )
-        assert result.exit_code == 0, result.err
-    for i in range(4):
-        assert np.array_equal(pixels(tmp_path / "old" / f"{i:04d}.png"), pixels(tmp_path / "new" / f"{i:04d}.png"))
 
 
 def test_export_with_unknown_model_is_refused_by_name(trained, dltk, tmp_path):

@@ -228,24 +228,26 @@ def test_hook_dltk_configure_can_refuse_the_run(monkeypatch, dltk, recipe_file, 
     assert not (tmp_path / "runs").exists()
 
 
-def test_hook_dltk_engine_created(dltk, tiny_gan, monkeypatch):
+@pytest.mark.slow
+def test_hook_dltk_engine_created(dltk, tiny_recipe, monkeypatch):
     rec = Recorder()
     monkeypatch.setitem(sys.modules, "recording_plugin", make_plugin(rec))
-    result = dltk("run", tiny_gan(), "recipe.epochs=1", "-p", "recording_plugin")
+    result = dltk("run", tiny_recipe(), "recipe.epochs=1", "-p", "recording_plugin")
     assert result.exit_code == 0, result.err
     (engine_call,) = [c for c in rec.calls if c[0] == "engine_created"]
     assert engine_call[1]["role"] == "trainer"
     assert engine_call[1]["engine"].state.epoch == 1  # the engine the recipe then ran
 
 
-def test_hook_dltk_run_finished(dltk, tiny_gan, monkeypatch):
+@pytest.mark.slow
+def test_hook_dltk_run_finished(dltk, tiny_recipe, monkeypatch):
     rec = Recorder()
     monkeypatch.setitem(sys.modules, "recording_plugin", make_plugin(rec))
-    assert dltk("run", tiny_gan(), "recipe.epochs=1", "-p", "recording_plugin").exit_code == 0
+    assert dltk("run", tiny_recipe(), "recipe.epochs=1", "-p", "recording_plugin").exit_code == 0
     assert rec.calls[-1] == ("run_finished", {"exit_code": ExitCode.OK})
     rec.calls.clear()
     # also after a failure: a dataset too small for the batch is refused before training
-    result = dltk("run", tiny_gan(), "recipe.batch_size=5000", "-p", "recording_plugin")
+    result = dltk("run", tiny_recipe(), "recipe.batch_size=5000", "-p", "recording_plugin")
     assert result.exit_code == 2
     assert rec.calls[-1] == ("run_finished", {"exit_code": ExitCode.BAD_INPUT})
     # after a failure during training (a non-finite loss) and after an interrupt (SIGTERM)
@@ -253,14 +255,15 @@ def test_hook_dltk_run_finished(dltk, tiny_gan, monkeypatch):
     for env, code in (("DLTK_FAULT_NAN_AT", ExitCode.RUN_FAILED), ("DLTK_FAULT_SIGNAL_AT", ExitCode.TERMINATED)):
         monkeypatch.setenv(env, "3" if env.endswith("NAN_AT") else "3:TERM")
         rec.calls.clear()
-        result = dltk("run", tiny_gan(), "recipe.epochs=1", "-p", "recording_plugin", "-p", "fault_plugin")
+        result = dltk("run", tiny_recipe(), "recipe.epochs=1", "-p", "recording_plugin", "-p", "fault_plugin")
         monkeypatch.delenv(env)
         assert result.exit_code == code, result.err
         assert rec.calls[-1] == ("run_finished", {"exit_code": code})
 
 
-def test_metrics_are_evaluated_together_on_schedule(recorder, dltk, tiny_gan):
-    path = tiny_gan('[[metrics]]\nname = "count"\nevery = 2\n')
+@pytest.mark.slow
+def test_metrics_are_evaluated_together_on_schedule(recorder, dltk, tiny_recipe):
+    path = tiny_recipe('[[metrics]]\nname = "count"\nevery = 2\n')
     result = dltk("run", path, "recipe.epochs=3", "-p", "recording_plugin")
     assert result.exit_code == 0, result.err
     assert [c for c in recorder.calls if c[0] == "evaluate"] == [("evaluate", {"n": 1})] * 2  # epochs 2 and 3
@@ -277,16 +280,3 @@ def test_every_hook_is_documented_and_tested():
     assert tests == set(spec_names)
     for name in spec_names:
         assert getattr(hookspecs, name).__doc__, f"{name} has no docstring"
-
-
-FIRST_PARTY = ("gan", "vae", "vision", "sequence", "fidelity")
-
-
-def test_recipes_reference_is_up_to_date():
-    """docs/recipes.md contains exactly what `python -m dltoolkit._reference` generates."""
-    from dltoolkit._reference import BEGIN, END, markdown_reference, registry_of
-
-    docs = (ROOT / "docs" / "recipes.md").read_text(encoding="utf-8")
-    current = docs[docs.index(BEGIN) : docs.index(END) + len(END)]
-    expected = markdown_reference(registry_of(FIRST_PARTY))
-    assert current == expected, f"regenerate: python -m dltoolkit._reference {' '.join(FIRST_PARTY)}"

@@ -86,6 +86,7 @@ def test_installed_plugin_shows_in_list_and_runs(installed, tmp_path):
     assert f"{recipe}: model.name: unknown model 'tiny-gan'" in missing.stderr
 
 
+@pytest.mark.slow
 def test_the_example_plugins_own_tests_pass(tmp_path):
     """The example plugin's tests, as docs/testing_plugins.md shows them, pass with dltoolkit.testing.
 

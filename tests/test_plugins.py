@@ -5,12 +5,12 @@ from __future__ import annotations
 import types
 
 import pytest
+from toy_plugin import ToyMlpConfig, toy_mlp
 
 from dltoolkit import Component, DltkError, RecipeFile, hookimpl
 from dltoolkit._manager import BUILTIN_PLUGINS, make_plugin_host
 from dltoolkit._registry import Registry
 from dltoolkit.testing import run_cli
-from dltoolkit_gan.models import MlpGanConfig, mlp_gan
 
 
 def model_plugin(module_name: str, model_name: str) -> types.ModuleType:
@@ -18,7 +18,7 @@ def model_plugin(module_name: str, model_name: str) -> types.ModuleType:
 
     @hookimpl
     def dltk_register_models():
-        return [Component(model_name, mlp_gan, MlpGanConfig, summary=f"{model_name} from {module_name}")]
+        return [Component(model_name, toy_mlp, ToyMlpConfig, summary=f"{model_name} from {module_name}")]
 
     module.dltk_register_models = dltk_register_models
     return module
@@ -43,10 +43,10 @@ def test_entry_point_plugin_components_appear(fake_plugins):
     assert component.summary == "tiny-gan from thirdparty_mod"
 
 
-def test_plugin_failing_at_import_does_not_take_others_down(fake_plugins, tiny_gan):
+def test_plugin_failing_at_import_does_not_take_others_down(fake_plugins, tiny_recipe):
     fake_plugins(
         ("dltoolkit-broken", "0.1", {"broken": "no_such_module_anywhere"}),
-        ("dltoolkit-gan", "0.1.0", {"gan": "dltoolkit_gan.plugin"}),
+        ("dltoolkit-toy", "0.1.0", {"toy": "toy_plugin"}),
     )
     host = make_plugin_host(env={})
     broken = host.info("broken")
@@ -54,7 +54,7 @@ def test_plugin_failing_at_import_does_not_take_others_down(fake_plugins, tiny_g
     assert broken.error.startswith("ModuleNotFoundError: No module named 'no_such_module_anywhere'")
     registry = Registry(host)
     # the recipe that needs only working plugins still validates
-    RecipeFile.from_toml(tiny_gan(), registry)
+    RecipeFile.from_toml(tiny_recipe(), registry)
     # a recipe naming something only the broken plugin could provide names that plugin
     with pytest.raises(DltkError) as info:
         registry.get("model", "fancy-gan")
@@ -207,7 +207,7 @@ def test_a_plugin_that_exits_or_interrupts_takes_nothing_down(dltk, tmp_path, mo
     rows = {line.split()[0]: line for line in result.out.splitlines()}
     assert rows["p_exit"].endswith(f"FAILED: SystemExit: 3 ({tmp_path / 'p_exit.py'}:2)")
     assert rows["p_kbd"].endswith(f"FAILED: KeyboardInterrupt ({tmp_path / 'p_kbd.py'}:1)")
-    assert rows["gan"].endswith("ok") and rows["p_hooks"].endswith("ok")
+    assert rows["toy"].endswith("ok") and rows["p_hooks"].endswith("ok")
     assert [line for line in result.out.splitlines() if line.startswith("problem:")] == [
         "problem: plugin 'p_hooks': dltk_register_models failed: TypeError: returned 5, not a list of "
         "dltoolkit.Component",
@@ -215,4 +215,4 @@ def test_a_plugin_that_exits_or_interrupts_takes_nothing_down(dltk, tmp_path, mo
         "problem: plugin 'p_hooks': dltk_register_metrics failed: SystemExit: 4",
     ]
     listed = dltk("list", "models", "-p", "p_exit", "-p", "p_kbd", "-p", "p_hooks")
-    assert listed.exit_code == 0 and "mlp-gan" in listed.out
+    assert listed.exit_code == 0 and "toy-mlp" in listed.out

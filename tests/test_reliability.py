@@ -4,43 +4,19 @@ corrupt and tampered checkpoints. Each test really does the thing, through a fau
 
 from __future__ import annotations
 
-import json
 import os
 import random
 import signal
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import torch
+from runs import ITERATION_CHECKPOINTS, log_lines, subprocess_run
 
 from dltoolkit._checkpoint import MANIFEST, checkpoints_in, load_checkpoint, read_manifest, sha256_file
 
-HELPERS = Path(__file__).resolve().parent / "helpers"
-DLTK = Path(sys.executable).parent / "dltk"
-ITERATION_CHECKPOINTS = ["checkpoint.unit=iteration", "checkpoint.every=10", "checkpoint.keep=3"]
 # the shipped recipes' end-of-run callbacks: they must not swallow the failure (exit code)
 ARTEFACTS = "callbacks=[{name='samples',unit='iteration',every=10},{name='progress-gif'},{name='loss-plot'}]"
-
-
-@pytest.fixture(autouse=True)
-def _fault_plugin_importable(monkeypatch):
-    monkeypatch.syspath_prepend(str(HELPERS))
-    for name in list(os.environ):
-        if name.startswith("DLTK_FAULT_"):
-            monkeypatch.delenv(name)
-
-
-def subprocess_run(recipe: Path, run_dir: Path, *overrides: str, env: dict[str, str]) -> subprocess.CompletedProcess:
-    full_env = {**os.environ, "PYTHONPATH": str(HELPERS), **env}
-    return subprocess.run(
-        [str(DLTK), "run", str(recipe), *overrides, "--run-dir", str(run_dir), "-p", "fault_plugin"],
-        capture_output=True,
-        text=True,
-        env=full_env,
-        timeout=300,
-    )
 
 
 def final_state(run: Path) -> dict[str, torch.Tensor]:
@@ -61,20 +37,16 @@ def assert_bit_identical(a: Path, b: Path) -> None:
     assert not different, f"differ: {different[:5]}"
 
 
-def log_lines(run: Path) -> list[dict]:
-    return [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
-
-
 @pytest.fixture(scope="module")
 def straight(tmp_path_factory) -> tuple[Path, Path]:
     """The same tiny run, left uninterrupted: 2 epochs of 44 iterations, checkpoints every 10."""
-    from conftest import TINY_GAN
+    from toy_plugin import TINY_RECIPE
 
     from dltoolkit.testing import run_cli
 
     folder = tmp_path_factory.mktemp("straight")
     recipe = folder / "tiny.toml"
-    recipe.write_text(TINY_GAN.format(runs=folder.as_posix()))
+    recipe.write_text(TINY_RECIPE.format(runs=folder.as_posix()))
     result = run_cli("run", recipe, *ITERATION_CHECKPOINTS, "--run-dir", folder / "run")
     assert result.exit_code == 0, result.err
     return recipe, folder / "run"
@@ -159,6 +131,7 @@ def test_second_ctrl_c_exits_at_once(straight, tmp_path):
     assert checkpoints_in(run / "checkpoints")[0].name == "checkpoint_20.pt"  # no save after the second signal
 
 
+@pytest.mark.slow
 def test_non_finite_loss_stops_with_exit_1_and_resumes(straight, dltk, tmp_path, monkeypatch):
     recipe, _ = straight
     run = tmp_path / "run"
@@ -181,6 +154,7 @@ def test_non_finite_loss_stops_with_exit_1_and_resumes(straight, dltk, tmp_path,
     assert load_checkpoint(checkpoints_in(run / "checkpoints")[0])["optimizer_g"]["param_groups"][0]["lr"] == 1e-4
 
 
+@pytest.mark.slow
 def test_disk_full_keeps_previous_checkpoint(straight, dltk, tmp_path, monkeypatch):
     recipe, _ = straight
     run = tmp_path / "run"
@@ -197,6 +171,7 @@ def test_disk_full_keeps_previous_checkpoint(straight, dltk, tmp_path, monkeypat
     assert load_checkpoint(folder / "checkpoint_20.pt")["trainer"]["iteration"] == 20
 
 
+@pytest.mark.slow
 def test_corrupt_newest_checkpoint_falls_back_to_previous(straight, dltk, tmp_path):
     recipe, reference = straight
     run = tmp_path / "run"
@@ -210,6 +185,7 @@ def test_corrupt_newest_checkpoint_falls_back_to_previous(straight, dltk, tmp_pa
     assert_bit_identical(reference, run)
 
 
+@pytest.mark.slow
 def test_no_readable_checkpoint_left_is_exit_2(straight, dltk, tmp_path):
     recipe, _ = straight
     run = tmp_path / "run"
@@ -227,6 +203,7 @@ class _Payload:
         return (Path.touch, (Path(__file__).parent / "PWNED_RESUME",))
 
 
+@pytest.mark.slow
 def test_pickle_payload_in_a_checkpoint_never_runs(straight, dltk, tmp_path):
     recipe, _ = straight
     run = tmp_path / "run"
@@ -245,6 +222,7 @@ def test_pickle_payload_in_a_checkpoint_never_runs(straight, dltk, tmp_path):
 
 
 @pytest.mark.parametrize("where", ["logs", "grids", "tensorboard"])
+@pytest.mark.slow
 def test_disk_full_outside_checkpoints_is_reported_not_a_traceback(straight, dltk, tmp_path, monkeypatch, where):
     """ENOSPC in metrics.jsonl, in a sample grid, or in TensorBoard's events: exit 1 naming the file."""
     import errno
@@ -284,13 +262,13 @@ def test_disk_full_outside_checkpoints_is_reported_not_a_traceback(straight, dlt
     assert checkpoints_in(run / "checkpoints")  # and they are
 
 
-def test_a_run_directory_has_one_owner(dltk, tiny_gan, tmp_path):
+@pytest.mark.slow
+def test_a_run_directory_has_one_owner(dltk, tiny_recipe, tmp_path):
     """A second writer (run into the same --run-dir, or a second --resume) is refused by pid and removes nothing."""
     import fcntl
-    import os
 
     run = tmp_path / "owned"
-    assert dltk("run", tiny_gan(), "recipe.epochs=1", "--run-dir", run).exit_code == 0
+    assert dltk("run", tiny_recipe(), "recipe.epochs=1", "--run-dir", run).exit_code == 0
     before = sorted(p.relative_to(run) for p in run.rglob("*"))
     with open(run / ".lock", "r+") as held:  # what a running dltk holds
         fcntl.flock(held, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -307,7 +285,7 @@ def test_a_run_directory_has_one_owner(dltk, tiny_gan, tmp_path):
             fcntl.flock(other, fcntl.LOCK_EX | fcntl.LOCK_NB)
             other.write(f"{os.getpid()}\n")
             other.flush()
-            result = dltk("run", tiny_gan(), "--run-dir", fresh)
+            result = dltk("run", tiny_recipe(), "--run-dir", fresh)
             assert result.exit_code == 2
             assert result.err_lines == [
                 f"{fresh}: in use by another dltk run (pid {os.getpid()}); wait for it to end or stop it first"
@@ -318,12 +296,13 @@ def test_a_run_directory_has_one_owner(dltk, tiny_gan, tmp_path):
     assert dltk("run", "--resume", run, "recipe.epochs=2").exit_code == 0
 
 
-def test_resume_before_the_first_checkpoint_starts_again_in_place(dltk, tiny_gan, tmp_path):
+@pytest.mark.slow
+def test_resume_before_the_first_checkpoint_starts_again_in_place(dltk, tiny_recipe, tmp_path):
     """Killed before its first checkpoint, a run is not a dead end: --resume starts it again and says so."""
     import shutil
 
     run = tmp_path / "early"
-    assert dltk("run", tiny_gan(), "recipe.epochs=1", "--run-dir", run).exit_code == 0
+    assert dltk("run", tiny_recipe(), "recipe.epochs=1", "--run-dir", run).exit_code == 0
     reference = load_checkpoint(checkpoints_in(run / "checkpoints")[0])
     shutil.rmtree(run / "checkpoints")  # what a kill before the first save leaves: no checkpoint
     result = dltk("run", "--resume", run)
@@ -337,8 +316,8 @@ def test_resume_before_the_first_checkpoint_starts_again_in_place(dltk, tiny_gan
     assert [r["epoch"] for r in log_lines(run) if r["kind"] == "epoch"] == [1]  # logged once, not twice
 
 
-def test_gif_timings_beyond_what_gif_stores_are_refused_at_check(dltk, tiny_gan):
-    path = tiny_gan('\n[[callbacks]]\nname = "progress-gif"\nframe_ms = 10000000\nloop = 70000\n')
+def test_gif_timings_beyond_what_gif_stores_are_refused_at_check(dltk, tiny_recipe):
+    path = tiny_recipe('\n[[callbacks]]\nname = "progress-gif"\nframe_ms = 10000000\nloop = 70000\n')
     result = dltk("check", path)
     assert result.exit_code == 2
     assert result.err_lines == [

@@ -19,14 +19,14 @@ ARTEFACTS = "callbacks=[{name='samples'},{name='progress-gif'},{name='loss-plot'
 
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory) -> Path:
-    """One tiny finished GAN run (1 epoch) with grids, GIF and loss plot, written under umask 022."""
-    from conftest import TINY_GAN
+    """One tiny finished run of the toy (1 epoch) with grids, GIF and loss plot, written under umask 022."""
+    from toy_plugin import TINY_RECIPE
 
     from dltoolkit.testing import run_cli
 
     folder = tmp_path_factory.mktemp("trained")
     recipe = folder / "tiny.toml"
-    recipe.write_text(TINY_GAN.format(runs=folder.as_posix()))
+    recipe.write_text(TINY_RECIPE.format(runs=folder.as_posix()))
     old = os.umask(0o022)
     try:
         result = run_cli("run", recipe, "recipe.epochs=1", ARTEFACTS, "--run-dir", folder / "run")
@@ -40,6 +40,7 @@ def mode(path: Path) -> int:
     return stat.S_IMODE(path.stat().st_mode)
 
 
+@pytest.mark.slow
 def test_files_get_the_users_umask(trained):
     written = [
         trained / "recipe.toml",
@@ -52,12 +53,14 @@ def test_files_get_the_users_umask(trained):
     assert {p.name: oct(mode(p)) for p in written} == {p.name: "0o644" for p in written}
 
 
+@pytest.mark.slow
 def test_artefacts_go_through_fsync_and_rename(trained, monkeypatch, tmp_path):
     """Grids, the GIF, the loss plot and exports are fsynced before their rename (like checkpoints)."""
+    from toy_plugin import REPORTS
+
     from dltoolkit import _atomic
     from dltoolkit._images import save_png
     from dltoolkit.builtin.callbacks import plot_scalars, write_gif
-    from dltoolkit_gan.options import REPORTS
 
     synced: list[str] = []
     real_fsync = os.fsync
@@ -78,6 +81,7 @@ def test_artefacts_go_through_fsync_and_rename(trained, monkeypatch, tmp_path):
     assert plot is not None and any(".tmp-" in s for s in synced)
 
 
+@pytest.mark.slow
 def test_export_carries_a_sha256_checked_on_load_and_never_overwrites(trained, dltk, tmp_path):
     from safetensors import safe_open
 
@@ -108,6 +112,7 @@ def _umask() -> int:
     return old
 
 
+@pytest.mark.slow
 def test_tampered_export_shapes_are_refused_before_allocating(trained, dltk, tmp_path):
     from safetensors.torch import load_file, safe_open, save_file
 
@@ -124,9 +129,10 @@ def test_tampered_export_shapes_are_refused_before_allocating(trained, dltk, tmp
     result = dltk("generate", tampered, "--num", "2", "--out", tmp_path / "samples")
     assert result.exit_code == 2, result.err
     assert "Traceback" not in result.err
-    assert result.err_lines[0].startswith(f"{tampered}: model: 'mlp-gan' with these options needs ")
+    assert result.err_lines[0].startswith(f"{tampered}: model: 'toy-mlp' with these options needs ")
 
 
+@pytest.mark.slow
 def test_generate_and_export_refuse_an_altered_newest_checkpoint(trained, dltk, tmp_path):
     import shutil
 
@@ -143,6 +149,7 @@ def test_generate_and_export_refuse_an_altered_newest_checkpoint(trained, dltk, 
         assert result.err_lines[0].startswith(f"{newest}: sha256 ") and "truncated or altered" in result.err_lines[0]
 
 
+@pytest.mark.slow
 def test_generate_two_billion_is_refused_or_streamed(trained, dltk, tmp_path):
     out = tmp_path / "many"
     result = dltk("generate", trained, "--num", "2000000000", "--out", out)
@@ -162,6 +169,7 @@ def test_sampling_batches_holds_one_block_of_noise():
 
 
 @pytest.mark.parametrize("command", ["generate", "export"])
+@pytest.mark.slow
 def test_out_under_a_file_or_a_read_only_folder_is_one_line(trained, dltk, tmp_path, command):
     blocker = tmp_path / "file"
     blocker.write_text("x")
@@ -182,6 +190,7 @@ def test_out_under_a_file_or_a_read_only_folder_is_one_line(trained, dltk, tmp_p
 
 
 @pytest.mark.parametrize("command", ["generate", "export"])
+@pytest.mark.slow
 def test_disk_full_during_generate_or_export_is_one_line(trained, dltk, tmp_path, monkeypatch, command):
     """ENOSPC injected into the writes (no small tmpfs is available to the test suite)."""
     from dltoolkit import _atomic
@@ -202,6 +211,7 @@ def test_disk_full_during_generate_or_export_is_one_line(trained, dltk, tmp_path
     assert not list(tmp_path.rglob(".tmp-*"))
 
 
+@pytest.mark.slow
 def test_generate_does_not_replace_samples_without_force(trained, dltk, tmp_path):
     out = tmp_path / "samples"
     assert dltk("generate", trained, "--num", "3", "--out", out).exit_code == 0

@@ -11,6 +11,7 @@ import shutil
 from pathlib import Path
 
 import pytest
+from runs import helpers_env
 
 HELPERS = Path(__file__).resolve().parent / "helpers"
 
@@ -21,9 +22,9 @@ def _helpers(monkeypatch):
 
 
 @pytest.mark.slow
-def test_an_error_inside_training_is_printed_once(tiny_gan, tmp_path):
+def test_an_error_inside_training_is_printed_once(tiny_recipe, tmp_path):
     """In a real process (in-process, pytest's log capture would hide Ignite's own logging of it)."""
-    args = ["run", str(tiny_gan()), "recipe.epochs=1", "--run-dir", str(tmp_path / "run")]
+    args = ["run", str(tiny_recipe()), "recipe.epochs=1", "--run-dir", str(tmp_path / "run")]
     result = _subprocess(*args, DLTK_FAULT_NAN_AT="3")
     assert result.returncode == 1
     assert result.stderr.count("non-finite loss at iteration 3") == 1, result.stderr
@@ -34,19 +35,18 @@ def _subprocess(*args: str, **env: str):
     import sys
 
     dltk = Path(sys.executable).parent / "dltk"
-    full_env = {**os.environ, "PYTHONPATH": str(HELPERS), **env}
     return subprocess.run(
-        [str(dltk), *args, "-p", "fault_plugin"], capture_output=True, text=True, env=full_env, timeout=300
+        [str(dltk), *args, "-p", "fault_plugin"], capture_output=True, text=True, env=helpers_env(**env), timeout=300
     )
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("what", ["READONLY", "RMTREE"])
-def test_run_directory_made_read_only_or_deleted_mid_run_is_exit_1(tiny_gan, tmp_path, what):
+def test_run_directory_made_read_only_or_deleted_mid_run_is_exit_1(tiny_recipe, tmp_path, what):
     if what == "READONLY" and os.geteuid() == 0:
         pytest.skip("root writes into read-only folders")
     run = tmp_path / "run"
-    args = ["run", str(tiny_gan()), "recipe.epochs=1", "checkpoint.unit=iteration", "checkpoint.every=20"]
+    args = ["run", str(tiny_recipe()), "recipe.epochs=1", "checkpoint.unit=iteration", "checkpoint.every=20"]
     result = _subprocess(*args, "--run-dir", str(run), **{f"DLTK_FAULT_{what}_AT": "12"})
     if run.exists():
         for sub in (run, *[p for p in run.rglob("*") if p.is_dir()]):
@@ -57,7 +57,7 @@ def test_run_directory_made_read_only_or_deleted_mid_run_is_exit_1(tiny_gan, tmp
     assert " at iteration " in last and f"continue with: dltk run --resume {run}" in last, result.stderr
 
 
-def test_full_disk_before_a_run_is_one_line_and_leaves_nothing(dltk, tiny_gan, tmp_path, monkeypatch):
+def test_full_disk_before_a_run_is_one_line_and_leaves_nothing(dltk, tiny_recipe, tmp_path, monkeypatch):
     from dltoolkit import _checkpoint
 
     def full(path, write, **_):
@@ -65,7 +65,7 @@ def test_full_disk_before_a_run_is_one_line_and_leaves_nothing(dltk, tiny_gan, t
 
     monkeypatch.setattr(_checkpoint, "atomic_write", full)
     run = tmp_path / "run"
-    result = dltk("run", tiny_gan(), "--run-dir", run)
+    result = dltk("run", tiny_recipe(), "--run-dir", run)
     assert result.exit_code == 2, result.err
     assert result.err_lines[-1] == (
         f"{run / 'recipe.toml'}: disk full (No space left on device); free some space and try again"
@@ -75,9 +75,10 @@ def test_full_disk_before_a_run_is_one_line_and_leaves_nothing(dltk, tiny_gan, t
 
 
 @pytest.mark.parametrize("damage", ["no-checkpoints-folder", "recipe-not-toml", "checkpoints-is-a-file"])
-def test_resuming_a_damaged_run_directory_is_one_line(dltk, tiny_gan, tmp_path, damage):
+@pytest.mark.slow
+def test_resuming_a_damaged_run_directory_is_one_line(dltk, tiny_recipe, tmp_path, damage):
     run = tmp_path / "run"
-    assert dltk("run", tiny_gan(), "recipe.epochs=1", "--run-dir", run).exit_code == 0
+    assert dltk("run", tiny_recipe(), "recipe.epochs=1", "--run-dir", run).exit_code == 0
     if damage == "no-checkpoints-folder":
         shutil.rmtree(run / "checkpoints")
         (run / "metrics.jsonl").write_text("{not json\n")
@@ -95,7 +96,7 @@ def test_resuming_a_damaged_run_directory_is_one_line(dltk, tiny_gan, tmp_path, 
         assert len(result.err_lines) == 1, result.err
 
 
-def test_cifar10_file_with_the_right_name_and_wrong_content_is_one_line(dltk, tiny_gan, tmp_path):
+def test_cifar10_file_with_the_right_name_and_wrong_content_is_one_line(dltk, tiny_recipe, tmp_path):
     from dltoolkit.testing import use_cifar10_checksums, write_cifar10
 
     root = tmp_path / "data"
@@ -107,7 +108,7 @@ def test_cifar10_file_with_the_right_name_and_wrong_content_is_one_line(dltk, ti
 
     sums = {**sums, "data_batch_1": hashlib.md5(batch.read_bytes()).hexdigest()}
     with use_cifar10_checksums(sums):
-        result = dltk("run", tiny_gan(), "dataset.name=cifar10", f"dataset.root={root}", "--run-dir", tmp_path / "r")
+        result = dltk("run", tiny_recipe(), "dataset.name=cifar10", f"dataset.root={root}", "--run-dir", tmp_path / "r")
     assert result.exit_code == 2, result.err
     assert "Traceback" not in result.err
     assert len(result.err_lines) == 1

@@ -14,11 +14,11 @@ GOOD = """seed = 0
 dir = "runs"
 device = "cpu"
 [recipe]
-name = "gan"
+name = "toy"
 epochs = 1
 batch_size = 32
 [model]
-name = "mlp-gan"
+name = "toy-mlp"
 latent_dim = 4
 hidden_dim = 8
 depth = 1
@@ -74,12 +74,12 @@ def test_a_model_too_large_for_its_options_is_refused_before_allocating(dltk, go
     assert result.exit_code == 2, result.err
     assert "Traceback" not in result.err
     assert len(result.err_lines) == 1
-    assert result.err_lines[0].startswith(f"{good}: model: 'mlp-gan' with these options needs ")
+    assert result.err_lines[0].startswith(f"{good}: model: 'toy-mlp' with these options needs ")
     assert "of parameters; this machine has " in result.err_lines[0]
     assert not (tmp_path / "runs").exists()
     result = dltk("run", good, "model.latent_dim=9223372036854775807")
     assert result.exit_code == 2 and "Traceback" not in result.err, result.err
-    assert result.err_lines[0].startswith(f"{good}: model: 'mlp-gan' cannot be built with these options: ")
+    assert result.err_lines[0].startswith(f"{good}: model: 'toy-mlp' cannot be built with these options: ")
 
 
 def test_an_image_size_beyond_memory_is_refused_by_name(dltk, good, tmp_path, monkeypatch):
@@ -143,11 +143,11 @@ FOLDER = """seed = 0
 [run]
 device = "cpu"
 [recipe]
-name = "gan"
+name = "toy"
 epochs = 1
 batch_size = 2
 [model]
-name = "mlp-gan"
+name = "toy-mlp"
 latent_dim = 4
 hidden_dim = 8
 depth = 1

@@ -11,17 +11,17 @@ import pytest
 from dltoolkit._checkpoint import checkpoints_in, load_checkpoint
 from dltoolkit.testing import write_image_folder
 
-FOLDER_GAN = """
+FOLDER_TOY = """
 seed = 1
 [run]
 device = "cpu"
 [recipe]
-name = "gan"
+name = "toy"
 epochs = 1
 batch_size = 4
 log_every = 5
 [model]
-name = "mlp-gan"
+name = "toy-mlp"
 latent_dim = 4
 hidden_dim = 8
 depth = 1
@@ -34,10 +34,11 @@ split = "all"
 """
 
 
+@pytest.mark.slow
 def test_resume_refuses_an_image_folder_that_shrank(dltk, tmp_path):
     images = write_image_folder(tmp_path / "images", 16)
     recipe = tmp_path / "folder.toml"
-    recipe.write_text(FOLDER_GAN.format(root=(tmp_path / "images").as_posix()))
+    recipe.write_text(FOLDER_TOY.format(root=(tmp_path / "images").as_posix()))
     run = tmp_path / "run"
     assert dltk("run", recipe, "--run-dir", run).exit_code == 0
     newest = checkpoints_in(run / "checkpoints")[0]
@@ -61,9 +62,10 @@ def test_resume_refuses_an_image_folder_that_shrank(dltk, tmp_path):
     ],
     ids=["batch-size", "seed", "split"],
 )
-def test_resume_refuses_a_recipe_toml_edited_by_hand(dltk, tiny_gan, tmp_path, edit, expected):
+@pytest.mark.slow
+def test_resume_refuses_a_recipe_toml_edited_by_hand(dltk, tiny_recipe, tmp_path, edit, expected):
     run = tmp_path / "run"
-    assert dltk("run", tiny_gan(), "recipe.epochs=1", "--run-dir", run).exit_code == 0
+    assert dltk("run", tiny_recipe(), "recipe.epochs=1", "--run-dir", run).exit_code == 0
     ckpt = checkpoints_in(run / "checkpoints")[0].name
     recipe = run / "recipe.toml"
     text = recipe.read_text()
@@ -81,9 +83,10 @@ def test_resume_refuses_a_recipe_toml_edited_by_hand(dltk, tiny_gan, tmp_path, e
     assert "Traceback" not in result.err
 
 
-def test_resume_accepts_changes_the_components_declared_resumable(dltk, tiny_gan, tmp_path):
+@pytest.mark.slow
+def test_resume_accepts_changes_the_components_declared_resumable(dltk, tiny_recipe, tmp_path):
     run = tmp_path / "run"
-    assert dltk("run", tiny_gan(), "recipe.epochs=1", "--run-dir", run).exit_code == 0
+    assert dltk("run", tiny_recipe(), "recipe.epochs=1", "--run-dir", run).exit_code == 0
     recipe = run / "recipe.toml"
     recipe.write_text(recipe.read_text().replace("log_every = 5", "log_every = 7"))  # declared resumable
     result = dltk("run", "--resume", run, "recipe.epochs=2", "recipe.lr_g=1e-4")
@@ -101,11 +104,12 @@ def log_lines(run: Path) -> list[dict]:
 HELPERS = Path(__file__).resolve().parent / "helpers"
 
 
-def test_a_stop_on_an_epochs_last_iteration_keeps_that_epochs_record(dltk, tiny_gan, tmp_path, monkeypatch):
+@pytest.mark.slow
+def test_a_stop_on_an_epochs_last_iteration_keeps_that_epochs_record(dltk, tiny_recipe, tmp_path, monkeypatch):
     """SIGTERM on iteration 44, the last of epoch 1: the epoch's record, its best-checkpoint choice and
     then the stop's checkpoint are all written; the resumed log equals an uninterrupted one."""
     monkeypatch.syspath_prepend(str(HELPERS))
-    recipe = tiny_gan()
+    recipe = tiny_recipe()
     best = "checkpoint.best_by=loss_g"
     reference = tmp_path / "reference"
     assert dltk("run", recipe, best, "callbacks=[]", "--run-dir", reference).exit_code == 0
@@ -122,11 +126,12 @@ def test_a_stop_on_an_epochs_last_iteration_keeps_that_epochs_record(dltk, tiny_
     assert log_lines(run) == log_lines(reference)
 
 
-def test_non_finite_loss_before_any_checkpoint_says_resume_starts_again(dltk, tiny_gan, tmp_path, monkeypatch):
+@pytest.mark.slow
+def test_non_finite_loss_before_any_checkpoint_says_resume_starts_again(dltk, tiny_recipe, tmp_path, monkeypatch):
     monkeypatch.syspath_prepend(str(HELPERS))
     run = tmp_path / "run"
     monkeypatch.setenv("DLTK_FAULT_NAN_AT", "1")
-    result = dltk("run", tiny_gan(), "recipe.epochs=1", "--run-dir", run, "-p", "fault_plugin")
+    result = dltk("run", tiny_recipe(), "recipe.epochs=1", "--run-dir", run, "-p", "fault_plugin")
     monkeypatch.delenv("DLTK_FAULT_NAN_AT")
     assert result.exit_code == 1
     last = result.err_lines[-1]
@@ -140,7 +145,7 @@ def test_non_finite_loss_before_any_checkpoint_says_resume_starts_again(dltk, ti
     monkeypatch.setenv("UV_RUN_RECURSION_DEPTH", "1")
     monkeypatch.setenv("DLTK_FAULT_NAN_AT", "1")
     again = tmp_path / "again"
-    result = dltk("run", tiny_gan(), "recipe.epochs=1", "--run-dir", again, "-p", "fault_plugin")
+    result = dltk("run", tiny_recipe(), "recipe.epochs=1", "--run-dir", again, "-p", "fault_plugin")
     monkeypatch.delenv("DLTK_FAULT_NAN_AT")
     assert f"No checkpoint was written yet: uv run dltk run --resume {again} starts it" in result.err_lines[-1]
     result = dltk("run", "--resume", run)
@@ -154,10 +159,11 @@ def _frames(gif: Path) -> int:
         return image.n_frames
 
 
-def test_resume_removes_the_images_of_undone_training(dltk, tiny_gan, tmp_path):
+@pytest.mark.slow
+def test_resume_removes_the_images_of_undone_training(dltk, tiny_recipe, tmp_path):
     """Grids written after the checkpoint a run resumes from belong to training that is undone:
     they go, so samples/ and progress.gif hold only what the resumed run made (user trial)."""
-    recipe = tiny_gan('[[callbacks]]\nname = "progress-gif"\n')
+    recipe = tiny_recipe('[[callbacks]]\nname = "progress-gif"\n')
     args = ["recipe.epochs=3", "checkpoint.unit=iteration", "checkpoint.every=50", "checkpoint.keep=10"]
     straight, split = tmp_path / "straight", tmp_path / "split"
     assert dltk("run", recipe, *args, "--run-dir", straight).exit_code == 0

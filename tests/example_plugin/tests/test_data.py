@@ -1,8 +1,11 @@
 import contextlib
+import json
+import math
 
 import numpy as np
 import pytest
 import torch
+from PIL import Image
 
 import dltoolkit
 from dltoolkit.testing import (
@@ -83,3 +86,16 @@ image_size = 16
     with use_cifar10_checksums(sums) if sums else contextlib.nullcontext():
         result = dltk("run", path, "--run-dir", tmp_path / "run")
     assert result.exit_code == 0, result.err
+    # one epoch over every training image (the last partial batch dropped), losses that are numbers,
+    # and a generator that draws images of the loader's size and channels
+    run = tmp_path / "run"
+    steps = {"mnist": 32 // 8, "fashion-mnist": 32 // 8, "cifar10": 40 // 8, "image-folder": 18 // 8}[dataset]
+    assert (run / "checkpoints" / f"checkpoint_{steps}.pt").is_file()
+    records = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    (epoch,) = [r for r in records if r["kind"] == "epoch"]
+    assert epoch["iteration"] == steps and math.isfinite(epoch["loss_d"]) and math.isfinite(epoch["loss_g"])
+    generated = dltk("generate", run, "--num", "2", "--out", tmp_path / "drawn")
+    assert generated.exit_code == 0, generated.err
+    with Image.open(tmp_path / "drawn" / "0001.png") as image:
+        channels = 1 if dataset in ("mnist", "fashion-mnist") else 3
+        assert image.size == (16, 16) and len(image.getbands()) == channels

@@ -14,7 +14,7 @@ from dltoolkit import DltkError
 from dltoolkit.testing import use_cifar10_checksums, write_cifar10, write_image_folder
 from dltoolkit_gan import DcganConfig, dcgan
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[3]  # the repository
 
 
 @pytest.mark.parametrize("size", [16, 32, 64, 128])

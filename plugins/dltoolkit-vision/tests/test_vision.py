@@ -20,7 +20,7 @@ import torch
 from dltoolkit.files import sha256_file
 from dltoolkit.testing import run_cli
 
-HELPERS = Path(__file__).resolve().parent / "helpers"
+HELPERS = Path(__file__).resolve().parents[3] / "tests" / "helpers"  # fault_plugin
 DLTK = Path(sys.executable).parent / "dltk"
 SUFFIXES = ".png, .jpg, .jpeg, .webp, .bmp"
 
@@ -143,6 +143,7 @@ def test_metrics_of_classifiers_are_refused_with_other_recipes(dltk, tiny_gan):
 # --- the recipe, end to end -------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_a_classify_run_reports_held_out_scores_and_keeps_the_best(trained):
     _recipe, run, err = trained
     kinds = [r["kind"] for r in records(run) if r["kind"] != "step"]
@@ -169,6 +170,7 @@ def test_a_classify_run_reports_held_out_scores_and_keeps_the_best(trained):
     assert 0.0 < train["lr"] < 0.05 and 0.0 < train["train_accuracy"] <= 1.0
 
 
+@pytest.mark.slow
 def test_predict_labels_a_folder_of_digit_pngs_from_a_run_a_checkpoint_or_an_export(trained, dltk, tmp_path):
     _recipe, run, _err = trained
     pngs = digit_pngs(tmp_path / "pngs", 30)
@@ -208,6 +210,7 @@ def test_predict_labels_a_folder_of_digit_pngs_from_a_run_a_checkpoint_or_an_exp
         ]
 
 
+@pytest.mark.slow
 def test_class_folders_give_the_labels_and_predict_names_them(dltk, recipe_file, tmp_path):
     """image-folder data with a sub-folder per class: predictions are labelled by the folder names."""
     import numpy as np
@@ -234,6 +237,7 @@ def test_class_folders_give_the_labels_and_predict_names_them(dltk, recipe_file,
     assert right >= 20
 
 
+@pytest.mark.slow
 def test_dltk_eval_scores_the_run_as_the_run_did(trained, dltk, tmp_path):
     _recipe, run, _err = trained
     result = dltk("eval", run, "--json", tmp_path / "scores.json")
@@ -249,22 +253,25 @@ def test_dltk_eval_scores_the_run_as_the_run_did(trained, dltk, tmp_path):
     [
         ("model={name='resnet',depth=8,width=4}", "recipe.optimizer='sgd'", "recipe.lr=0.1", "recipe.crop_padding=1",
          "recipe.channels_last=true"),
-        ("recipe.precision='bf16'", "recipe.batch_size=256", "recipe.schedule='step'", "recipe.milestones=[1]",
+        ("recipe.precision='bf16'", "recipe.batch_size=64", "recipe.schedule='step'", "recipe.milestones=[1]",
          "recipe.warmup_epochs=1", "recipe.horizontal_flip=true", "recipe.label_smoothing=0.1",
          "recipe.confusion_matrix=false"),
-        ("recipe.precision='fp16'", "recipe.batch_size=256", "recipe.schedule='constant'"),
+        ("recipe.precision='fp16'", "recipe.batch_size=64", "recipe.schedule='constant'"),
     ],
     ids=["resnet-sgd-channels-last", "lenet-bf16-step-warmup", "lenet-fp16-gradscaler"],
 )  # fmt: skip
+@pytest.mark.slow
 def test_recipe_options_train(dltk, recipe_file, tmp_path, overrides):
+    """Each combination learns: two epochs take every one past half right on ten classes (chance is 0.1)."""
     path = recipe_file(TINY)
     result = dltk(
-        "run", path, "recipe.epochs=1", "metrics=[{name='accuracy'}]", *overrides, "--run-dir", tmp_path / "r"
+        "run", path, "recipe.epochs=2", "metrics=[{name='accuracy'}]", *overrides, "--run-dir", tmp_path / "r"
     )
     assert result.exit_code == 0, result.err
-    assert records(tmp_path / "r", "eval")[-1]["accuracy"] > 0.1
+    accuracy = [r["accuracy"] for r in records(tmp_path / "r", "eval")]
+    assert accuracy[-1] > 0.5 and accuracy[-1] > accuracy[0], accuracy
     confusion = list((tmp_path / "r" / "samples").glob("confusion_*.png"))
-    assert len(confusion) == (0 if "recipe.confusion_matrix=false" in overrides else 1)
+    assert len(confusion) == (0 if "recipe.confusion_matrix=false" in overrides else 2)  # one an evaluation
     saved = next((tmp_path / "r" / "checkpoints").glob("checkpoint_*.pt"))
     assert ("scaler" in torch.load(saved, weights_only=True)) == ("recipe.precision='fp16'" in overrides)
 
@@ -272,6 +279,7 @@ def test_recipe_options_train(dltk, recipe_file, tmp_path, overrides):
 @pytest.mark.gpu
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 @pytest.mark.parametrize("precision", ["fp16", "bf16"])
+@pytest.mark.slow
 def test_mixed_precision_and_channels_last_on_cuda(dltk, recipe_file, tmp_path, precision):
     path = recipe_file(TINY)
     overrides = ("run.device='cuda'", f"recipe.precision='{precision}'", "recipe.channels_last=true")
@@ -286,6 +294,7 @@ def test_mixed_precision_and_channels_last_on_cuda(dltk, recipe_file, tmp_path, 
     assert len(read_csv(tmp_path / "p.csv")) == 360
 
 
+@pytest.mark.slow
 def test_a_non_finite_loss_stops_with_exit_1_and_a_hint(dltk, recipe_file, tmp_path):
     path = recipe_file(TINY)
     result = dltk(
@@ -405,6 +414,7 @@ def stand_in_weights(tmp_path_factory) -> tuple[Path, dict[str, torch.Tensor]]:
     return path, state
 
 
+@pytest.mark.slow
 def test_fine_tuning_a_frozen_backbone_changes_the_head_only(stand_in_weights, dltk, recipe_file, tmp_path):
     from dltoolkit._checkpoint import load_checkpoint
 
@@ -612,10 +622,11 @@ def test_clean_stop_and_sigkill_then_resume_give_identical_weights(straight, dlt
     assert_same_run(reference, run)
 
 
+@pytest.mark.slow
 def test_the_epoch_line_shows_a_held_out_score_only_when_it_was_measured(dltk, tmp_path):
     """Scores evaluated every 2 epochs of 4: epochs 2 and 4 show them; epoch 3 no longer repeats
     epoch 2's value as if it were new (user trial)."""
-    recipe = Path(__file__).resolve().parent.parent / "recipes" / "cnn_digits.toml"
+    recipe = Path(__file__).resolve().parents[3] / "recipes" / "cnn_digits.toml"
     small = ["model={name='lenet', channels=[4, 8], hidden=[16, 8]}", "recipe.epochs=4"]
     small.append("recipe.confusion_matrix=false")
     every = ["metrics.0.every=2", "metrics.1.every=2"]

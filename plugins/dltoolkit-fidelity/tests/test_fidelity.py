@@ -22,7 +22,7 @@ from dltoolkit.files import sha256_file
 from dltoolkit.testing import write_image_folder
 from dltoolkit_fidelity.weights import INCEPTION_FILE
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[3]  # the repository
 TINY = "tiny-test-extractor"
 
 
@@ -94,6 +94,7 @@ def metric_tables(*names: str, extractor: str, **options) -> str:
     return text
 
 
+@pytest.mark.slow
 def test_offline_failure_is_early_and_names_the_file(dltk, tiny_gan, tmp_path, monkeypatch):
     def no_network(dest):
         raise OSError("[Errno 101] Network is unreachable")
@@ -113,6 +114,7 @@ def test_offline_failure_is_early_and_names_the_file(dltk, tiny_gan, tmp_path, m
     assert not (tmp_path / "runs").exists() or not any((tmp_path / "runs").iterdir())
 
 
+@pytest.mark.slow
 def test_wrong_weights_are_refused_before_loading(dltk, tiny_gan, tmp_path, random_inception):
     path, sha = random_inception
     recipe = tiny_gan(f'\n[[metrics]]\nname = "fid"\nweights_path = "{path}"\n')
@@ -129,6 +131,10 @@ def test_wrong_weights_are_refused_before_loading(dltk, tiny_gan, tmp_path, rand
 
 @pytest.mark.slow
 def test_training_with_inception_architecture_scores_and_keeps_best(dltk, tiny_gan, tmp_path, random_inception):
+    """Nothing here may depend on the machine's load: torch computes on one thread (run.threads=1)
+    whatever else runs (the number of threads changes the order of float sums), and the scores are
+    compared as what they are mathematically, up to rounding (random Inception weights predict
+    nearly the same classes for every image: the Inception score is 1 plus a rounding-sized amount)."""
     path, sha = random_inception
     options = {
         "every": 1,
@@ -139,12 +145,15 @@ def test_training_with_inception_architecture_scores_and_keeps_best(dltk, tiny_g
         "weights_sha256": sha,
     }
     recipe = tiny_gan(metric_tables("fid", "isc", extractor="inception-v3-compat", **options))
-    result = dltk("run", recipe, "recipe.epochs=2", "checkpoint.best_by=fid", "--run-dir", tmp_path / "run")
+    result = dltk(
+        "run", recipe, "recipe.epochs=2", "run.threads=1", "checkpoint.best_by=fid", "--run-dir", tmp_path / "run"
+    )
     assert result.exit_code == 0, result.err
     evals = records(tmp_path / "run")
     assert [r["epoch"] for r in evals] == [1, 2]
     first, second = evals
-    assert np.isfinite(first["fid"]) and first["fid"] > 0 and first["isc"] >= 1.0
+    assert np.isfinite(first["fid"]) and first["fid"] > 0
+    assert first["isc"] >= 1.0 - 1e-5  # exp(KL) >= 1 mathematically; here it is 1 up to rounding
     protocol = first["protocol"]["fid"]
     assert protocol["num_samples"] == 12 and protocol["reference_count"] == 12
     assert protocol["reference_dataset"] == "digits" and protocol["reference_split"] == "train"
@@ -159,6 +168,7 @@ def test_training_with_inception_architecture_scores_and_keeps_best(dltk, tiny_g
     assert load_checkpoint(best)["meta"]["best_score"] == min(r["fid"] for r in evals)
 
 
+@pytest.mark.slow
 def test_metrics_share_one_pass_and_cache_reference(dltk, tiny_gan, tmp_path, tiny_extractor, monkeypatch):
     import dltoolkit_fidelity.metrics as metrics_module
 
@@ -184,6 +194,7 @@ def test_metrics_share_one_pass_and_cache_reference(dltk, tiny_gan, tmp_path, ti
     assert 0 <= first["protocol"]["prc"]["precision"] <= 1 and 0 <= first["protocol"]["prc"]["recall"] <= 1
 
 
+@pytest.mark.slow
 def test_changed_protocol_never_reuses_reference_features(dltk, tiny_gan, tmp_path, tiny_extractor):
     def cached(*overrides: str, name: str) -> bool:
         options = {"every": 1, "num_samples": 16, "reference_samples": 40}
@@ -206,6 +217,7 @@ def _write_folder(folder: Path, images: np.ndarray) -> Path:
     return folder
 
 
+@pytest.mark.slow
 def test_fid_of_identical_sets_is_zero_and_grows_with_shift(dltk, tmp_path, tiny_extractor):
     rng = np.random.default_rng(0)
     base = rng.integers(0, 150, size=(48, 16, 16, 3), dtype=np.uint8)
@@ -234,6 +246,7 @@ def test_fid_of_identical_sets_is_zero_and_grows_with_shift(dltk, tmp_path, tiny
     assert 0 < scores[1] < scores[2]
 
 
+@pytest.mark.slow
 def test_eval_on_a_run_and_its_export(dltk, tiny_gan, tmp_path, tiny_extractor):
     assert dltk("run", tiny_gan(), "recipe.epochs=1", "--run-dir", tmp_path / "run").exit_code == 0
     args = ["--metrics", "fid,isc", "--num-samples", "32", "--feature-extractor", tiny_extractor]
@@ -275,6 +288,7 @@ def test_real_inception_weights_load_safely_and_score(dltk, tmp_path):  # pragma
     assert abs(float(result.out.splitlines()[1].split()[1])) < 1e-3
 
 
+@pytest.mark.slow
 def test_vae_runs_are_scored_like_gan_runs(dltk, tmp_path, tiny_extractor):
     """dltk eval --metrics fid,isc on a VAE run and its export: the same path as for a GAN, no change."""
     recipe = ROOT / "recipes" / "vae_digits.toml"

@@ -72,6 +72,7 @@ def test_every_loss_trains_every_model(loss, model):
         assert 0 < stats[2] < 1 and 0 < stats[3] < 1  # probabilities
 
 
+@pytest.mark.slow
 def test_wasserstein_gp_uses_the_papers_adam_and_critic_steps(dltk, tiny_gan, tmp_path):
     run = tmp_path / "run"
     result = dltk("run", tiny_gan(), "recipe.epochs=1", "recipe.loss=wasserstein-gp", "--run-dir", run)
@@ -137,6 +138,7 @@ def test_wasserstein_gp_refuses_batchnorm_in_the_critic(dltk, tiny_gan, tmp_path
     assert not (tmp_path / "runs").exists() or not any((tmp_path / "runs").iterdir())
 
 
+@pytest.mark.slow
 def test_spectral_norm_run_checkpoints_its_power_iteration(dltk, tiny_gan, tmp_path):
     run = tmp_path / "run"
     result = dltk(
@@ -158,6 +160,7 @@ def _state(run: Path, iteration: int | None = None) -> dict[str, torch.Tensor]:
     return {f"{part}.{k}": v for part in ("generator", "generator_ema", "discriminator") for k, v in data[part].items()}
 
 
+@pytest.mark.slow
 def test_ema_and_diffaugment_runs_resume_bit_exactly(dltk, tiny_gan, tmp_path):
     recipe = tiny_gan()
     options = [
@@ -182,6 +185,7 @@ def test_ema_and_diffaugment_runs_resume_bit_exactly(dltk, tiny_gan, tmp_path):
     assert not torch.equal(a["generator.net.0.weight"], a["generator_ema.net.0.weight"])
 
 
+@pytest.mark.slow
 def test_ema_generator_is_what_generate_and_export_use(dltk, tiny_gan, tmp_path):
     from safetensors.torch import load_file
 
@@ -223,20 +227,19 @@ def pixels(path: Path) -> np.ndarray:
 
 
 @pytest.fixture(scope="module")
-def conditional_run(tmp_path_factory) -> Path:
+def conditional_run(tmp_path_factory, tiny_gan_text) -> Path:
     """A tiny class-conditional MLP GAN (cgan) trained for one epoch on the labelled digits."""
-    from conftest import TINY_GAN
-
     from dltoolkit.testing import run_cli
 
     folder = tmp_path_factory.mktemp("cgan")
     recipe = folder / "tiny.toml"
-    recipe.write_text(TINY_GAN.format(runs=folder.as_posix()))
+    recipe.write_text(tiny_gan_text.format(runs=folder.as_posix()))
     result = run_cli("run", recipe, "recipe.epochs=1", "model.name=cgan", "--run-dir", folder / "run")
     assert result.exit_code == 0, result.err
     return folder / "run"
 
 
+@pytest.mark.slow
 def test_generate_label_draws_that_class(conditional_run, dltk, tmp_path):
     from dltoolkit import DataSpec
     from dltoolkit_gan.models import cgan
@@ -262,6 +265,7 @@ def test_generate_label_draws_that_class(conditional_run, dltk, tmp_path):
         assert all(np.array_equal(w, e) for w, e in zip(written, expected, strict=True))
 
 
+@pytest.mark.slow
 def test_conditional_grids_have_one_row_per_class(conditional_run, dltk, tmp_path):
     with Image.open(sorted((conditional_run / "samples").glob("grid_*.png"))[-1]) as grid:
         assert grid.size == (6 * 10 + 2, 10 * 10 + 2)  # 64 // 10 = 6 digits of 8x8 a row, 10 rows
@@ -272,6 +276,7 @@ def test_conditional_grids_have_one_row_per_class(conditional_run, dltk, tmp_pat
     assert len(list((tmp_path / "g").glob("0*.png"))) == 30
 
 
+@pytest.mark.slow
 def test_label_is_refused_where_it_cannot_apply(conditional_run, dltk, tiny_gan, tmp_path):
     result = dltk("generate", conditional_run, "--num", "2", "--out", tmp_path / "x", "--label", "ten")
     assert (result.exit_code, result.err_lines) == (
@@ -294,6 +299,7 @@ def test_label_is_refused_where_it_cannot_apply(conditional_run, dltk, tiny_gan,
     assert not (tmp_path / "y").exists()
 
 
+@pytest.mark.slow
 def test_conditional_models_take_an_image_folder_with_class_subfolders(dltk, tiny_gan, tmp_path):
     write_class_folders(tmp_path / "classes", ("circle", "square"), 8, channels=1)
     folder = (
@@ -340,6 +346,7 @@ def test_minibatch_std_lets_the_discriminator_see_a_collapsed_batch():
 
 
 @pytest.mark.parametrize("model", ["mlp-gan", "cgan"])
+@pytest.mark.slow
 def test_minibatch_std_runs_resume_and_generate(dltk, tiny_gan, tmp_path, model):
     recipe = tiny_gan()
     args = [

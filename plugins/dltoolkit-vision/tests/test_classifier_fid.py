@@ -78,6 +78,7 @@ class Source:
         return self._data[split], {"dataset": "digits", "split": split}
 
 
+@pytest.mark.slow
 def test_a_gan_run_is_scored_in_the_classifier_space_with_its_protocol_and_cache(
     classifier, dltk, tiny_gan, tmp_path, monkeypatch
 ):
@@ -122,6 +123,7 @@ def test_a_gan_run_is_scored_in_the_classifier_space_with_its_protocol_and_cache
     assert json.loads((tmp_path / "scores.json").read_text())["classifier-fid"]["reference_cached"] == "disk"
 
 
+@pytest.mark.slow
 def test_a_path_that_is_not_a_classifier_run_is_refused_in_one_line(classifier, dltk, tiny_gan, tmp_path):
     for bad, says in [(tmp_path / "missing", "no such run directory"), (tmp_path / "empty", "not a run directory")]:
         (tmp_path / "empty").mkdir(exist_ok=True)
@@ -139,6 +141,7 @@ def test_a_path_that_is_not_a_classifier_run_is_refused_in_one_line(classifier, 
     assert "not a classifier run" in result.err and "metrics.0.classifier" in result.err
 
 
+@pytest.mark.slow
 def test_dltk_eval_takes_metric_options_with_set(classifier, dltk, tiny_gan, tmp_path):
     """A run whose recipe names no metric is scored with classifier-fid from the command line:
     --set gives the options --metrics cannot carry (user trial)."""

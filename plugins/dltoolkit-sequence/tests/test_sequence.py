@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from test_reliability import ITERATION_CHECKPOINTS, log_lines, subprocess_run
+from runs import ITERATION_CHECKPOINTS, log_lines, subprocess_run
 
 from dltoolkit import DataSpec, DltkError
 from dltoolkit._checkpoint import checkpoints_in, load_checkpoint
@@ -37,7 +37,7 @@ from dltoolkit_sequence import (
     time_series,
 )
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[3]  # the repository
 
 TINY_CLASSIFY = """
 seed = 1
@@ -202,6 +202,7 @@ def test_missing_mnist_rows_is_one_line_and_exit_2(dltk, tmp_path):
     assert not (tmp_path / "r").exists()
 
 
+@pytest.mark.slow
 def test_a_sequence_classifier_trains_on_mnist_rows(dltk, tmp_path):
     write_mnist(tmp_path, n_train=128, n_test=16)
     recipe = write_classify(tmp_path)
@@ -212,6 +213,7 @@ def test_a_sequence_classifier_trains_on_mnist_rows(dltk, tmp_path):
     assert evals[-1]["protocol"]["seq-accuracy"]["count"] == 16
 
 
+@pytest.mark.slow
 def test_the_shipped_mnist_rows_recipe_runs_on_idx_files(dltk, tmp_path):
     write_mnist(tmp_path, n_train=256, n_test=16)
     recipe = ROOT / "recipes" / "rnn_mnist_rows.toml"
@@ -343,6 +345,7 @@ def test_check_refuses_parts_of_other_families(dltk, tmp_path):
 
 
 @pytest.mark.parametrize("name", ["rnn_digit_rows.toml", "rnn_text.toml", "rnn_mnist_rows.toml"])
+@pytest.mark.slow
 def test_checking_the_shipped_recipes_imports_no_torch(tmp_path, name):
     probe = (
         "import sys; from dltoolkit.cli import main; code = main(sys.argv[1:]); "
@@ -361,6 +364,7 @@ def test_checking_the_shipped_recipes_imports_no_torch(tmp_path, name):
 # --- sequence classification end to end -------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_classify_run_logs_scalars_and_held_out_accuracy(classified):
     names = [p.name for p in checkpoints_in(classified / "checkpoints")]
     assert names == ["checkpoint_44.pt", "checkpoint_40.pt", "checkpoint_30.pt"]
@@ -376,6 +380,7 @@ def test_classify_run_logs_scalars_and_held_out_accuracy(classified):
     assert evals[1]["protocol"]["seq-accuracy"]["count"] == 360
 
 
+@pytest.mark.slow
 def test_eval_predict_and_export_of_a_classifier(classified, dltk, tmp_path):
     result = dltk("eval", classified, "--json", tmp_path / "scores.json")
     assert result.exit_code == 0, result.err
@@ -429,6 +434,7 @@ def test_sigkill_mid_epoch_then_resume_is_bit_identical(classified, dltk, tmp_pa
 # --- the language model end to end -------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_language_model_logs_held_out_bits_per_character(language):
     evals = [r for r in log_lines(language) if r["kind"] == "eval"]
     assert [r["epoch"] for r in evals] == [1, 2]
@@ -441,6 +447,7 @@ def test_language_model_logs_held_out_bits_per_character(language):
     assert math.isfinite(evals[0]["bpc"])
 
 
+@pytest.mark.slow
 def test_generate_is_seeded_and_the_export_writes_the_same(language, dltk, tmp_path):
     args = ("--prompt", "the ", "--num-chars", "60", "--temperature", "0.8")
     outs = {}
@@ -458,6 +465,7 @@ def test_generate_is_seeded_and_the_export_writes_the_same(language, dltk, tmp_p
     assert (tmp_path / "e" / "sample.txt").read_text(encoding="utf-8") == outs["a"]
 
 
+@pytest.mark.slow
 def test_generate_refuses_what_it_cannot_write(language, dltk, tmp_path):
     result = dltk("generate", language, "--out", tmp_path / "x", "--prompt", "QZ!")
     assert (result.exit_code, result.err_lines) == (
@@ -476,6 +484,7 @@ def test_generate_refuses_what_it_cannot_write(language, dltk, tmp_path):
     assert not (tmp_path / "x").exists()
 
 
+@pytest.mark.slow
 def test_generate_replaces_text_samples_only_with_force(language, dltk, tmp_path):
     out = tmp_path / "text"
     assert dltk("generate", language, "--out", out, "--num-chars", "30").exit_code == 0
@@ -613,6 +622,7 @@ def forecasted(tmp_path_factory) -> Path:
 FORECAST_CHECKPOINTS = ["recipe.epochs=3", "checkpoint.unit=iteration", "checkpoint.every=5", "checkpoint.keep=3"]
 
 
+@pytest.mark.slow
 def test_forecast_reports_its_error_beside_the_naive_forecast(forecasted):
     evals = [r for r in log_lines(forecasted) if r["kind"] == "eval"]
     assert [r["epoch"] for r in evals] == [1, 2, 3]
@@ -644,6 +654,7 @@ def read_rows(path: Path) -> list[dict[str, str]]:
         return list(csv.DictReader(handle))
 
 
+@pytest.mark.slow
 def test_predict_forecasts_after_a_series_end_and_each_window_of_a_split(forecasted, dltk, tmp_path):
     """A trained forecaster forecasts from the command line (user trial: it could not)."""
     result = dltk("predict", forecasted, "--input", "test", "--out", tmp_path / "test.csv")

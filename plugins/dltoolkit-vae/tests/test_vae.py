@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
-from test_reliability import ITERATION_CHECKPOINTS, log_lines, subprocess_run
+from runs import ITERATION_CHECKPOINTS, log_lines, subprocess_run
 from torch import nn
 
 from dltoolkit._checkpoint import checkpoints_in, load_checkpoint
@@ -191,13 +191,14 @@ def test_mlp_vae_shapes():
 # --- compatibility and bad input -------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_checking_a_vae_recipe_imports_no_torch(tmp_path):
     """Registration is light: `dltk check` of a vae recipe file loads no torch, in a fresh interpreter."""
     probe = (
         "import sys; from dltoolkit.cli import main; code = main(sys.argv[1:]); "
         "print(code, sorted(m for m in ('torch', 'ignite', 'torchvision') if m in sys.modules))"
     )
-    recipe = Path(__file__).resolve().parent.parent / "recipes" / "vae_digits.toml"
+    recipe = Path(__file__).resolve().parents[3] / "recipes" / "vae_digits.toml"
     result = subprocess.run(
         [sys.executable, "-c", probe, "check", str(recipe)], capture_output=True, text=True, cwd=tmp_path, timeout=120
     )
@@ -232,6 +233,7 @@ def test_conv_vae_refuses_sizes_it_cannot_build(dltk, tmp_path):
     assert not (tmp_path / "runs").exists() or not any((tmp_path / "runs").iterdir())
 
 
+@pytest.mark.slow
 def test_conv_vae_trains_on_colour_images(dltk, tmp_path):
     model = "model={name='conv-vae',latent_dim=4,base_channels=4,channels=3}"
     run = tmp_path / "run"
@@ -254,6 +256,7 @@ def test_conv_vae_trains_on_colour_images(dltk, tmp_path):
 # --- a run, its artefacts, and what it offers ------------------------------------------------
 
 
+@pytest.mark.slow
 def test_run_writes_checkpoints_scalars_and_the_held_out_elbo(trained):
     names = [p.name for p in checkpoints_in(trained / "checkpoints")]
     assert names == ["checkpoint_88.pt", "checkpoint_80.pt", "checkpoint_70.pt"]
@@ -295,6 +298,7 @@ def test_run_draws_reconstructions_interpolations_and_the_builtin_artefacts(trai
     assert np.array_equal(strip[2:10, 2:10], first_test_digit)
 
 
+@pytest.mark.slow
 def test_eval_command_gives_the_elbo_logged_by_the_run(trained, dltk, tmp_path):
     result = dltk("eval", trained, "--json", tmp_path / "scores.json")
     assert result.exit_code == 0, result.err
@@ -304,6 +308,7 @@ def test_eval_command_gives_the_elbo_logged_by_the_run(trained, dltk, tmp_path):
     assert "elbo" in result.out and "Bernoulli decoder" in result.out
 
 
+@pytest.mark.slow
 def test_generate_from_the_run_and_from_its_export_agree(trained, dltk, tmp_path):
     result = dltk("generate", trained, "--num", "64", "--grid", "--out", tmp_path / "run")
     assert result.exit_code == 0, result.err
@@ -322,6 +327,7 @@ def test_generate_from_the_run_and_from_its_export_agree(trained, dltk, tmp_path
         assert np.array_equal(pixels(tmp_path / "run" / name), pixels(tmp_path / "export" / name)), name
 
 
+@pytest.mark.slow
 def test_kl_warmup_changes_the_weight(dltk, tmp_path):
     run = tmp_path / "run"
     result = dltk(
@@ -334,6 +340,7 @@ def test_kl_warmup_changes_the_weight(dltk, tmp_path):
     assert betas[-1] < 0.5  # one epoch of a two-epoch warm-up
 
 
+@pytest.mark.slow
 def test_resume_takes_a_new_learning_rate(trained, dltk, tmp_path):
     run = tmp_path / "run"
     shutil.copytree(trained, run)

@@ -16,6 +16,7 @@ def only_run(tmp_path: Path) -> Path:
     return run
 
 
+@pytest.mark.slow
 def test_run_writes_the_run_directory(dltk, tiny_gan, tmp_path):
     result = dltk("run", tiny_gan(), "recipe.epochs=2", "dataset.image_size=16")
     assert result.exit_code == 0, result.err
@@ -42,6 +43,7 @@ def test_run_writes_the_run_directory(dltk, tiny_gan, tmp_path):
     assert not list((run / "checkpoints").glob(".tmp-*"))
 
 
+@pytest.mark.slow
 def test_checkpoint_rotation_keeps_the_last_n(dltk, tiny_gan, tmp_path):
     assert dltk("run", tiny_gan(), "recipe.epochs=4", "checkpoint.keep=2").exit_code == 0
     names = [p.name for p in checkpoints_in(only_run(tmp_path) / "checkpoints")]
@@ -62,6 +64,7 @@ def assert_identical(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> 
         assert torch.equal(a[key], b[key]), f"{key} differs"
 
 
+@pytest.mark.slow
 def test_resume_gives_identical_weights(dltk, tiny_gan, tmp_path):
     recipe = tiny_gan()
     straight, split = tmp_path / "straight", tmp_path / "split"
@@ -75,6 +78,7 @@ def test_resume_gives_identical_weights(dltk, tiny_gan, tmp_path):
     assert [r["epoch"] for r in epochs if r["kind"] == "epoch"] == [1, 2]
 
 
+@pytest.mark.slow
 def test_resume_mid_epoch_gives_identical_weights(dltk, tiny_gan, tmp_path):
     recipe = tiny_gan()
     straight, split = tmp_path / "straight", tmp_path / "split"
@@ -92,6 +96,7 @@ def test_resume_mid_epoch_gives_identical_weights(dltk, tiny_gan, tmp_path):
     assert records == straight_records  # no duplicated or missing log lines either
 
 
+@pytest.mark.slow
 def test_resume_refuses_a_finished_run_and_foreign_overrides(dltk, tiny_gan, tmp_path):
     run = tmp_path / "r"
     assert dltk("run", tiny_gan(), "recipe.epochs=1", "--run-dir", run).exit_code == 0
@@ -124,6 +129,7 @@ def test_resume_refuses_a_finished_run_and_foreign_overrides(dltk, tiny_gan, tmp
 
 
 @pytest.mark.parametrize("loss", ["non-saturating", "minimax"])
+@pytest.mark.slow
 def test_both_losses_train(dltk, tiny_gan, tmp_path, loss):
     result = dltk("run", tiny_gan(), "recipe.epochs=1", f"recipe.loss={loss}")
     assert result.exit_code == 0, result.err
@@ -135,6 +141,7 @@ def test_both_losses_train(dltk, tiny_gan, tmp_path, loss):
 
 
 @pytest.mark.parametrize("precision", ["bf16", "fp16"])
+@pytest.mark.slow
 def test_reduced_precision_trains(dltk, tiny_gan, tmp_path, precision):
     result = dltk("run", tiny_gan(), "recipe.epochs=1", f"recipe.precision={precision}")
     assert result.exit_code == 0, result.err

@@ -145,11 +145,20 @@ def test_the_opening_example_is_a_whole_plugin_of_under_30_lines_of_python():
     assert project["project"]["entry-points"]["dltoolkit"] == {"tinynet": "dltoolkit_tinynet"}
 
 
+def load_test_module(name: str) -> types.ModuleType:
+    """A module of tests/ by file (pytest's importlib mode puts no test folder on sys.path)."""
+    spec = importlib.util.spec_from_file_location(f"_docs_{name}", Path(__file__).with_name(f"{name}.py"))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
 @pytest.mark.slow
 def test_the_opening_example_installs_checks_trains_and_predicts(tmp_path, fake_plugins):
     """The page's plugin, written from the page, is found through its entry point (beside the installed
     plugins), and every command of the page that uses its recipe file prints what the page shows."""
-    from test_docs_commands import commands_of, run_command
+    docs_commands = load_test_module("test_docs_commands")
+    commands_of, run_command = docs_commands.commands_of, docs_commands.run_command
 
     for path, text in page_files().items():
         (tmp_path / path).parent.mkdir(parents=True, exist_ok=True)

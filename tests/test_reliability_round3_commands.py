@@ -7,10 +7,10 @@ RECIPE = """
 [run]
 device = "cpu"
 [recipe]
-name = "gan"
+name = "toy"
 epochs = 1
 [model]
-name = "mlp-gan"
+name = "toy-mlp"
 [dataset]
 name = "digits"
 """

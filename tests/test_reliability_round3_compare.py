@@ -14,10 +14,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
-RECIPE = '[recipe]\nname = "{name}"\nepochs = 2\n[model]\nname = "mlp-gan"\n[dataset]\nname = "digits"\n'
+RECIPE = '[recipe]\nname = "{name}"\nepochs = 2\n[model]\nname = "toy-mlp"\n[dataset]\nname = "digits"\n'
 
 
-def make_run(folder: Path, lines: list[str] | None = None, *, name: str = "gan", summary: object = None) -> Path:
+def make_run(folder: Path, lines: list[str] | None = None, *, name: str = "toy", summary: object = None) -> Path:
     """A run directory of two epochs of 10 iterations with ``loss`` and an ``fid`` score."""
     folder.mkdir(parents=True)
     (folder / "recipe.toml").write_text(RECIPE.format(name=name), encoding="utf-8")
@@ -71,7 +71,7 @@ def test_a_garbled_metrics_line_is_skipped_with_one_warning_and_the_page_is_made
         f"warning: {run / 'metrics.jsonl'}: line 2: skipped: "
     ), result.err
     assert (tmp_path / "cmp" / "compare.html").is_file()
-    assert "| run | gan | mlp-gan | digits | 2/2 |" in result.out
+    assert "| run | toy | toy-mlp | digits | 2/2 |" in result.out
 
 
 GARBLED_SUMMARIES = {

@@ -17,12 +17,12 @@ seed = 0
 device = "cpu"
 threads = 1
 [recipe]
-name = "gan"
+name = "toy"
 epochs = 1
 batch_size = 64
 log_every = 100
 [model]
-name = "mlp-gan"
+name = "toy-mlp"
 latent_dim = 4
 hidden_dim = 8
 depth = 1

@@ -14,6 +14,7 @@ from torch import Tensor
 
 from dltoolkit._config import RECIPE_NAME, read_toml, validate_options
 from dltoolkit._errors import DltkError, ExitCode
+from dltoolkit._options import PLUGIN_OPTIONS, flag_of, given_options
 from dltoolkit._registry import Registry
 from dltoolkit._run import cache_dir, dataset_identity, evaluate_metrics
 
@@ -33,8 +34,17 @@ class DatasetSampler:
 class EvalSource:
     """What metric components need from a run, for scoring outside one."""
 
-    def __init__(self, sampler: Any, device: torch.device, reference: Any, seed: int = 0, trained: Any = None):
+    def __init__(
+        self,
+        sampler: Any,
+        device: torch.device,
+        reference: Any,
+        seed: int = 0,
+        trained: Any = None,
+        registry: Registry | None = None,
+    ):
         self.sampler = sampler
+        self.registry = registry  # the components installed, as a run's (metrics may rebuild other runs' models)
         self.trained = trained
         self.device = device
         self.seed = seed
@@ -64,10 +74,13 @@ def _folder_dataset(registry: Registry, folder: Path, size: int | None, flag: st
         raise DltkError(line.replace("dataset.root:", f"{flag}:", 1) for line in exc.problems) from None
 
 
-def _source_for_run(registry: Registry, args: argparse.Namespace, device: torch.device) -> EvalSource:
+def _source_for_run(
+    registry: Registry, args: argparse.Namespace, device: torch.device, tables: list[tuple[str, dict[str, Any]]]
+) -> EvalSource:
     from dltoolkit._generate import load_trained
 
     trained, meta, _path = load_trained(registry, args.source, device)
+    _refuse_unfit_metrics(registry, meta, trained, [name for name, _options in tables])
     try:
         table = json.loads(meta.get("dataset") or "")
         name = table.pop("name")
@@ -83,7 +96,8 @@ def _source_for_run(registry: Registry, args: argparse.Namespace, device: torch.
             built[split] = (component.build(config, split=split), dataset_identity(name, table, split))
         return built[split]
 
-    return EvalSource(trained.sampler, device, reference, seed=int(meta.get("seed", 0) or 0), trained=trained)
+    seed = int(meta.get("seed", 0) or 0)
+    return EvalSource(trained.sampler, device, reference, seed=seed, trained=trained, registry=registry)
 
 
 def _metric_tables(args: argparse.Namespace) -> list[tuple[str, dict[str, Any]]]:
@@ -105,15 +119,50 @@ def _metric_tables(args: argparse.Namespace) -> list[tuple[str, dict[str, Any]]]
     return []
 
 
-FLAGGED = {
-    "num_samples": "num-samples",
-    "reference": "reference",
-    "batch_size": "batch-size",
-    "feature_extractor": "feature-extractor",
-    "weights_path": "weights-path",
-    "weights_sha256": "weights-sha256",
-}
-"""Metric options dltk eval has a flag for (the flag, not --set, gives them)."""
+def _refuse_unfit_metrics(registry: Registry, meta: dict[str, Any], trained: Any, names: list[str]) -> None:
+    """The compatibility rules of ``dltk check`` for a finished run: each metric's needs against the
+    run's recipe, model and dataset (one line per metric), and a metric drawing samples from a run
+    that draws none refused before it is built (so nothing is downloaded for it)."""
+    from types import SimpleNamespace
+
+    from dltoolkit._compat import mismatches
+
+    parts = {}
+    for kind in ("recipe", "model", "dataset"):
+        name = meta.get(kind)
+        if kind == "dataset":
+            try:
+                name = json.loads(meta.get("dataset") or "").get("name")
+            except (ValueError, AttributeError):
+                name = None
+        if isinstance(name, str) and registry.problem_with(kind, name) is None:
+            parts[kind] = SimpleNamespace(name=name, component=registry.get(kind, name), path=kind)
+    problems: list[str] = []
+    for name in dict.fromkeys(names):
+        component = registry.get("metric", name)
+        owner = SimpleNamespace(name=name, component=component, path="--metrics")
+        found = [what for _where, what in mismatches(registry, parts, [owner])]
+        samples = "sample" in component.needs.get("recipe", ())
+        if not found and samples and trained.sampler is None:
+            recipe = meta.get("recipe")
+            found = [f"the metric '{name}' scores images drawn from noise, and this '{recipe}' run draws none"]
+        problems += [f"--metrics: {what}" for what in found]
+    if problems:
+        raise DltkError(problems)
+
+
+CORE_FLAGS = {"num_samples": "num-samples", "reference": "reference", "batch_size": "batch-size"}
+"""Metric options dltk eval has a flag for (the flag, not --set, gives them); plugins add more."""
+
+
+def _flagged(args: argparse.Namespace) -> dict[str, str]:
+    """``{metric option: flag without its dashes}``: the core's and those plugins added."""
+    plugin = {dest: flag_of(dest, getattr(args, PLUGIN_OPTIONS, None)).lstrip("-") for dest in _plugin_dests(args)}
+    return {**CORE_FLAGS, **plugin}
+
+
+def _plugin_dests(args: argparse.Namespace) -> list[str]:
+    return list(getattr(args, PLUGIN_OPTIONS, None) or {})
 
 
 def _settings(registry: Registry, args: argparse.Namespace, names: list[str]) -> tuple[dict[str, Any], list[str]]:
@@ -138,8 +187,9 @@ def _settings(registry: Registry, args: argparse.Namespace, names: list[str]) ->
             )
             continue
         key = ".".join(str(p) for p in parts)
-        if key in FLAGGED:
-            problems.append(f"--set: {key}: use --{FLAGGED[key]}")
+        flagged = _flagged(args)
+        if key in flagged:
+            problems.append(f"--set: {key}: use --{flagged[key]}")
             continue
         if key not in known and names:
             shown = ", ".join(names)
@@ -165,6 +215,17 @@ def evaluate_command(registry: Registry, args: argparse.Namespace) -> int:
         problems.append(f"--metrics: {why}name at least one metric (installed: {installed})")
     settings, set_problems = _settings(registry, args, names)
     problems += set_problems
+    plugin_options = given_options(args)
+    known_by_any: set[str] = set()
+    for name in names:
+        if registry.problem_with("metric", name) is None:
+            known_by_any |= {f.name for f in attrs.fields(registry.get("metric", name).config)}
+    all_known = all(registry.problem_with("metric", n) is None for n in names)
+    for dest in plugin_options:
+        if names and all_known and dest not in known_by_any:
+            flag = flag_of(dest, getattr(args, PLUGIN_OPTIONS, None))
+            whose = f"the metric {names[0]} does" if len(names) == 1 else f"none of the metrics {', '.join(names)}"
+            problems.append(f"{flag}: {whose} not take it" if len(names) == 1 else f"{flag}: {whose} takes it")
     if args.num_samples is not None and args.num_samples < 2:
         problems.append(f"--num-samples: must be at least 2, got {args.num_samples}")
     folders = args.real is not None or args.fake is not None
@@ -182,10 +243,12 @@ def evaluate_command(registry: Registry, args: argparse.Namespace) -> int:
         real, size = _folder_dataset(registry, args.real, None, "--real")
         fake, _ = _folder_dataset(registry, args.fake, size, "--fake")
         identity = {"dataset": "image-folder", "root": str(args.real.resolve()), "image_size": size}
-        source = EvalSource(DatasetSampler(fake), device, lambda split: (real, {**identity, "split": "all"}))
+        source = EvalSource(
+            DatasetSampler(fake), device, lambda split: (real, {**identity, "split": "all"}), registry=registry
+        )
         num_samples = len(fake) if args.num_samples is None else min(args.num_samples, len(fake))
     else:
-        source = _source_for_run(registry, args, device)
+        source = _source_for_run(registry, args, device, tables)
         num_samples = args.num_samples
 
     metrics = []
@@ -195,8 +258,7 @@ def evaluate_command(registry: Registry, args: argparse.Namespace) -> int:
         options = dict(table_options)  # the run's own metric options, then what the command line says
         options.update({k: v for k, v in settings.items() if k in known})
         flags = {"num_samples": num_samples, "reference": args.reference, "batch_size": args.batch_size}
-        for key in ("feature_extractor", "weights_path", "weights_sha256"):
-            flags[key] = getattr(args, key, None)
+        flags.update(plugin_options)  # options plugins added (dltk_add_options), for the metrics that take them
         options.update({k: v for k, v in flags.items() if v is not None})
         try:
             config = validate_options(component, {k: v for k, v in options.items() if k in known}, "dltk eval")

@@ -70,10 +70,10 @@ def predict_rows(
         arguments = (given, None)
     else:
         raise DltkError(f"--input: '{input}' is not a file, a folder, or a split name (train, test)")
+    if to_folder:
+        return _predict_to_folder(trained.predict, arguments, Path(out), force=force, options=options)  # type: ignore[arg-type]
     if writes_files:
         options["out"] = None
-    if to_folder:
-        return _predict_to_folder(trained.predict, arguments, Path(out), force=force, **options)  # type: ignore[arg-type]
     text, count = _csv(trained.predict(*arguments, **options))
     if out is None:
         import sys
@@ -102,7 +102,9 @@ def _csv(rows: Any) -> tuple[str, int]:
     return buffer.getvalue(), count
 
 
-def _predict_to_folder(predict: Any, arguments: tuple[Any, Any], out: Path, *, force: bool, **options: Any) -> str:
+def _predict_to_folder(
+    predict: Any, arguments: tuple[Any, Any], target: Path, *, force: bool, options: dict[str, Any]
+) -> str:
     """A recipe's ``predict(..., out=folder)`` writing files (its rows as ``predictions.csv``), moved into
     ``out`` as ``dltk generate`` moves what a recipe writes."""
     count = 0
@@ -113,5 +115,5 @@ def _predict_to_folder(predict: Any, arguments: tuple[Any, Any], out: Path, *, f
         if count:
             (folder / "predictions.csv").write_text(text, encoding="utf-8")
 
-    written = write_by_recipe(write, out, force=force)
+    written = write_by_recipe(write, target, force=force)
     return f"{written} ({count} prediction{'s' if count != 1 else ''})"

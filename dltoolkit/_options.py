@@ -72,7 +72,7 @@ def given_options(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def flag_of(dest: str, flags: Mapping[str, str] | None = None) -> str:
-    """How an option is spelled on the command line (``num_chars`` -> ``--num-chars``)."""
+    """How an option is spelled on the command line (``top_k`` -> ``--top-k``)."""
     return (flags or {}).get(dest) or f"--{dest.replace('_', '-')}"
 
 

@@ -184,12 +184,12 @@ def dltk_add_options(command: str, parser: argparse._ArgumentGroup) -> None:
     line is read, so also for ``--help``), once per plugin, for that one command. Keep the module
     light: it is imported to build the parser, so import no torch here.
     Args: ``command``, one of :data:`OPTION_COMMANDS`; ``parser``, an argparse argument group of
-    its own: call ``parser.add_argument("--temperature", type=float, help=...)`` for each
+    its own: call ``parser.add_argument("--top-k", type=int, help=...)`` for each
     option, with no default (an option not given is ``None`` and is not passed on).
-    Where the values go, by the option's ``dest`` (``--num-chars`` is ``num_chars``):
+    Where the values go, by the option's ``dest`` (``--top-k`` is ``top_k``):
 
-    * ``generate``: to the run's ``Trained.generate(out, num=, seed=, num_chars=...)``;
-    * ``predict``: to the run's ``Trained.predict(path, dataset, num_chars=...)``;
+    * ``generate``: to the run's ``Trained.generate(out, num=, seed=, top_k=...)``;
+    * ``predict``: to the run's ``Trained.predict(path, dataset, top_k=...)``;
     * ``eval``: to every named metric whose ``Config`` has an option of that name.
 
     A given option that the run's recipe (its ``generate`` or ``predict`` signature) or the named

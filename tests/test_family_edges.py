@@ -244,7 +244,7 @@ def translator_plugin() -> types.ModuleType:
 
     @hookimpl
     def dltk_add_options(command: str, parser: Any) -> None:
-        if command in ("generate", "eval"):
+        if command in ("generate", "predict", "eval"):
             parser.add_argument("--strength", type=float, help="how strongly to translate")
 
     for hook in (dltk_register_recipes, dltk_register_models, dltk_register_metrics, dltk_add_options):
@@ -359,6 +359,12 @@ def test_predictions_that_are_files(dltk, translated, plugin, tmp_path):
     assert len(list((tmp_path / "split").glob("*.png"))) == 4
     result = dltk("predict", translated, "--input", inputs, "--out", tmp_path / "p.csv", "-p", plugin)
     assert (result.exit_code, result.err_lines) == (2, ["--out: give a folder for the translated images"])
+    result = dltk("predict", translated, "--input", inputs, "--out", tmp_path / "s", "--strength", "1", "-p", plugin)
+    assert (result.exit_code, result.err_lines) == (
+        2,
+        ["--strength: the 'translate' recipe's predictions do not take it"],
+    )
+    assert not (tmp_path / "s").exists()
 
 
 def test_predict_and_generate_from_an_export_without_machine_paths(dltk, translated, plugin, tmp_path):

@@ -569,6 +569,13 @@ def main(argv: Sequence[str] | None = None) -> int:
             args.args = [*args.args, *extra]
         elif args.command == "check" and all("=" in e and not e.startswith("-") for e in extra):
             args.overrides = [*args.overrides, *extra]
+        elif args.command in ("generate", "predict", "eval"):  # perhaps a flag of a plugin not installed: one line
+            print(
+                f"dltk {args.command}: unrecognized arguments: {' '.join(extra)} (dltk {args.command} --help "
+                "lists its options, those of the installed plugins included)",
+                file=sys.stderr,
+            )
+            return int(ExitCode.BAD_INPUT)
         else:
             parser.error(f"unrecognized arguments: {' '.join(extra)}")
     args.plugins = [*args.global_plugins, *getattr(args, "plugins", [])]

@@ -340,6 +340,9 @@ def test_a_plugin_option_the_recipe_does_not_take_is_refused_in_one_line(dltk, t
     result = dltk("generate", translated, "--input", inputs, "--strength", "2", "--out", tmp_path / "o", "-p", plugin)
     assert (result.exit_code, result.err_lines) == (2, ["--strength: the 'translate' recipe's runs do not take it"])
     assert not (tmp_path / "o").exists()
+    result = dltk("generate", translated, "--input", inputs, "--strenght", "2", "--out", tmp_path / "o", "-p", plugin)
+    assert (result.exit_code, len(result.err_lines)) == (2, 1), result.err  # a flag no plugin adds: one line too
+    assert result.err.startswith("dltk generate: unrecognized arguments: --strenght 2 (dltk generate --help lists")
     result = dltk("generate", translated, "--input", inputs, "--label", "3", "--out", tmp_path / "o", "-p", plugin)
     assert result.exit_code == 2 and len(result.err_lines) == 1 and result.err.startswith("--label: ")
 

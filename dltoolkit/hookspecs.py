@@ -157,6 +157,9 @@ def dltk_engine_created(run: Run, engine: Engine, role: str) -> None:
     Called: once per engine, before it runs, with ``role`` ``"trainer"`` or ``"evaluator"``.
     Args: the :class:`~dltoolkit.Run`, the :class:`ignite.engine.Engine` and its role.
     Returns: nothing. Result mode: collect all.
+    For handlers of any run (a tracker, a timer). A recipe's own handlers on the evaluators of its
+    runs go in its ``Trained.evaluator_handlers``, which a built-in implementation of this hook
+    calls: a recipe need not filter other plugins' runs here.
     """
 
 

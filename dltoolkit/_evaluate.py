@@ -127,14 +127,12 @@ def _refuse_unfit_metrics(registry: Registry, meta: dict[str, Any], trained: Any
 
     from dltoolkit._compat import mismatches
 
+    try:
+        dataset = json.loads(meta.get("dataset") or "").get("name")
+    except (ValueError, AttributeError):
+        dataset = None
     parts = {}
-    for kind in ("recipe", "model", "dataset"):
-        name = meta.get(kind)
-        if kind == "dataset":
-            try:
-                name = json.loads(meta.get("dataset") or "").get("name")
-            except (ValueError, AttributeError):
-                name = None
+    for kind, name in (("recipe", meta.get("recipe")), ("model", meta.get("model")), ("dataset", dataset)):
         if isinstance(name, str) and registry.problem_with(kind, name) is None:
             parts[kind] = SimpleNamespace(name=name, component=registry.get(kind, name), path=kind)
     problems: list[str] = []
@@ -163,6 +161,23 @@ def _flagged(args: argparse.Namespace) -> dict[str, str]:
 
 def _plugin_dests(args: argparse.Namespace) -> list[str]:
     return list(getattr(args, PLUGIN_OPTIONS, None) or {})
+
+
+def _untaken_plugin_options(
+    registry: Registry, args: argparse.Namespace, names: list[str], given: dict[str, Any]
+) -> list[str]:
+    """One problem per plugin option given that none of the named metrics has (unknown metrics
+    are reported on their own)."""
+    if not names or any(registry.problem_with("metric", n) is not None for n in names):
+        return []
+    known = {f.name for n in names for f in attrs.fields(registry.get("metric", n).config)}
+    problems = []
+    for dest in given:
+        if dest not in known:
+            flag = flag_of(dest, getattr(args, PLUGIN_OPTIONS, None))
+            whose = f"the metric {names[0]} does not" if len(names) == 1 else f"none of the metrics {', '.join(names)}"
+            problems.append(f"{flag}: {whose} take{'s' if len(names) > 1 else ''} it")
+    return problems
 
 
 def _settings(registry: Registry, args: argparse.Namespace, names: list[str]) -> tuple[dict[str, Any], list[str]]:
@@ -216,16 +231,7 @@ def evaluate_command(registry: Registry, args: argparse.Namespace) -> int:
     settings, set_problems = _settings(registry, args, names)
     problems += set_problems
     plugin_options = given_options(args)
-    known_by_any: set[str] = set()
-    for name in names:
-        if registry.problem_with("metric", name) is None:
-            known_by_any |= {f.name for f in attrs.fields(registry.get("metric", name).config)}
-    all_known = all(registry.problem_with("metric", n) is None for n in names)
-    for dest in plugin_options:
-        if names and all_known and dest not in known_by_any:
-            flag = flag_of(dest, getattr(args, PLUGIN_OPTIONS, None))
-            whose = f"the metric {names[0]} does" if len(names) == 1 else f"none of the metrics {', '.join(names)}"
-            problems.append(f"{flag}: {whose} not take it" if len(names) == 1 else f"{flag}: {whose} takes it")
+    problems += _untaken_plugin_options(registry, args, names, plugin_options)
     if args.num_samples is not None and args.num_samples < 2:
         problems.append(f"--num-samples: must be at least 2, got {args.num_samples}")
     folders = args.real is not None or args.fake is not None

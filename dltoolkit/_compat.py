@@ -6,7 +6,9 @@ must ``provide``. A mismatch is one problem naming both components and what each
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+import importlib
+from collections.abc import Callable, Iterable, Mapping
+from types import SimpleNamespace
 from typing import Any
 
 from dltoolkit._component import Component
@@ -24,13 +26,31 @@ def fitting(registry: Any, kind: str, tags: Iterable[str]) -> list[str]:
 
 
 def serves(registry: Any, component: Component) -> list[str]:
-    """The recipes a model or dataset fits (every tag the recipe needs of its kind is provided)."""
+    """The recipes a model or dataset fits, by the rules of ``dltk check``: the recipe needs what the
+    component provides, and some installed partner (a dataset for a model, a model for a dataset)
+    makes a recipe file that :func:`mismatches` finds nothing wrong with."""
+    partner_kind = "dataset" if component.kind == "model" else "model"
+    partners = [registry.components[partner_kind][n] for n in registry.names(partner_kind)]
     found = []
     for name in registry.names("recipe"):
-        needed = registry.components["recipe"][name].needs.get(component.kind)
-        if needed and set(needed) <= set(component.provides):
-            found.append(name)
+        recipe = registry.components["recipe"][name]
+        needed = recipe.needs.get(component.kind)
+        if not needed or not set(needed) <= set(component.provides):
+            continue
+        uses_partner = partner_kind in recipe.requires or partner_kind in recipe.needs
+        for partner in partners if uses_partner else [None]:
+            tables = {"recipe": _table(recipe), component.kind: _table(component)}
+            if partner is not None:
+                tables[partner_kind] = _table(partner)
+            if not mismatches(registry, tables):
+                found.append(name)
+                break
     return found
+
+
+def _table(component: Component) -> Any:
+    """A stand-in for a recipe file's table naming ``component`` (for what-fits questions)."""
+    return SimpleNamespace(name=component.name, component=component, path=component.kind)
 
 
 def mismatches(registry: Any, tables: Mapping[str, Any], extra_owners: Iterable[Any] = ()) -> list[tuple[str, str]]:
@@ -76,3 +96,31 @@ def data_problem(needed: Iterable[str], spec: Any, dataset: str, owner: str) -> 
         if tag == "labels" and not spec.labelled:
             return f"dataset '{dataset}' gives {spec.describe()} without labels, but {owner} needs 'labels'"
     return None
+
+
+def resolve(function: Callable[..., Any] | str) -> Callable[..., Any]:
+    """A function, or the one a ``"module:attr"`` string names (imported now)."""
+    if not isinstance(function, str):
+        return function
+    module, _, attr = function.partition(":")
+    return getattr(importlib.import_module(module), attr)
+
+
+def component_problems(recipe_file: Any, *, stage: str) -> list[str]:
+    """What each component's own ``check`` finds wrong with its options, one line each, prefixed
+    with the recipe file (see :class:`~dltoolkit.Component`'s ``check``); called before anything
+    is built by ``dltk check`` and ``dltk run`` (``stage``: ``"check"``, ``"run"`` or ``"resume"``)."""
+    from dltoolkit._component import accepted
+
+    kinds = ("recipe", "model", "dataset")
+    tables = {k: recipe_file.table(k) for k in kinds if recipe_file.table(k) is not None}
+    owners = [*tables.values(), *recipe_file.metrics, *recipe_file.callbacks]
+    problems: list[str] = []
+    for table in owners:
+        if table.component.check is None:
+            continue
+        check = resolve(table.component.check)
+        context = {"where": table.path, "tables": tables, "stage": stage}
+        found = check(table.config, **accepted(check, context)) or ()
+        problems += [f"{recipe_file.path}: {line}" for line in ([found] if isinstance(found, str) else found)]
+    return problems

@@ -173,6 +173,16 @@ class Component:
       size, vocabulary). None: such commands refuse its runs.
     * ``export_formats`` (recipes): older export formats this recipe reads, ``{format: module}``:
       the file's tensors are that module's state dict.
+    * ``check`` (any kind): this component's own check of its options against the others, run by
+      ``dltk check`` and ``dltk run`` after the recipe file is validated and before anything is
+      built. A function (or a ``"module:attr"`` string naming one, imported when it runs) called
+      as ``check(config, where=, tables=, stage=)`` with those arguments it names: its
+      validated ``config``; ``where``, its table's key path (``"model"``, ``"metrics.0"``);
+      ``tables``, ``{kind: ComponentTable}`` of the recipe, model and dataset; ``stage``,
+      ``"check"`` (``dltk check``: the recipe file alone; files it names are the run's to
+      check, as dataset folders are), ``"run"`` (a run starts) or ``"resume"``. It returns the
+      problems it finds, each a line starting with the key it is about (``f"{where}.arch:
+      ..."``), or nothing.
 
     ``summary`` is the one line ``dltk list`` shows; with a callable factory it defaults to the
     first line of its docstring. ``plugin`` and ``kind`` are filled in by the registry. A factory
@@ -194,6 +204,7 @@ class Component:
     reports: tuple[Scalar, ...] = attrs.field(default=(), converter=tuple)
     offers: Callable[..., Any] | str | None = attrs.field(default=None, converter=_callable_or_target)
     export_formats: Mapping[str, str] = attrs.field(factory=dict, converter=dict)
+    check: Callable[..., Any] | str | None = None
     kind: str = ""
     plugin: str = ""
 

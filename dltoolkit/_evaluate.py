@@ -14,6 +14,7 @@ from torch import Tensor
 
 from dltoolkit._config import RECIPE_NAME, read_toml, validate_options
 from dltoolkit._errors import DltkError, ExitCode
+from dltoolkit._plugin_options import PLUGIN_OPTIONS, flag_of, given_options
 from dltoolkit._registry import Registry
 from dltoolkit._run import cache_dir, dataset_identity, evaluate_metrics
 
@@ -34,10 +35,18 @@ class EvalSource:
     """What metric components need from a run, for scoring outside one."""
 
     def __init__(
-        self, sampler: Any, device: torch.device, reference: Any, seed: int = 0, trained: Any = None, data: Any = None
+        self,
+        sampler: Any,
+        device: torch.device,
+        reference: Any,
+        seed: int = 0,
+        trained: Any = None,
+        registry: Registry | None = None,
+        data: Any = None,
     ):
         self.sampler = sampler
         self.data = data  # the DataSpec the model was trained on (metrics check their options against it)
+        self.registry = registry  # the components installed, as a run's (metrics may rebuild other runs' models)
         self.trained = trained
         self.device = device
         self.seed = seed
@@ -68,10 +77,13 @@ def _folder_dataset(registry: Registry, folder: Path, size: int | None, flag: st
         ) from None
 
 
-def _source_for_run(registry: Registry, args: argparse.Namespace, device: torch.device) -> EvalSource:
+def _source_for_run(
+    registry: Registry, args: argparse.Namespace, device: torch.device, tables: list[tuple[str, dict[str, Any]]]
+) -> EvalSource:
     from dltoolkit._generate import load_trained
 
     trained, meta, _path = load_trained(registry, args.source, device)
+    _refuse_unfit_metrics(registry, meta, trained, [name for name, _options in tables])
     try:
         table = json.loads(meta.get("dataset") or "")
         name = table.pop("name")
@@ -91,7 +103,7 @@ def _source_for_run(registry: Registry, args: argparse.Namespace, device: torch.
 
     data = _data_of(meta, Path(args.source))
     seed = int(meta.get("seed", 0) or 0)
-    return EvalSource(trained.sampler, device, reference, seed=seed, trained=trained, data=data)
+    return EvalSource(trained.sampler, device, reference, seed=seed, trained=trained, data=data, registry=registry)
 
 
 def _metric_tables(args: argparse.Namespace) -> list[tuple[str, dict[str, Any]]]:
@@ -113,15 +125,65 @@ def _metric_tables(args: argparse.Namespace) -> list[tuple[str, dict[str, Any]]]
     return []
 
 
-FLAGGED = {
-    "num_samples": "num-samples",
-    "reference": "reference",
-    "batch_size": "batch-size",
-    "feature_extractor": "feature-extractor",
-    "weights_path": "weights-path",
-    "weights_sha256": "weights-sha256",
-}
-"""Metric options dltk eval has a flag for (the flag, not --set, gives them)."""
+def _refuse_unfit_metrics(registry: Registry, meta: dict[str, Any], trained: Any, names: list[str]) -> None:
+    """The compatibility rules of ``dltk check`` for a finished run: each metric's needs against the
+    run's recipe, model and dataset (one line per metric), and a metric drawing samples from a run
+    that draws none refused before it is built (so nothing is downloaded for it)."""
+    from types import SimpleNamespace
+
+    from dltoolkit._compat import mismatches
+
+    try:
+        dataset = json.loads(meta.get("dataset") or "").get("name")
+    except (ValueError, AttributeError):
+        dataset = None
+    parts = {}
+    for kind, name in (("recipe", meta.get("recipe")), ("model", meta.get("model")), ("dataset", dataset)):
+        if isinstance(name, str) and registry.problem_with(kind, name) is None:
+            parts[kind] = SimpleNamespace(name=name, component=registry.get(kind, name), path=kind)
+    problems: list[str] = []
+    for name in dict.fromkeys(names):
+        component = registry.get("metric", name)
+        owner = SimpleNamespace(name=name, component=component, path="--metrics")
+        found = [what for _where, what in mismatches(registry, parts, [owner])]
+        samples = "sample" in component.needs.get("recipe", ())
+        if not found and samples and trained.sampler is None:
+            recipe = meta.get("recipe")
+            found = [f"the metric '{name}' scores images drawn from noise, and this '{recipe}' run draws none"]
+        problems += [f"--metrics: {what}" for what in found]
+    if problems:
+        raise DltkError(problems)
+
+
+CORE_FLAGS = {"num_samples": "num-samples", "reference": "reference", "batch_size": "batch-size"}
+"""Metric options dltk eval has a flag for (the flag, not --set, gives them); plugins add more."""
+
+
+def _flagged(args: argparse.Namespace) -> dict[str, str]:
+    """``{metric option: flag without its dashes}``: the core's and those plugins added."""
+    plugin = {dest: flag_of(dest, getattr(args, PLUGIN_OPTIONS, None)).lstrip("-") for dest in _plugin_dests(args)}
+    return {**CORE_FLAGS, **plugin}
+
+
+def _plugin_dests(args: argparse.Namespace) -> list[str]:
+    return list(getattr(args, PLUGIN_OPTIONS, None) or {})
+
+
+def _untaken_plugin_options(
+    registry: Registry, args: argparse.Namespace, names: list[str], given: dict[str, Any]
+) -> list[str]:
+    """One problem per plugin option given that none of the named metrics has (unknown metrics
+    are reported on their own)."""
+    if not names or any(registry.problem_with("metric", n) is not None for n in names):
+        return []
+    known = {f.name for n in names for f in attrs.fields(registry.get("metric", n).config)}
+    problems = []
+    for dest in given:
+        if dest not in known:
+            flag = flag_of(dest, getattr(args, PLUGIN_OPTIONS, None))
+            whose = f"the metric {names[0]} does not" if len(names) == 1 else f"none of the metrics {', '.join(names)}"
+            problems.append(f"{flag}: {whose} take{'s' if len(names) > 1 else ''} it")
+    return problems
 
 
 def _settings(registry: Registry, args: argparse.Namespace, names: list[str]) -> tuple[dict[str, Any], list[str]]:
@@ -146,8 +208,9 @@ def _settings(registry: Registry, args: argparse.Namespace, names: list[str]) ->
             )
             continue
         key = ".".join(str(p) for p in parts)
-        if key in FLAGGED:
-            problems.append(f"--set: {key}: use --{FLAGGED[key]}")
+        flagged = _flagged(args)
+        if key in flagged:
+            problems.append(f"--set: {key}: use --{flagged[key]}")
             continue
         if key not in known and names:
             shown = ", ".join(names)
@@ -176,6 +239,8 @@ def evaluate_command(registry: Registry, args: argparse.Namespace) -> int:
     if args.json is not None and (args.json.is_dir() or (args.json.exists() and not getattr(args, "force", False))):
         why = "is a folder" if args.json.is_dir() else "exists; pass --force to replace it"
         problems.append(f"--json: '{args.json}' {why}")
+    plugin_options = given_options(args)
+    problems += _untaken_plugin_options(registry, args, names, plugin_options)
     if args.num_samples is not None and args.num_samples < 2:
         problems.append(f"--num-samples: must be at least 2, got {args.num_samples}")
     folders = args.real is not None or args.fake is not None
@@ -193,10 +258,12 @@ def evaluate_command(registry: Registry, args: argparse.Namespace) -> int:
         real, size = _folder_dataset(registry, args.real, None, "--real")
         fake, _ = _folder_dataset(registry, args.fake, size, "--fake")
         identity = {"dataset": "image-folder", "root": str(args.real.resolve()), "image_size": size}
-        source = EvalSource(DatasetSampler(fake), device, lambda split: (real, {**identity, "split": "all"}))
+        source = EvalSource(
+            DatasetSampler(fake), device, lambda split: (real, {**identity, "split": "all"}), registry=registry
+        )
         num_samples = len(fake) if args.num_samples is None else min(args.num_samples, len(fake))
     else:
-        source = _source_for_run(registry, args, device)
+        source = _source_for_run(registry, args, device, tables)
         num_samples = args.num_samples
 
     metrics = []
@@ -206,8 +273,7 @@ def evaluate_command(registry: Registry, args: argparse.Namespace) -> int:
         options = dict(table_options)  # the run's own metric options, then what the command line says
         options.update({k: v for k, v in settings.items() if k in known})
         flags = {"num_samples": num_samples, "reference": args.reference, "batch_size": args.batch_size}
-        for key in ("feature_extractor", "weights_path", "weights_sha256"):
-            flags[key] = getattr(args, key, None)
+        flags.update(plugin_options)  # options plugins added (dltk_add_options), for the metrics that take them
         options.update({k: v for k, v in flags.items() if v is not None})
         try:
             config = validate_options(component, {k: v for k, v in options.items() if k in known}, "dltk eval")
@@ -221,7 +287,7 @@ def evaluate_command(registry: Registry, args: argparse.Namespace) -> int:
         try:
             metrics.append(component.build(config, run=source))
         except DltkError as exc:  # "top_k.k: ..." is about what the user typed: --set k=...
-            raise DltkError(_as_flags(line, settings) for line in exc.problems) from None
+            raise DltkError(_as_flags(line, settings, _flagged(args)) for line in exc.problems) from None
     results = evaluate_metrics(source, metrics)
 
     summaries = {m.name: getattr(m, "summary", None) for m in metrics}
@@ -242,7 +308,7 @@ def evaluate_command(registry: Registry, args: argparse.Namespace) -> int:
     return ExitCode.OK
 
 
-def _as_flags(line: str, settings: dict[str, Any]) -> str:
+def _as_flags(line: str, settings: dict[str, Any], flagged: dict[str, str]) -> str:
     """A metric's message about ``metric.key`` said about the flag that gave ``key``."""
     where, sep, rest = line.partition(": ")
     key = where.rsplit(".", 1)[-1]
@@ -250,8 +316,8 @@ def _as_flags(line: str, settings: dict[str, Any]) -> str:
         return line
     if key in settings:
         return f"--set {key}: {rest}"
-    if key in FLAGGED:
-        return f"--{FLAGGED[key]}: {rest}"
+    if key in flagged:
+        return f"--{flagged[key]}: {rest}"
     return line
 
 

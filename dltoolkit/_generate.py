@@ -24,6 +24,7 @@ from dltoolkit._config import validate_options
 from dltoolkit._data import to_uint8
 from dltoolkit._dataspec import DataSpec
 from dltoolkit._errors import DltkError
+from dltoolkit._plugin_options import flag_of, refuse_foreign
 from dltoolkit._registry import Registry
 from dltoolkit._run import model_context, resolve_device
 from dltoolkit._trained import Trained
@@ -257,10 +258,10 @@ def export_trained(registry: Registry, source: Path, out: Path, *, force: bool =
         "data": str(meta.get("data") or _data_of(meta, path).to_json()),
         "modules": json.dumps(list(trained.modules)),
         "recipe_options": str(meta.get("recipe_options", "")),
-        "dataset": str(meta.get("dataset", "")),
+        "dataset": _without_machine_paths(str(meta.get("dataset", ""))),
         "seed": str(meta.get("seed", 0)),
         "dltoolkit_version": __version__,
-        "source": str(path),
+        "source": _portable_source(path),
     }
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -268,6 +269,31 @@ def export_trained(registry: Registry, source: Path, out: Path, *, force: bool =
     payload = save(tensors, metadata=metadata)
     _checkpoint.atomic_write(out, lambda handle: handle.write(payload))
     return path
+
+
+def _portable_source(path: Path) -> str:
+    """The checkpoint an export came from, without this machine's folders: ``<run>/checkpoints/<file>``
+    (a checkpoint outside a run directory: its file name)."""
+    path = Path(path)
+    if path.parent.name == "checkpoints":
+        return f"{path.parent.parent.resolve().name}/checkpoints/{path.name}"
+    return path.name
+
+
+def _without_machine_paths(dataset: str) -> str:
+    """The recorded dataset table with its ``root``/``path`` cut to their last part: an export
+    names its data but not where it lay on the machine that trained it (``dltk eval`` of an
+    export then reads a folder or file of that name from where it runs)."""
+    try:
+        table = json.loads(dataset)
+    except ValueError:
+        return dataset
+    if not isinstance(table, dict):
+        return dataset
+    for key in ("root", "path"):
+        if isinstance(table.get(key), str) and Path(table[key]).is_absolute():
+            table[key] = Path(table[key]).name
+    return json.dumps(table)
 
 
 def generate_images(
@@ -281,14 +307,17 @@ def generate_images(
     batch_size: int = 256,
     device: str = "auto",
     options: dict[str, Any] | None = None,
+    flags: dict[str, str] | None = None,
     force: bool = False,
 ) -> str:
     """Write samples of SOURCE's model into ``out``; return what was written, in words.
 
     Samples already in ``out`` (numbered PNG files, ``grid.png``) are replaced only with ``force``.
 
-    A recipe whose ``Trained`` has ``generate`` writes its own kind of sample (text, a forecast);
-    otherwise ``num`` PNG files (and ``grid.png``) are drawn from its image sampler.
+    A recipe whose ``Trained`` has ``generate`` writes its own kind of sample (text, a forecast,
+    translations of ``options["input"]``) and gets ``options`` by name (those it does not take
+    are refused, spelled as ``flags`` says); otherwise ``num`` PNG files (and ``grid.png``) are
+    drawn from its image sampler.
     """
     from dltoolkit._images import image_grid, save_png
 
@@ -304,16 +333,22 @@ def generate_images(
     out = Path(out)
     if out.exists() and not out.is_dir():
         raise DltkError(f"--out: '{out}' is a file, not a folder")
+    if "input" in options and not Path(options["input"]).exists():
+        raise DltkError(f"--input: no such file or folder '{options['input']}'")
     if trained.generate is not None:
         if "label" in options and "label" not in inspect.signature(trained.generate).parameters:
             raise DltkError(f"--label: the '{meta.get('recipe')}' recipe's samples have no classes to choose from")
+        if "input" in options and "input" not in inspect.signature(trained.generate).parameters:
+            raise DltkError(f"--input: the '{meta.get('recipe')}' recipe does not generate from inputs")
         if grid:
             options["grid"] = True
-        return _generate_by_recipe(trained.generate, out, force=force, num=num, seed=seed, **options)
+        refuse_foreign(options, trained.generate, f"the '{meta.get('recipe')}' recipe's runs", flags)
+        return write_by_recipe(trained.generate, out, force=force, num=num, seed=seed, **options)
     label = options.pop("label", None)
     if options:
-        flags = ", ".join(f"--{k.replace('_', '-')}" for k in options)
-        raise DltkError(f"{flags}: the '{meta.get('recipe')}' recipe draws images; these options do not apply")
+        shown = ", ".join(flag_of(k, flags) for k in options)
+        them = "it" if len(options) == 1 else "them"
+        raise DltkError(f"{shown}: the '{meta.get('recipe')}' recipe draws images from noise and does not take {them}")
     if num is None:
         raise DltkError("--num: how many images to draw (for example --num 64)")
     if trained.sampler is None:
@@ -347,7 +382,7 @@ def generate_images(
     return f"{index} images"
 
 
-def _generate_by_recipe(generate: Any, out: Path, *, force: bool, **options: Any) -> str:
+def write_by_recipe(generate: Any, out: Path, *, force: bool, **options: Any) -> str:
     """Run a recipe's own ``generate`` (text, forecasts...) into a fresh folder beside ``out``, then
     move what it wrote into ``out``: a file of the same name already there is refused without
     ``force`` (as numbered PNGs are), and a failure leaves ``out`` as it was."""
@@ -417,61 +452,3 @@ def class_index(classes: tuple[str, ...], label: str, recipe: str) -> int:
     raise DltkError(
         f"--label: '{label}' is not a class of this run; give a name or an index from 0 to {len(classes) - 1} ({shown})"
     )
-
-
-def recorded_dataset(registry: Registry, meta: dict[str, Any], source: Path, split: str) -> Any:
-    """The ``split`` of the dataset a run trained on, as recorded in its metadata."""
-    try:
-        table = json.loads(meta.get("dataset") or "")
-        name = table.pop("name")
-    except (ValueError, KeyError, AttributeError, TypeError):
-        raise DltkError(f"{source}: no dataset recorded with this model; give --input a file or folder") from None
-    component = registry.get("dataset", name)
-    config = validate_options(component, {k: v for k, v in table.items() if k != "split"}, str(source))
-    return component.build(config, split=split)
-
-
-def predict_rows(
-    registry: Registry, source: Path, *, input: str, out: Path | None, device: str = "auto", force: bool = False
-) -> int:
-    """Write what SOURCE's model predicts for ``input`` as CSV (to ``out``, else stdout); return the row count.
-
-    An existing ``out`` file is replaced only with ``force``."""
-    import csv
-    import io
-    import sys
-
-    if out is not None and Path(out).is_dir():
-        raise DltkError(f"--out: '{out}' is a folder; give a file name such as predictions.csv")
-    if out is not None and Path(out).exists() and not force:
-        raise DltkError(f"--out: '{out}' exists; pass --force to replace it")
-    torch_device = device_option(device)
-    trained, meta, path = load_trained(registry, source, torch_device)
-    if trained.predict is None:
-        raise DltkError(
-            f"{path}: the '{meta.get('recipe')}' recipe does not predict "
-            f"(its runs offer: {', '.join(trained.capabilities()) or 'nothing'}); dltk predict needs one that does"
-        )
-    given = Path(input)
-    if input in ("train", "test") and not given.exists():
-        rows = trained.predict(None, recorded_dataset(registry, meta, path, input))
-    elif given.exists():
-        rows = trained.predict(given, None)
-    else:
-        raise DltkError(f"--input: '{input}' is not a file, a folder, or a split name (train, test)")
-    buffer = io.StringIO()
-    writer: Any = None
-    count = 0
-    for row in rows:
-        if writer is None:
-            writer = csv.DictWriter(buffer, fieldnames=list(row), lineterminator="\n")
-            writer.writeheader()
-        writer.writerow(row)
-        count += 1
-    text = buffer.getvalue()
-    if out is None:
-        sys.stdout.write(text)
-    else:
-        Path(out).parent.mkdir(parents=True, exist_ok=True)
-        _checkpoint.atomic_write(Path(out), lambda handle: handle.write(text.encode()))
-    return count

@@ -32,6 +32,7 @@ ENTRY_POINT_GROUP = "dltoolkit"
 BUILTIN_PLUGINS: tuple[str, ...] = (
     "dltoolkit.builtin.datasets",
     "dltoolkit.builtin.callbacks",
+    "dltoolkit.builtin.trained",
 )
 
 

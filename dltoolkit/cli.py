@@ -12,7 +12,7 @@ from typing import Any
 
 import attrs
 
-from dltoolkit._compat import serves
+from dltoolkit._compat import component_problems, serves
 from dltoolkit._component import KINDS, is_resumable
 from dltoolkit._config import (
     RECIPE_CORE_OPTIONS,
@@ -26,6 +26,7 @@ from dltoolkit._config import (
 from dltoolkit._errors import DltkError, ExitCode
 from dltoolkit._manager import PluginHost, make_plugin_host
 from dltoolkit._paths import one_line
+from dltoolkit._plugin_options import PLUGIN_OPTIONS, add_plugin_options, command_and_plugins, given_options
 from dltoolkit._registry import Registry
 
 
@@ -40,7 +41,9 @@ def _plugin_args(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(host: PluginHost | None = None) -> argparse.ArgumentParser:
+    """The ``dltk`` parser; with ``host``, ``generate``, ``predict`` and ``eval`` also take the
+    options its plugins add (the ``dltk_add_options`` hook)."""
     parser = argparse.ArgumentParser(
         prog="dltk", description="Train and evaluate deep-learning models from recipe files."
     )
@@ -120,11 +123,12 @@ def build_parser() -> argparse.ArgumentParser:
     gen.add_argument("--force", action="store_true", help="replace samples already in --out")
     gen.add_argument("--batch-size", type=int, default=256)
     gen.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N")
-    gen.add_argument("--prompt", help="text to continue (recipes that generate text)")
-    gen.add_argument("--num-chars", type=int, help="characters to generate (recipes that generate text)")
-    gen.add_argument("--temperature", type=float, help="sampling temperature (recipes that sample tokens)")
     gen.add_argument("--label", help="draw this class, by name or index (class-conditional runs)")
+    gen.add_argument(
+        "--input", type=Path, metavar="FILE|FOLDER", help="generate from these inputs (recipes that translate inputs)"
+    )
     _plugin_args(gen)
+    _add_plugin_options(host, "generate", gen)
 
     exp = sub.add_parser(
         "export",
@@ -142,18 +146,25 @@ def build_parser() -> argparse.ArgumentParser:
 
     pred = sub.add_parser(
         "predict",
-        help="write a trained model's predictions as CSV",
+        help="write a trained model's predictions (CSV, or files)",
         description=(
             "Predict with the model of SOURCE (a run directory, a checkpoint or an export) for INPUT: a "
-            "file, a folder, or 'test'/'train' for that split of the run's dataset. One CSV row each."
+            "file, a folder, or 'test'/'train' for that split of the run's dataset. One CSV row each, or "
+            "files in --out DIR for recipes whose predictions are files (translated images, drawn boxes)."
         ),
     )
     pred.add_argument("source", type=Path, metavar="SOURCE")
     pred.add_argument("--input", required=True, metavar="PATH", help="a file, a folder, or a split name (test, train)")
-    pred.add_argument("--out", type=Path, metavar="FILE.csv", help="write the CSV here (default: standard output)")
+    pred.add_argument(
+        "--out",
+        type=Path,
+        metavar="FILE.csv|DIR",
+        help="write the CSV here (default: standard output), or a folder for recipes that write files",
+    )
     pred.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N")
     pred.add_argument("--force", action="store_true", help="replace --out if it exists")
     _plugin_args(pred)
+    _add_plugin_options(host, "predict", pred)
 
     ev = sub.add_parser(
         "eval",
@@ -185,11 +196,9 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--json", type=Path, help="also write the scores and their protocol here")
     ev.add_argument("--force", action="store_true", help="replace the --json file if it exists")
     ev.add_argument("--batch-size", type=int, help="images per batch (default: the metric's own)")
-    ev.add_argument("--feature-extractor", help="feature extractor, for metrics with a feature_extractor option")
-    ev.add_argument("--weights-path", help="local weights file of the feature extractor")
-    ev.add_argument("--weights-sha256", help="sha256 of weights other than the official file")
     ev.add_argument("--device", default="auto")
     _plugin_args(ev)
+    _add_plugin_options(host, "eval", ev)
 
     cmp = sub.add_parser(
         "compare",
@@ -226,8 +235,13 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _add_plugin_options(host: PluginHost | None, command: str, parser: argparse.ArgumentParser) -> None:
+    """The options plugins add to ``command``, remembered as ``{dest: flag}`` on the parsed arguments."""
+    parser.set_defaults(**{PLUGIN_OPTIONS: add_plugin_options(host, command, parser) if host is not None else {}})
+
+
 def _setup(args: argparse.Namespace) -> tuple[PluginHost, Registry]:
-    host = make_plugin_host(args.plugins)
+    host = getattr(args, "host", None) or make_plugin_host(args.plugins)  # main() loaded them for the parser
     return host, Registry(host)
 
 
@@ -350,6 +364,9 @@ def _recipe_for(args: argparse.Namespace, host: PluginHost, registry: Registry, 
             raise DltkError(f"dltk run: the first argument must be the recipe file, got override '{args.args[0]}'")
         recipe_file = RecipeFile.from_toml(recipe_path, registry, overrides)
     check_batch_split(recipe_file, world_size)
+    problems = component_problems(recipe_file, stage="run" if args.resume is None else "resume")
+    if problems:
+        raise DltkError(problems)
     return recipe_file
 
 
@@ -387,6 +404,9 @@ def cmd_check(args: argparse.Namespace) -> int:
     from dltoolkit._limits import check_device
 
     check_device(recipe_file)  # what dltk run would refuse at once
+    problems = component_problems(recipe_file, stage="check")  # each component's own check
+    if problems:
+        raise DltkError(problems)
     parts = [f"recipe {recipe_file.recipe.name}"]
     for kind in ("model", "dataset"):
         table = recipe_file.table(kind)
@@ -450,8 +470,8 @@ def cmd_generate(args: argparse.Namespace) -> int:
     from dltoolkit._generate import generate_images
 
     _host, registry = _setup(args)
-    flags = ("prompt", "num_chars", "temperature", "label")
-    extra = {k: getattr(args, k) for k in flags if getattr(args, k) is not None}
+    extra = given_options(args)
+    extra.update({k: getattr(args, k) for k in ("label", "input") if getattr(args, k) is not None})
     written = generate_images(
         registry,
         args.source,
@@ -462,6 +482,7 @@ def cmd_generate(args: argparse.Namespace) -> int:
         batch_size=args.batch_size,
         device=args.device,
         options=extra,
+        flags=getattr(args, PLUGIN_OPTIONS, None),
         force=args.force,
     )
     print(f"dltk: wrote {written} to {args.out}/")
@@ -478,12 +499,21 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
-    from dltoolkit._generate import predict_rows
+    from dltoolkit._predict import predict_rows
 
     _host, registry = _setup(args)
-    count = predict_rows(registry, args.source, input=args.input, out=args.out, device=args.device, force=args.force)
+    count = predict_rows(
+        registry,
+        args.source,
+        input=args.input,
+        out=args.out,
+        device=args.device,
+        force=args.force,
+        options=given_options(args),
+        flags=getattr(args, PLUGIN_OPTIONS, None),
+    )
     if args.out is not None:
-        print(f"dltk: wrote {count} predictions to {args.out}")
+        print(f"dltk: wrote {count} to {args.out}")
     return ExitCode.OK
 
 
@@ -531,13 +561,24 @@ COMMANDS = {
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``dltk``; returns the exit code."""
-    parser = build_parser()
+    argv = sys.argv[1:] if argv is None else list(argv)
+    command, plugin_modules = command_and_plugins(argv)
+    host = make_plugin_host(plugin_modules) if command in ("generate", "predict", "eval") else None
+    parser = build_parser(host)  # with the options the installed plugins add to this command
     args, extra = parser.parse_known_args(argv)
+    args.host = host
     if extra:  # overrides written after options: dltk run r.toml --run-dir d recipe.epochs=3
         if args.command == "run" and all("=" in e and not e.startswith("-") for e in extra):
             args.args = [*args.args, *extra]
         elif args.command == "check" and all("=" in e and not e.startswith("-") for e in extra):
             args.overrides = [*args.overrides, *extra]
+        elif args.command in ("generate", "predict", "eval"):  # perhaps a flag of a plugin not installed: one line
+            print(
+                f"dltk {args.command}: unrecognized arguments: {' '.join(extra)} (dltk {args.command} --help "
+                "lists its options, those of the installed plugins included)",
+                file=sys.stderr,
+            )
+            return int(ExitCode.BAD_INPUT)
         else:
             parser.error(f"unrecognized arguments: {' '.join(extra)}")
     args.plugins = [*args.global_plugins, *getattr(args, "plugins", [])]

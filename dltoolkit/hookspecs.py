@@ -22,6 +22,8 @@ from typing import TYPE_CHECKING
 import pluggy
 
 if TYPE_CHECKING:
+    import argparse
+
     from ignite.engine import Engine
 
     from dltoolkit._component import Component
@@ -215,7 +217,10 @@ def dltk_engine_created(run: Run, engine: Engine, role: str) -> None:
     Args: the :class:`~dltoolkit.Run`, the :class:`ignite.engine.Engine` and its role.
 
     Returns: nothing. Attach handlers here (``engine.add_event_handler(Events.EPOCH_COMPLETED,
-    ...)``); Ignite's handlers (``Timer``, ``EarlyStopping``, loggers) work as usual.
+    ...)``); Ignite's handlers (``Timer``, ``EarlyStopping``, loggers) work as usual. This is for
+    handlers of any run (a tracker, a timer): a recipe's own handlers on the evaluators of its runs
+    go in its ``Trained.evaluator_handlers``, which a built-in implementation of this hook calls, so
+    a recipe need not filter other plugins' runs here.
 
     Result mode: collect all.
     """
@@ -238,6 +243,34 @@ def dltk_run_finished(run: Run, exit_code: ExitCode) -> None:
     """
 
 
+OPTION_COMMANDS: tuple[str, ...] = ("generate", "predict", "eval")
+"""The commands to which :func:`dltk_add_options` may add options."""
+
+
+@hookspec
+def dltk_add_options(command: str, parser: argparse._ArgumentGroup) -> None:
+    """Add the command-line options that this plugin's capabilities take to ``dltk generate``,
+    ``predict`` or ``eval``; ``dltk COMMAND --help`` lists them under the plugin's name.
+
+    Called: when ``dltk generate``, ``predict`` or ``eval`` builds its parser (before the command
+    line is read, so also for ``--help``), once per plugin, for that one command. Keep the module
+    light: it is imported to build the parser, so import no torch here.
+    Args: ``command``, one of :data:`OPTION_COMMANDS`; ``parser``, an argparse argument group of
+    its own: call ``parser.add_argument("--top-k", type=int, help=...)`` for each
+    option, with no default (an option not given is ``None`` and is not passed on).
+    Where the values go, by the option's ``dest`` (``--top-k`` is ``top_k``):
+
+    * ``generate``: to the run's ``Trained.generate(out, num=, seed=, top_k=...)``;
+    * ``predict``: to the run's ``Trained.predict(path, dataset, top_k=...)``;
+    * ``eval``: to every named metric whose ``Config`` has an option of that name.
+
+    A given option that the run's recipe (its ``generate`` or ``predict`` signature) or the named
+    metrics do not take is refused in one line, exit code 2: flags are never ignored silently.
+    Two plugins adding the same flag: the second is reported (``dltk plugins``) and skipped.
+    Returns: nothing. Result mode: each implementation is called on its own group.
+    """
+
+
 HOOK_NAMES: tuple[str, ...] = (
     "dltk_register_recipes",
     "dltk_register_models",
@@ -247,6 +280,7 @@ HOOK_NAMES: tuple[str, ...] = (
     "dltk_configure",
     "dltk_engine_created",
     "dltk_run_finished",
+    "dltk_add_options",
 )
 
 REGISTER_HOOKS: dict[str, str] = {

@@ -239,6 +239,24 @@ def test_hook_dltk_engine_created(dltk, tiny_recipe, monkeypatch):
     assert engine_call[1]["engine"].state.epoch == 1  # the engine the recipe then ran
 
 
+def test_hook_dltk_add_options(dltk, monkeypatch):
+    """A plugin's options show in the command's --help under its name, and only for that command."""
+    module = types.ModuleType("options_plugin")
+
+    @hookimpl
+    def dltk_add_options(command, parser):
+        if command == "predict":
+            parser.add_argument("--draw", metavar="DIR", help="also draw the boxes into DIR")
+
+    module.dltk_add_options = dltk_add_options
+    monkeypatch.setitem(sys.modules, "options_plugin", module)
+    result = dltk("predict", "--help", "-p", "options_plugin")
+    assert result.exit_code == 0
+    assert "options of plugin options_plugin:\n  --draw DIR" in result.out
+    assert "--draw" not in dltk("generate", "--help", "-p", "options_plugin").out
+    assert "--draw" not in dltk("predict", "--help").out
+
+
 @pytest.mark.slow
 def test_hook_dltk_run_finished(dltk, tiny_recipe, monkeypatch):
     rec = Recorder()

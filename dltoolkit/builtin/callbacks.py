@@ -1,8 +1,9 @@
 """Built-in callbacks: sample grids, a GIF of them, a plot of the reported scalars, real images.
 
-Each attaches itself to the trainer engine with Ignite events. Sample grids draw through
-``run.sampler`` (the sampler of the recipe's :class:`~dltoolkit.Trained`), so they fit any recipe
-that provides ``sample``; the plot draws whatever scalars the recipe declares.
+Each attaches itself to the trainer engine with Ignite events. Sample grids draw the preview of
+the recipe's :class:`~dltoolkit.Trained` (``Trained.fixed_preview``: fixed noise for a sampler,
+held-out inputs for a translator), so they fit any recipe whose runs offer one; the plot draws
+whatever scalars the recipe declares.
 """
 
 from __future__ import annotations
@@ -26,12 +27,6 @@ GRID_PREFIX = "grid_"
 # Ignite's Events.COMPLETED ends the run (it also follows a terminate()); a failed run calls
 # run.add_finalizer() functions instead (an Ignite EXCEPTION_RAISED handler would swallow the
 # exception). Ignite and torch are imported in attach(), when a run starts, not at registration.
-
-
-def _need_sampler(run: Run, name: str) -> Any:
-    if run.sampler is None:
-        raise DltkError(f"callbacks: '{name}' needs a recipe that draws samples")
-    return run.sampler
 
 
 @attrs.frozen
@@ -58,22 +53,18 @@ class Samples:
     def attach(self, engine: Engine, run: Run) -> None:
         from ignite.engine import Events
 
-        sampler = _need_sampler(run, "samples")
         seed = self.config.seed if self.config.seed is not None else run.recipe_file.seed
-        noise = sampler.noise(self.config.num, seed)
-        nrow = self.config.nrow
-        classes = getattr(sampler, "classes", None) or ()
-        if classes:  # a class-conditional sampler: one row per class, the same noise down each column
-            import torch
-
-            nrow = max(1, self.config.num // len(classes))
-            noise = torch.cat([sampler.noise(nrow, seed, label=c) for c in range(len(classes))])
+        trained = run.trained
+        preview = trained.fixed_preview(self.config.num, seed, self.config.nrow) if trained is not None else None
+        if preview is None:
+            raise DltkError("callbacks: 'samples' needs a recipe whose runs offer a preview (noise or held-out inputs)")
+        draw, nrow = preview
         folder = run.ensure_dir() / "samples"
 
         def write(engine: Engine) -> None:
             from dltoolkit.images import image_grid, save_png
 
-            grid = image_grid(sampler.generate(noise), nrow)
+            grid = image_grid(draw(), nrow)
             save_png(grid, folder / f"{GRID_PREFIX}{engine.state.iteration:08d}.png")
             run.add_images("samples", grid, engine.state.iteration)
 

@@ -78,6 +78,20 @@ def _model_factories() -> dict[str, tuple[type, Any]]:
     }
 
 
+def _rebuild_model(registry: Any, name: str, options: dict[str, Any], spec: DataSpec, where: str) -> Any:
+    """The classify run's model, fresh: through the run's registry (any model of the recipe, a
+    third party's too), else one of this plugin's own."""
+    components = getattr(registry, "components", {}).get("model", {})
+    if name in components:
+        component = components[name]
+        return component.build(component.config(**options), data=spec, image_shape=tuple(spec.shape))
+    factories = _model_factories()
+    if name not in factories:
+        raise DltkError(f"{where}: the classify run's model '{name}' is not installed here (dltk list models)")
+    config_type, build = factories[name]
+    return build(config_type(**options), spec)
+
+
 def _held_out_accuracy(run_dir: Path, iteration: int | None) -> tuple[float | None, str | None]:
     """The accuracy the run recorded at ``iteration`` (else its last), and on which split."""
     log = run_dir / "metrics.jsonl"
@@ -101,7 +115,7 @@ def _held_out_accuracy(run_dir: Path, iteration: int | None) -> tuple[float | No
 class Classifier:
     """A trained dltoolkit-vision classifier as a feature extractor (its penultimate activations)."""
 
-    def __init__(self, source: Path, where: str):
+    def __init__(self, source: Path, where: str, registry: Any = None):
         path = checkpoint_for(source, where)
         self.path = path.resolve()
         try:
@@ -112,19 +126,17 @@ class Classifier:
         meta = data.get("meta") if isinstance(data, dict) else None
         if not isinstance(meta, dict):
             raise DltkError(f"{where}: '{path}' is not a dltoolkit checkpoint (no 'meta' entry)")
-        factories = _model_factories()
         model_name = meta.get("model")
-        if model_name not in factories:
+        if meta.get("recipe") != "classify":
             raise DltkError(
-                f"{where}: '{source}' is not a classifier run (recipe '{meta.get('recipe')}', model "
-                f"'{model_name}'); give a run of the classify recipe (lenet, resnet or torchvision)"
+                f"{where}: '{source}' is not a classifier run: its recipe is '{meta.get('recipe')}' (model "
+                f"'{model_name}'), not 'classify'; give a run of the classify recipe"
             )
         try:
             options = json.loads(meta.get("model_options") or "{}")
             options = {k: tuple(v) if isinstance(v, list) else v for k, v in options.items()}
             spec = DataSpec.from_json(str(meta["data"]))
-            config_type, build = factories[model_name]
-            model = build(config_type(**options), spec)
+            model = _rebuild_model(registry, str(model_name), options, spec, where)
         except (KeyError, ValueError, TypeError) as exc:
             raise DltkError(f"{where}: '{path}': cannot rebuild its model from the metadata: {exc}") from None
         states = data.get("classifier")
@@ -204,11 +216,13 @@ class Classifier:
         return torch.cat(collected)
 
 
-def load_classifier(source: str | Path, where: str = "classifier-fid.classifier") -> Classifier:
+def load_classifier(source: str | Path, where: str = "classifier-fid.classifier", registry: Any = None) -> Classifier:
+    """The classifier of a classify run (its directory or checkpoint), cached while the file is unchanged;
+    ``registry`` (the run's) rebuilds models of any plugin."""
     path = Path(source).expanduser()
     key = (str(path.resolve()), str(path.stat().st_mtime_ns) if path.exists() else "")
     if key not in _CLASSIFIERS:
-        _CLASSIFIERS[key] = Classifier(path, where)
+        _CLASSIFIERS[key] = Classifier(path, where, registry)
     return _CLASSIFIERS[key]
 
 
@@ -333,7 +347,7 @@ class ClassifierFid:
     def __init__(self, config: ClassifierFidConfig, run: Any):
         self.config = config
         self.every = config.every
-        self.classifier = load_classifier(config.classifier, _where(run, config))
+        self.classifier = load_classifier(config.classifier, _where(run, config), getattr(run, "registry", None))
 
     @staticmethod
     def summary(result: dict[str, Any]) -> str:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from dltoolkit import Component, DltkError, MetricConfig, Scalar, hookimpl
+from dltoolkit import Component, MetricConfig, Scalar, hookimpl
 from dltoolkit_vision.options import (
     REPORTS,
     ClassifierFidConfig,
@@ -23,9 +23,7 @@ from dltoolkit_vision.options import (
 )
 
 if TYPE_CHECKING:
-    from ignite.engine import Engine
-
-    from dltoolkit import Run
+    pass
 
 # "class-logits": the recipe's eval_step gives (logits, labels), which the metrics below read, so
 # `dltk check` refuses them with recipes whose evaluation gives something else.
@@ -88,6 +86,7 @@ def dltk_register_models() -> list[Component]:
             "learning.",
             provides="classifier",
             needs=needs,
+            check="dltoolkit_vision.checks:check_torchvision",
         ),
     ]
 
@@ -139,30 +138,3 @@ def dltk_register_metrics() -> list[Component]:
             ],
         ),
     ]
-
-
-@hookimpl
-def dltk_configure(run: Run) -> None:
-    """Refuse a ``torchvision`` model with an unknown arch or unusable starting weights before
-    anything is built (not on ``--resume``: the checkpoint holds the weights)."""
-    table = run.recipe_file.model
-    if table is None or table.component.factory != TORCHVISION or run.resuming:
-        return
-    from dltoolkit_vision.models import arch_problem
-    from dltoolkit_vision.weights import check_weights
-
-    problem = arch_problem(table.config.arch)
-    problems = [problem] if problem is not None else check_weights(table.config)
-    if problems:
-        raise DltkError(f"{run.recipe_file.path}: {p}" for p in problems)
-
-
-@hookimpl
-def dltk_engine_created(run: Run, engine: Engine, role: str) -> None:
-    """On each evaluator of a classify run: the confusion matrix PNG and each class's accuracy."""
-    recipe = run.recipe_file.recipe
-    if role != "evaluator" or recipe.component.factory != CLASSIFY or not recipe.config.confusion_matrix:
-        return
-    from dltoolkit_vision.report import attach_class_report
-
-    attach_class_report(run, engine)

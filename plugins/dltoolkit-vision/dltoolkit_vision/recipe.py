@@ -210,12 +210,17 @@ def train_classify(config: ClassifyConfig, *, run: Run) -> None:
             else:
                 group["momentum"] = config.momentum
 
+    trained = make_trained(model, run.device, spec)
+    if config.confusion_matrix:  # on each evaluation: the confusion matrix PNG and each class's accuracy
+        from dltoolkit_vision.report import attach_class_report
+
+        trained.evaluator_handlers = [lambda evaluator, run: attach_class_report(run, evaluator)]
     run.fit(
         trainer,
         loader,
         epochs=config.epochs,
         state=state,
-        trained=make_trained(model, run.device, spec),
+        trained=trained,
         log_every=config.log_every,
         on_resume=on_resume,
         failure_hint="a lower recipe.lr, or recipe.warmup_epochs, often helps",

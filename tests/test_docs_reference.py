@@ -104,7 +104,15 @@ def test_constructors_are_laid_out_as_ruff_formats_them():
 
 
 def test_the_reference_documents_the_plugins_of_the_checkout():
-    assert sorted(checkout_plugins(ROOT)) == ["fidelity", "gan", "sequence", "vae", "vision"]
+    assert sorted(checkout_plugins(ROOT)) == [
+        "fidelity",
+        "fidelity-commandline",
+        "gan",
+        "sequence",
+        "sequence-commandline",
+        "vae",
+        "vision",
+    ]
 
 
 def test_write_regenerates_both_pages_in_place_and_keeps_the_hand_written_part(tmp_path):

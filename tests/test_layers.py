@@ -46,7 +46,17 @@ LAYERS: dict[str, tuple[str, ...]] = {
     "run": ("_run",),
     "public API": ("", "data", "images", "files", "sampling"),
     "plugins": ("builtin",),
-    "command line": ("cli", "__main__", "testing", "_generate", "_evaluate", "_compare", "_new_plugin"),
+    "command line": (
+        "cli",
+        "__main__",
+        "testing",
+        "_generate",
+        "_evaluate",
+        "_compare",
+        "_new_plugin",
+        "_predict",
+        "_runrecords",
+    ),
 }
 """Module names relative to ``dltoolkit`` (``""`` is the package itself); ``builtin`` stands for
 ``dltoolkit.builtin`` and every module in it."""

@@ -120,7 +120,8 @@ def plugin_sources() -> Iterator[tuple[str, str]]:
     folders = [ROOT / "plugins", ROOT / "dltoolkit" / "builtin", ROOT / "tests" / "example_plugin"]
     for folder in folders:
         for path in sorted(folder.rglob("*.py")):
-            if not {".venv", "build"} & set(path.parts):
+            first_party_tests = folder.name == "plugins" and "tests" in path.relative_to(folder).parts[1:2]
+            if not {".venv", "build"} & set(path.parts) and not first_party_tests:  # their tests are the core's kind
                 yield str(path.relative_to(ROOT)), path.read_text(encoding="utf-8")
     tokens = names_for("sample-name") | {"__KIND__": "model", "__IMPL__": "models", "__DEPENDENCIES__": '"dltoolkit"'}
     for path in sorted((ROOT / "dltoolkit" / "templates").rglob("*.py.tmpl")):

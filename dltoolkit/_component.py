@@ -12,7 +12,7 @@ from typing import Any
 
 import attrs
 
-KINDS: tuple[str, ...] = ("recipe", "model", "dataset", "metric", "callback")
+KINDS: tuple[str, ...] = ("recipe", "model", "dataset", "metric", "callback", "writer")
 """The kinds of component, in the order ``dltk list`` shows them."""
 
 RESUMABLE = "resumable"

@@ -29,6 +29,7 @@ from cattrs.errors import (
 from dltoolkit._compat import mismatches
 from dltoolkit._component import Component, Scalar, option
 from dltoolkit._errors import DltkError
+from dltoolkit._rundir import RECIPE_NAME  # noqa: F401  (re-exported: cli and eval import it from here)
 from dltoolkit._suggest import did_you_mean, one_of
 
 if sys.version_info >= (3, 11):
@@ -36,8 +37,6 @@ if sys.version_info >= (3, 11):
 else:  # pragma: no cover
     import tomli as tomllib
 
-RECIPE_NAME = "recipe.toml"
-"""The resolved recipe file in a run directory."""
 
 _converter = cattrs.Converter(forbid_extra_keys=True, detailed_validation=True)
 
@@ -249,6 +248,13 @@ class RunSection:
         validator=attrs.validators.optional([attrs.validators.ge(1), attrs.validators.le(1024)]),
         resumable=True,
     )
+    writers: tuple[str, ...] = option(
+        ("tensorboard", "progress"),
+        doc="Writers by name, with their default options, besides metrics.jsonl (always written): "
+        "'tensorboard' (tb/), 'progress' (the progress bar or line), a plugin's. [] turns both off; "
+        "[[writers]] tables add writers with options.",
+        resumable=True,
+    )
 
 
 @attrs.frozen
@@ -304,6 +310,7 @@ class RecipeFile:
     dataset: ComponentTable | None
     metrics: tuple[ComponentTable, ...]
     callbacks: tuple[ComponentTable, ...]
+    writers: tuple[ComponentTable, ...] = ()
     compile: bool = False
     sync_batchnorm: bool = False
 
@@ -325,7 +332,7 @@ class RecipeFile:
     @classmethod
     def from_data(cls, data: dict[str, Any], path: Path, registry: Any) -> RecipeFile:
         problems: list[tuple[str, str]] = []
-        known = ("seed", "run", "recipe", "model", "dataset", "metrics", "callbacks", "checkpoint")
+        known = ("seed", "run", "recipe", "model", "dataset", "metrics", "callbacks", "writers", "checkpoint")
         for key in data:
             if key not in known:
                 problems.append((key, f"unknown key{did_you_mean(key, known)}"))
@@ -357,6 +364,11 @@ class RecipeFile:
         )
         metrics = _component_array(registry, "metric", data.get("metrics", []), "metrics", problems)
         callbacks = _component_array(registry, "callback", data.get("callbacks", []), "callbacks", problems)
+        writers = _component_array(registry, "writer", data.get("writers", []), "writers", problems)
+        for index, name in enumerate(run.writers if run is not None else ()):
+            problem = registry.problem_with("writer", name)
+            if problem is not None:
+                problems.append((f"run.writers.{index}", problem))
 
         seen: dict[str, int] = {}
         for table in metrics:
@@ -408,6 +420,7 @@ class RecipeFile:
             dataset=dataset,
             metrics=metrics,
             callbacks=callbacks,
+            writers=writers,
             **core_options,
         )
 

@@ -31,6 +31,7 @@ ENTRY_POINT_GROUP = "dltoolkit"
 BUILTIN_PLUGINS: tuple[str, ...] = (
     "dltoolkit.builtin.datasets",
     "dltoolkit.builtin.callbacks",
+    "dltoolkit.builtin.writers",
 )
 
 

@@ -23,9 +23,8 @@ from typing import Any
 
 from dltoolkit._config import RECIPE_NAME, read_toml
 from dltoolkit._errors import DltkError
+from dltoolkit._rundir import METRICS_NAME, SAMPLES, SUMMARY_NAME
 
-METRICS_NAME = "metrics.jsonl"
-SUMMARY_NAME = "run.json"
 PAGE_NAME = "compare.html"
 _NOT_SCALARS = ("kind", "epoch", "iteration", "protocol")
 
@@ -160,7 +159,7 @@ def read_run(path: Path, directions: Callable[[dict[str, Any]], dict[str, str]] 
                 run.evals.setdefault(key, []).append(
                     Evaluation(int(record.get("epoch", 0)), int(record.get("iteration", 0)), float(value))
                 )
-    grids = sorted((path / "samples").glob("grid_*.png")) if (path / "samples").is_dir() else []
+    grids = sorted((path / SAMPLES).glob("grid_*.png")) if (path / SAMPLES).is_dir() else []
     run.grid = grids[-1] if grids else None
     run.better = directions(recipe) if directions is not None else {}
     return run

@@ -304,21 +304,7 @@ class Run:
     def scalar_watch(self, log_every: int, failure_hint: str = "") -> ScalarWatch:
         """The watch of the recipe's declared step scalars, reporting through :meth:`report`."""
         names = [s.name for s in self.recipe_file.recipe.component.reports]
-
-        def failure(engine: Engine, iteration: int, values: Mapping[str, float]) -> RunFailed:
-            bad = [f"{n} = {v:g}" for n, v in values.items() if not math.isfinite(v)]
-            advice = (
-                f"Resume from the last good checkpoint with: {dltk_command()} run --resume {self.shared_path}"
-                if _checkpoint.checkpoints_in(self.shared_path / CHECKPOINTS)
-                else restart_advice(self)
-            )
-            hint = f" ({failure_hint})" if failure_hint else ""
-            epoch = (iteration - 1) // max(engine.state.epoch_length or 1, 1) + 1
-            return RunFailed(
-                f"{self.shared_path}: non-finite loss at iteration {iteration} (epoch {epoch}): {', '.join(bad)}; "
-                f"no checkpoint was written with it. {advice}{hint}"
-            )
-
+        failure = _non_finite(self, failure_hint)
         return ScalarWatch(names, self.device, self.report, failure, log_every=log_every,
                            every_step=self.check_every_step)  # fmt: skip
 
@@ -329,6 +315,26 @@ class Run:
         self.directory.close()
         if torch.get_num_threads() != self._threads_before:
             torch.set_num_threads(self._threads_before)
+
+
+def _non_finite(run: Run, failure_hint: str) -> Any:
+    """What a non-finite step scalar stops the run with (exit 1): where, which, and how to go on."""
+
+    def failure(engine: Engine, iteration: int, values: Mapping[str, float]) -> RunFailed:
+        bad = [f"{n} = {v:g}" for n, v in values.items() if not math.isfinite(v)]
+        advice = (
+            f"Resume from the last good checkpoint with: {dltk_command()} run --resume {run.shared_path}"
+            if _checkpoint.checkpoints_in(run.shared_path / CHECKPOINTS)
+            else restart_advice(run)
+        )
+        hint = f" ({failure_hint})" if failure_hint else ""
+        epoch = (iteration - 1) // max(engine.state.epoch_length or 1, 1) + 1
+        return RunFailed(
+            f"{run.shared_path}: non-finite loss at iteration {iteration} (epoch {epoch}): {', '.join(bad)}; "
+            f"no checkpoint was written with it. {advice}{hint}"
+        )
+
+    return failure
 
 
 def restart_advice(run: Run) -> str:

@@ -29,7 +29,8 @@ LOCK_NAME = ".lock"
 CHECKPOINTS = "checkpoints"
 SAMPLES = "samples"
 TB = "tb"
-SUBDIRS = (CHECKPOINTS, SAMPLES, TB)
+SUBDIRS = (CHECKPOINTS, SAMPLES)
+"""Made with the run directory; ``tb/`` is made by the ``tensorboard`` writer, when it is on."""
 
 LEGACY_ITERATION_IMAGE = re.compile(r"[A-Za-z][A-Za-z0-9-]*(?:_[A-Za-z][A-Za-z0-9-]*)*_(\d{8,})")
 """How runs written before the journal existed name an image of one iteration under ``samples/``

@@ -27,7 +27,7 @@ log_every = 10
 [model]
 name = "lenet"
 channels = [4, 8]
-hidden = [16]
+hidden = [16, 16]
 [dataset]
 name = "digits"
 [[metrics]]

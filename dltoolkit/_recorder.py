@@ -186,6 +186,11 @@ def build_writers(recipe_file: Any, registry: Any, *, rank: int = 0) -> list[tup
                 writer = component.build(component.config())
         except DltkError as exc:
             raise DltkError(f"{recipe_file.path}: {p}" for p in exc.problems) from None
+        except Exception as exc:  # a plugin's writer that cannot start: said once, the run goes on
+            text = " ".join(str(exc).split()) or type(exc).__name__
+            print(f"dltk: writer '{name}' failed ({type(exc).__name__}: {text}); dropped, training goes on",
+                  file=sys.stderr)  # fmt: skip
+            continue
         built.append((name, writer))
     return built
 

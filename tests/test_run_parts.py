@@ -160,3 +160,30 @@ def test_train_seconds_add_up_over_sessions_even_after_a_kill(tiny_gan, tmp_path
     second = json.loads((run / "run.json").read_text())
     assert second["sessions"] == 2 and second["iteration"] == 88 and "finished" in second
     assert second["train_seconds"] > first["train_seconds"]
+
+
+def test_a_writer_that_cannot_be_built_is_reported_and_left_out(capsys):
+    import types
+
+    import attrs
+
+    from dltoolkit import Component
+    from dltoolkit._recorder import build_writers
+
+    @attrs.frozen
+    class NoOptions:
+        pass
+
+    def broken(config):
+        raise ImportError("No module named 'mlflow'")
+
+    components = {
+        "jsonl": Component("jsonl", lambda c: Counting(), NoOptions),
+        "mlflow": Component("mlflow", broken, NoOptions),
+    }
+    registry = types.SimpleNamespace(get=lambda kind, name: components[name])
+    recipe_file = types.SimpleNamespace(path=Path("r.toml"), run=types.SimpleNamespace(writers=("mlflow",)), writers=())
+    assert [name for name, _writer in build_writers(recipe_file, registry)] == ["jsonl"]
+    assert capsys.readouterr().err.splitlines() == [
+        "dltk: writer 'mlflow' failed (ImportError: No module named 'mlflow'); dropped, training goes on"
+    ]

@@ -238,7 +238,6 @@ class RunSection:
         doc="Writers by name, with their default options, besides metrics.jsonl (always written): "
         "'tensorboard' (tb/), 'progress' (the progress bar or line), a plugin's. [] turns both off; "
         "[[writers]] tables add writers with options.",
-        resumable=True,
     )
 
 

@@ -1,4 +1,5 @@
-"""Running means of a recipe's step scalars: kept on the device (no sync per step) and checkpointed."""
+"""The step scalars: running means kept on the device (no sync per step) and checkpointed, and the
+watch that reports them and stops a run at the first non-finite one."""
 
 from __future__ import annotations
 

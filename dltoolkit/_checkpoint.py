@@ -299,12 +299,41 @@ def set_aside(path: Path) -> Path:
     return target
 
 
+SCORE_IN_NAME = re.compile(r"=(-?\d+(?:\.\d+)?)\.pt$")
+
+
+def measured_name(filename: str) -> str:
+    """Ignite's name of a best checkpoint kept by a lower-is-better score, which carries the negated
+    score (``best_checkpoint_79_bpc=-3.1837.pt``), with the score as measured (``bpc=3.1837``)."""
+    found = SCORE_IN_NAME.search(filename)
+    if found is None:
+        return filename
+    text = found.group(1)
+    shown = text[1:] if text.startswith("-") else f"-{text}"
+    return f"{filename[: found.start(1)]}{shown}.pt"
+
+
+class MeasuredScoreSaver(DurableDiskSaver):
+    """The saver of a best checkpoint kept by a lower-is-better score: Ignite ranks by the negated
+    score and names files by it; the file on disk shows the score as measured. Files of older runs
+    named by the negated score are still found and rotated out."""
+
+    def _save_func(self, checkpoint: Mapping, path: Path, func: Callable) -> None:
+        path = Path(path)
+        super()._save_func(checkpoint, path.with_name(measured_name(path.name)), func)
+
+    def remove(self, filename: str) -> None:
+        shown = measured_name(filename)
+        super().remove(shown if (Path(self.dirname) / shown).exists() else filename)
+
+
 def attach_best(to_save: Mapping[str, Any], folder: Path, score_name: str, higher_is_better: bool) -> Checkpoint:
-    """A checkpoint handler keeping only the best score; call it when the score is fresh."""
+    """A checkpoint handler keeping only the best score; call it when the score is fresh. The file
+    name shows the score as measured, whichever direction is better."""
     sign = 1.0 if higher_is_better else -1.0
     handler = Checkpoint(
         dict(to_save),
-        DurableDiskSaver(folder),
+        DurableDiskSaver(folder) if higher_is_better else MeasuredScoreSaver(folder),
         n_saved=1,
         filename_prefix=BEST_PREFIX,
         score_name=score_name,

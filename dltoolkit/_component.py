@@ -22,7 +22,7 @@ from dltoolkit._options import RESUMABLE, is_resumable, option, type_name
 
 __all__ = ["KINDS", "Component", "Ref", "Scalar", "accepted", "is_resumable", "option", "type_name"]
 
-KINDS: tuple[str, ...] = ("recipe", "model", "dataset", "metric", "callback")
+KINDS: tuple[str, ...] = ("recipe", "model", "dataset", "metric", "callback", "writer")
 """The kinds of component, in the order ``dltk list`` shows them."""
 
 BETTER = ("lower", "higher", "none")

@@ -6,11 +6,9 @@ Every problem is collected and reported at once as ``FILE: key.path: what is wro
 from __future__ import annotations
 
 import collections.abc
-import copy
 import json
 import math
 import re
-import sys
 import typing
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
@@ -29,25 +27,11 @@ from cattrs.errors import (
 from dltoolkit._compat import mismatches
 from dltoolkit._component import Component, Scalar, option
 from dltoolkit._errors import DltkError
+from dltoolkit._rundir import RECIPE_NAME  # noqa: F401  (re-exported: cli and eval import it from here)
 from dltoolkit._suggest import did_you_mean, one_of
-
-if sys.version_info >= (3, 11):
-    import tomllib
-else:  # pragma: no cover
-    import tomli as tomllib
-
-RECIPE_NAME = "recipe.toml"
-"""The resolved recipe file in a run directory."""
+from dltoolkit._toml import _show, apply_overrides, parse_override, read_toml  # noqa: F401  (re-exported)
 
 _converter = cattrs.Converter(forbid_extra_keys=True, detailed_validation=True)
-
-
-def _show(value: Any) -> str:
-    if isinstance(value, dict):
-        return "a table"
-    if isinstance(value, list):
-        return "an array"
-    return repr(value)
 
 
 def _strict_int(value: Any, _: type) -> int:
@@ -249,6 +233,12 @@ class RunSection:
         validator=attrs.validators.optional([attrs.validators.ge(1), attrs.validators.le(1024)]),
         resumable=True,
     )
+    writers: tuple[str, ...] = option(
+        ("tensorboard", "progress"),
+        doc="Writers by name, with their default options, besides metrics.jsonl (always written): "
+        "'tensorboard' (tb/), 'progress' (the progress bar or line), a plugin's. [] turns both off; "
+        "[[writers]] tables add writers with options.",
+    )
 
 
 @attrs.frozen
@@ -304,6 +294,7 @@ class RecipeFile:
     dataset: ComponentTable | None
     metrics: tuple[ComponentTable, ...]
     callbacks: tuple[ComponentTable, ...]
+    writers: tuple[ComponentTable, ...] = ()
     compile: bool = False
     sync_batchnorm: bool = False
 
@@ -325,7 +316,7 @@ class RecipeFile:
     @classmethod
     def from_data(cls, data: dict[str, Any], path: Path, registry: Any) -> RecipeFile:
         problems: list[tuple[str, str]] = []
-        known = ("seed", "run", "recipe", "model", "dataset", "metrics", "callbacks", "checkpoint")
+        known = ("seed", "run", "recipe", "model", "dataset", "metrics", "callbacks", "writers", "checkpoint")
         for key in data:
             if key not in known:
                 problems.append((key, f"unknown key{did_you_mean(key, known)}"))
@@ -357,6 +348,11 @@ class RecipeFile:
         )
         metrics = _component_array(registry, "metric", data.get("metrics", []), "metrics", problems)
         callbacks = _component_array(registry, "callback", data.get("callbacks", []), "callbacks", problems)
+        writers = _component_array(registry, "writer", data.get("writers", []), "writers", problems)
+        for index, name in enumerate(run.writers if run is not None else ()):
+            problem = registry.problem_with("writer", name)
+            if problem is not None:
+                problems.append((f"run.writers.{index}", problem))
 
         seen: dict[str, int] = {}
         for table in metrics:
@@ -408,6 +404,7 @@ class RecipeFile:
             dataset=dataset,
             metrics=metrics,
             callbacks=callbacks,
+            writers=writers,
             **core_options,
         )
 
@@ -460,101 +457,6 @@ def _component_array(
         if built is not None:
             result.append(built)
     return tuple(result)
-
-
-def read_toml(path: Path) -> dict[str, Any]:
-    """Parse a TOML file; a missing or broken file is a :class:`DltkError`."""
-    from dltoolkit._paths import problem_with_file
-
-    problem = problem_with_file(path, "recipe file")
-    if problem is not None:
-        raise DltkError(f"{path}: {problem}")
-    try:
-        text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise DltkError(f"{path}: cannot read: {exc}") from None
-    try:
-        data = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as exc:
-        raise DltkError(f"{path}: not valid TOML: {exc}") from None
-    except RecursionError:
-        raise DltkError(f"{path}: not valid TOML: nested too deeply") from None
-    if _depth(data) > MAX_DEPTH:
-        raise DltkError(f"{path}: not valid TOML: nested too deeply (more than {MAX_DEPTH} levels)")
-    return data
-
-
-MAX_DEPTH = 32
-"""Deepest nesting of tables and arrays a recipe file may have (recipes need about 4)."""
-
-
-def _depth(value: Any, level: int = 0) -> int:
-    if level > MAX_DEPTH:
-        return level
-    if isinstance(value, dict):
-        return max((_depth(v, level + 1) for v in value.values()), default=level + 1)
-    if isinstance(value, list):
-        return max((_depth(v, level + 1) for v in value), default=level + 1)
-    return level
-
-
-def parse_override(text: str) -> tuple[list[str | int], Any]:
-    """``a.b=VALUE`` -> (["a", "b"], value). The value is TOML, or a plain string if not valid TOML."""
-    if "=" not in text:
-        raise ValueError(f"override '{text}': expected KEY=VALUE (for example recipe.epochs=3)")
-    key, raw = text.split("=", 1)
-    key = key.strip()
-    if not key or any(not part for part in key.split(".")):
-        raise ValueError(f"override '{text}': '{key}' is not a key path like recipe.epochs")
-    try:
-        value = tomllib.loads(f"v = {raw}")["v"]
-    except tomllib.TOMLDecodeError:
-        value = raw
-    except RecursionError:
-        raise ValueError(f"override '{key}': the value is nested too deeply") from None
-    if _depth(value) > MAX_DEPTH:
-        raise ValueError(f"override '{key}': the value is nested too deeply (more than {MAX_DEPTH} levels)")
-    parts: list[str | int] = [int(p) if p.isdigit() else p for p in key.split(".")]
-    return parts, value
-
-
-def apply_overrides(data: dict[str, Any], overrides: Iterable[str], source: str) -> dict[str, Any]:
-    """Return a copy of ``data`` with each ``key.path=value`` applied; all problems at once."""
-    data = copy.deepcopy(data)
-    problems = []
-    for text in overrides:
-        try:
-            parts, value = parse_override(text)
-        except ValueError as exc:
-            problems.append(str(exc))
-            continue
-        node: Any = data
-        for depth, part in enumerate(parts[:-1]):
-            where = ".".join(str(p) for p in parts[: depth + 1])
-            if isinstance(node, list):
-                if not isinstance(part, int) or part >= len(node):
-                    problems.append(f"{source}: {where}: no such entry (the array has {len(node)})")
-                    break
-                node = node[part]
-            elif isinstance(node, dict):
-                node = node.setdefault(str(part), {})
-            else:
-                problems.append(f"{source}: {where}: is {_show(node)}, not a table")
-                break
-        else:
-            last = parts[-1]
-            if isinstance(node, list):
-                if not isinstance(last, int) or last >= len(node):
-                    problems.append(f"{source}: {text.split('=')[0]}: no such entry (the array has {len(node)})")
-                else:
-                    node[last] = value
-            elif isinstance(node, dict):
-                node[str(last)] = value
-            else:
-                problems.append(f"{source}: {text.split('=')[0]}: cannot set inside {_show(node)}")
-    if problems:
-        raise DltkError(problems)
-    return data
 
 
 def validate_options(component: Component, options: Mapping[str, Any], source: str) -> Any:

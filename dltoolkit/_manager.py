@@ -33,6 +33,7 @@ BUILTIN_PLUGINS: tuple[str, ...] = (
     "dltoolkit.builtin.datasets",
     "dltoolkit.builtin.callbacks",
     "dltoolkit.builtin.trained",
+    "dltoolkit.builtin.writers",
 )
 
 

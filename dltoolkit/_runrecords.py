@@ -17,11 +17,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from dltoolkit._config import RECIPE_NAME, read_toml
+from dltoolkit._config import read_toml
 from dltoolkit._errors import DltkError
+from dltoolkit._rundir import METRICS_NAME, RECIPE_NAME, SAMPLES, SUMMARY_NAME
 
-METRICS_NAME = "metrics.jsonl"
-SUMMARY_NAME = "run.json"
 NOT_SCALARS = ("kind", "epoch", "iteration", "protocol")
 MAX_DEPTH = 16
 """Deepest nesting of a metrics.jsonl record or run.json (dltk writes 3 levels)."""
@@ -299,7 +298,7 @@ def read_run(
 
 def _last_grid(path: Path, warn: Callable[[str], None]) -> Path | None:
     """The newest ``samples/grid_*.png`` that is a file inside the run directory."""
-    samples = path / "samples"
+    samples = path / SAMPLES
     if not samples.is_dir() or not inside(samples, path):
         return None
     for grid in sorted(samples.glob("grid_*.png"), reverse=True):

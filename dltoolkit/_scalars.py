@@ -1,4 +1,5 @@
-"""Running means of a recipe's step scalars: kept on the device (no sync per step) and checkpointed."""
+"""The step scalars: running means kept on the device (no sync per step) and checkpointed, and the
+watch that reports them and stops a run at the first non-finite one."""
 
 from __future__ import annotations
 
@@ -110,3 +111,83 @@ class FiniteWatch:
         """``(iteration, scalars)`` of the first non-finite step since the start, or None."""
         iteration = int(self.first.item())
         return None if iteration < 0 else (iteration, self.values.tolist())
+
+
+class ScalarWatch:
+    """The trainer's step scalars: their means reported every ``log_every`` iterations (kind
+    ``step``) and per epoch (kind ``epoch``), and a watch that stops the run (exit 1, naming the
+    iteration) at the first non-finite one, before any checkpoint could hold it.
+
+    On a CPU every step is checked (reading a flag costs nothing); on an accelerator that would
+    wait for the device each step, so the first bad step is kept on the device and read at
+    logging points and before checkpoints (``every_step`` decides; None: by device type).
+    ``means`` is checkpointed (entry ``stats``), so a run resumed mid-epoch reports the same means.
+    """
+
+    def __init__(
+        self,
+        names: Sequence[str],
+        device: torch.device,
+        report: Any,
+        failure: Any,
+        *,
+        log_every: int = 50,
+        every_step: bool | None = None,
+    ):
+        self.names = list(names)
+        self.device = device
+        self.report = report  # report(engine, scores, kind=...)
+        self.failure = failure  # failure(engine, iteration, {name: value}) -> the exception to raise
+        self.log_every = log_every
+        self.every_step = device.type == "cpu" if every_step is None else every_step
+        self.means = ScalarMeans(self.names, device)
+        self.watch = FiniteWatch(len(self.names), device)
+
+    def check(self, engine: Any) -> None:
+        """Before logging or a checkpoint: no bad step since the last check; sums over all ranks."""
+        if not self.every_step:
+            found = self.watch.first_bad()
+            if found is not None:
+                raise self.failure(engine, found[0], dict(zip(self.names, found[1], strict=True)))
+        self.means.sync()
+
+    def attach(self, trainer: Any, *, checkpoint_unit: str = "epoch", checkpoint_every: int = 1,
+               world_size: int = 1) -> ScalarMeans:  # fmt: skip
+        """Attach to ``trainer``; return the means (what a checkpoint saves as ``stats``)."""
+        from ignite.engine import Events
+
+        means = self.means
+
+        def reset(engine: Any) -> None:
+            if engine.state.iteration % engine.state.epoch_length == 0:  # not a mid-epoch resume
+                means.reset_epoch()
+
+        def collect(engine: Any) -> None:
+            values = as_vector(engine.state.output, self.names, self.device)
+            if self.every_step:
+                if not bool(torch.isfinite(values).all()):
+                    found = dict(zip(self.names, values.tolist(), strict=True))
+                    raise self.failure(engine, engine.state.iteration, found)
+            else:
+                self.watch.add(values, engine.state.iteration)
+            means.add(values)
+
+        def log_window(engine: Any) -> None:
+            self.check(engine)
+            self.report(engine, means.window_means(), kind="step")
+            means.mark_window()
+
+        def log_epoch(engine: Any) -> None:
+            self.check(engine)
+            self.report(engine, means.epoch_means(), kind="epoch")
+
+        trainer.add_event_handler(Events.EPOCH_STARTED, reset)
+        trainer.add_event_handler(Events.ITERATION_COMPLETED, collect)
+        trainer.add_event_handler(Events.ITERATION_COMPLETED(every=self.log_every), log_window)
+        trainer.add_event_handler(Events.EPOCH_COMPLETED, log_epoch)
+        if not self.every_step or world_size > 1:
+            if checkpoint_unit == "iteration":
+                trainer.add_event_handler(Events.ITERATION_COMPLETED(every=checkpoint_every), self.check)
+            trainer.add_event_handler(Events.TERMINATE, self.check)
+            trainer.add_event_handler(Events.COMPLETED, self.check)
+        return means

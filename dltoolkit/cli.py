@@ -10,18 +10,11 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-import attrs
-
 from dltoolkit._compat import component_problems, serves
-from dltoolkit._component import KINDS, is_resumable
+from dltoolkit._component import KINDS
 from dltoolkit._config import (
-    RECIPE_CORE_OPTIONS,
     RECIPE_NAME,
-    CheckpointSection,
     RecipeFile,
-    RunSection,
-    parse_override,
-    read_toml,
 )
 from dltoolkit._errors import DltkError, ExitCode
 from dltoolkit._manager import PluginHost, make_plugin_host
@@ -245,77 +238,6 @@ def _setup(args: argparse.Namespace) -> tuple[PluginHost, Registry]:
     return host, Registry(host)
 
 
-SECTIONS = {"run": RunSection, "checkpoint": CheckpointSection}
-
-
-def _override_config(registry: Registry, data: dict, parts: list) -> type | None:
-    """The Config class that holds the option an override path names (None if unknown)."""
-    head = str(parts[0])
-    if head in SECTIONS and len(parts) == 2:
-        return SECTIONS[head]
-    if head in ("recipe", "model", "dataset") and len(parts) == 2:
-        table = data.get(head)
-    elif head in ("metrics", "callbacks") and len(parts) == 3 and isinstance(parts[1], int):
-        tables = data.get(head)
-        table = tables[parts[1]] if isinstance(tables, list) and parts[1] < len(tables) else None
-    else:
-        return None
-    name = table.get("name") if isinstance(table, dict) else None
-    kind = {"metrics": "metric", "callbacks": "callback"}.get(head, head)
-    component = registry.find(kind, name) if isinstance(name, str) else None
-    return component.config if component is not None else None
-
-
-def _resumable_keys(registry: Registry, data: dict) -> list[str]:
-    """Every option of this recipe file that its component declared resumable, as a key path."""
-    heads: list[list] = [["run"], ["checkpoint"], ["recipe"], ["model"], ["dataset"]]
-    for array in ("metrics", "callbacks"):
-        if isinstance(data.get(array), list):
-            heads += [[array, i] for i in range(len(data[array]))]
-    keys = []
-    for head in heads:
-        config = _override_config(registry, data, [*head, "_"])
-        if config is not None:
-            keys += [
-                ".".join(str(p) for p in [*head, f.name]) for f in attrs.fields(config) if is_resumable(config, f.name)
-            ]
-        if head == ["recipe"]:
-            keys += [f"recipe.{name}" for name in RECIPE_CORE_OPTIONS]
-    return keys
-
-
-def _check_resume_overrides(registry: Registry, overrides: Sequence[str], run_dir: Path) -> None:
-    """Only options their component declared ``resumable`` may change on ``--resume``."""
-    recipe_path = run_dir / RECIPE_NAME
-    data = read_toml(recipe_path)
-    problems = []
-    for text in overrides:
-        try:
-            parts, _ = parse_override(text)
-        except ValueError as exc:
-            problems.append(str(exc))
-            continue
-        key = ".".join(str(p) for p in parts)
-        if len(parts) == 2 and parts[0] == "recipe" and parts[1] in RECIPE_CORE_OPTIONS:
-            continue  # compile, sync_batchnorm: how the run executes, not what it learns
-        config = _override_config(registry, data, parts)
-        names = [f.name for f in attrs.fields(config)] if config is not None else []
-        if parts[0] == "recipe":
-            names += list(RECIPE_CORE_OPTIONS)
-        if config is not None and str(parts[-1]) not in [*names, "name"]:  # a typo: say so, as a new run would
-            from dltoolkit._suggest import did_you_mean
-
-            problems.append(f"{recipe_path}: {key}: unknown key{did_you_mean(str(parts[-1]), names)}")
-            continue
-        if config is None or not is_resumable(config, str(parts[-1])):
-            allowed = ", ".join(_resumable_keys(registry, data)) or "none"
-            problems.append(
-                f"{recipe_path}: {key}: cannot be changed when resuming (only {allowed} can); start a new run instead"
-            )
-    if problems:
-        raise DltkError(problems)
-
-
 def cmd_run(args: argparse.Namespace) -> int:
     """``dltk run``: here, in ``--nproc-per-node`` processes, or as one rank of a torchrun launch."""
     from dltoolkit import _distributed
@@ -353,7 +275,9 @@ def _recipe_for(args: argparse.Namespace, host: PluginHost, registry: Registry, 
             raise DltkError(f"{run_dir}: not a run directory (no {RECIPE_NAME})")
         if args.run_dir is not None:
             raise DltkError("--run-dir: not used with --resume (the run directory is RUN_DIR)")
-        _check_resume_overrides(registry, args.args, run_dir)
+        from dltoolkit._resume import check_resume_overrides
+
+        check_resume_overrides(registry, args.args, run_dir)
         check_metrics_log(run_dir)  # a log resume could not rewrite: said before anything is written
         recipe_file = RecipeFile.from_toml(recipe_path, registry, args.args)
     else:

@@ -190,6 +190,25 @@ def dltk_register_callbacks() -> list[Component]:
 
 
 @hookspec
+def dltk_register_writers() -> list[Component]:
+    """Return the writer components this plugin provides: where a run's records and images go.
+
+    Called: once, when the registry is built.
+    Returns: a list of :class:`~dltoolkit.Component`. A writer factory is called as
+    ``factory(config)`` when a run starts, for each writer the recipe file names (``[run] writers``
+    by name with default options, default ``["tensorboard", "progress"]``; ``[[writers]]`` tables
+    with options); ``jsonl`` (``metrics.jsonl``) is always on. It returns an object with any of
+    ``start(run, resume_from)`` (``resume_from``: the iteration a resumed run continues from, 0
+    when fresh), ``record(record)`` (kind ``step``/``epoch``/``eval``, ``epoch``, ``iteration``,
+    ``values`` and, for evaluations, ``protocol``), ``image(image)`` (``tag``, ``image`` tensor,
+    ``iteration``, ``path`` under ``samples/`` or None) and ``end(exit_code)``, called on rank 0
+    only. A writer that raises is reported once on stderr, by name, and dropped; training goes on.
+    See docs/writers.md for the record schema and a worked example.
+    Result mode: collect all.
+    """
+
+
+@hookspec
 def dltk_configure(run: Run) -> None:
     """The recipe file is validated and the registries are built; nothing is built yet.
 
@@ -277,6 +296,7 @@ HOOK_NAMES: tuple[str, ...] = (
     "dltk_register_datasets",
     "dltk_register_metrics",
     "dltk_register_callbacks",
+    "dltk_register_writers",
     "dltk_configure",
     "dltk_engine_created",
     "dltk_run_finished",
@@ -289,4 +309,5 @@ REGISTER_HOOKS: dict[str, str] = {
     "dataset": "dltk_register_datasets",
     "metric": "dltk_register_metrics",
     "callback": "dltk_register_callbacks",
+    "writer": "dltk_register_writers",
 }

@@ -70,7 +70,7 @@ def test_list_unknown_kind(dltk):
         2,
         [
             "dltk list: unknown kind 'modle' (did you mean 'model'?); choose 'callback', 'dataset', 'metric', "
-            "'model' or 'recipe'"
+            "'model', 'recipe' or 'writer'"
         ],
     )
 

@@ -287,6 +287,20 @@ def test_metrics_are_evaluated_together_on_schedule(recorder, dltk, tiny_recipe)
     assert [c for c in recorder.calls if c[0] == "evaluate"] == [("evaluate", {"n": 1})] * 2  # epochs 2 and 3
 
 
+def test_hook_dltk_register_writers(tiny_gan):
+    """A plugin's writers join the registry and the recipe file names them (runs: test_writers.py)."""
+    from dltoolkit._config import RecipeFile
+
+    module = types.ModuleType("writer_plugin")
+    module.dltk_register_writers = hookimpl(lambda: [Component("mine", lambda config: object(), NoOptions)])
+    registry = Registry(make_plugin_host([module]))
+    assert {"jsonl", "tensorboard", "progress", "mine"} <= set(registry.names("writer"))
+    recipe = RecipeFile.from_toml(tiny_gan(), registry, ["run.writers=['mine']"])
+    assert recipe.run.writers == ("mine",)
+    with pytest.raises(DltkError, match=r"run.writers.0: unknown writer 'mne' \(did you mean 'mine'\?\)"):
+        RecipeFile.from_toml(tiny_gan(), registry, ["run.writers=['mne']"])
+
+
 def test_every_hook_is_documented_and_tested():
     """Each hook is in hookspecs.HOOK_NAMES, in docs/plugin_hooks.md, and has a test_hook_<name> here."""
     spec_names = sorted(n for n in dir(hookspecs) if n.startswith("dltk_"))

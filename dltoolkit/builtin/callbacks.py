@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 import attrs
 
 from dltoolkit import Component, DltkError, Scalar, hookimpl, option
-from dltoolkit.files import atomic_write
+from dltoolkit.files import METRICS_NAME, SAMPLES, atomic_write
 
 if TYPE_CHECKING:
     from ignite.engine import Engine
@@ -59,14 +59,15 @@ class Samples:
         if preview is None:
             raise DltkError("callbacks: 'samples' needs a recipe whose runs offer a preview (noise or held-out inputs)")
         draw, nrow = preview
-        folder = run.ensure_dir() / "samples"
+        folder = run.ensure_dir() / SAMPLES
 
         def write(engine: Engine) -> None:
             from dltoolkit.images import image_grid, save_png
 
             grid = image_grid(draw(), nrow)
-            save_png(grid, folder / f"{GRID_PREFIX}{engine.state.iteration:08d}.png")
-            run.add_images("samples", grid, engine.state.iteration)
+            out = folder / f"{GRID_PREFIX}{engine.state.iteration:08d}.png"
+            save_png(grid, out)
+            run.recorder.image("samples", grid, engine.state.iteration, out)
 
         def write_last(engine: Engine) -> None:
             if not (folder / f"{GRID_PREFIX}{engine.state.iteration:08d}.png").exists():
@@ -127,7 +128,7 @@ class ProgressGif:
     def attach(self, engine: Engine, run: Run) -> None:
         from ignite.engine import Events
 
-        folder = run.ensure_dir() / "samples"
+        folder = run.ensure_dir() / SAMPLES
 
         def write(_: Engine) -> None:
             write_gif(folder, self.config.frame_ms, self.config.loop)
@@ -217,11 +218,10 @@ class LossPlot:
         from ignite.engine import Events
 
         folder = run.ensure_dir()
-
         scalars = run.recipe_file.recipe.component.reports
 
         def draw(_: Engine) -> None:
-            plot_scalars(folder / "metrics.jsonl", folder / "samples" / "losses.png", scalars)
+            plot_scalars(folder / METRICS_NAME, folder / SAMPLES / "losses.png", scalars)
 
         engine.add_event_handler(Events.COMPLETED, draw)
         run.add_finalizer(draw)
@@ -254,7 +254,7 @@ class RealSamples:
 
         if run.train_dataset is None:
             raise DltkError("callbacks: 'real-samples' needs a recipe that trains on a dataset")
-        out = run.ensure_dir() / "samples" / "real.png"
+        out = run.ensure_dir() / SAMPLES / "real.png"
 
         def write(_: Engine) -> None:
             if out.exists():
@@ -267,7 +267,7 @@ class RealSamples:
                 images = torch.stack([dataset[i][0] for i in range(count)])
             grid = image_grid(images, self.config.nrow)
             save_png(grid, out)
-            run.add_images("real", grid, 0)
+            run.recorder.image("real", grid, 0, out)
 
         engine.add_event_handler(Events.STARTED, write)
 

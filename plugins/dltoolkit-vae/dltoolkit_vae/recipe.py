@@ -209,11 +209,12 @@ class VaeImages:
         def write(engine: Engine) -> None:
             step = engine.state.iteration
             grid = image_grid(self.reconstructions(), RECONSTRUCTION_ROW)
-            save_png(grid, folder() / f"{RECONSTRUCTION_PREFIX}{step:08d}.png")
-            run.add_images("reconstructions", grid, step)
+            out = folder() / f"{RECONSTRUCTION_PREFIX}{step:08d}.png"
+            save_png(grid, out)
+            run.recorder.image("reconstructions", grid, step, out)
             strip = image_grid(self.interpolations(), INTERPOLATION_STEPS + 2)
             save_png(strip, folder() / "interpolation.png")
-            run.add_images("interpolation", strip, step)
+            run.recorder.image("interpolation", strip, step, folder() / "interpolation.png")
 
         def write_last(engine: Engine) -> None:
             if not (folder() / f"{RECONSTRUCTION_PREFIX}{engine.state.iteration:08d}.png").exists():

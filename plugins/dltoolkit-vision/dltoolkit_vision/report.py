@@ -22,7 +22,6 @@ from dltoolkit_vision.metrics import ConfusionCounts, class_accuracies
 CONFUSION_PREFIX = "confusion_"
 STATE_KEY = "confusion_counts"
 MAX_LABELLED_CLASSES = 30  # tick labels and counts are drawn up to this many classes
-MAX_TENSORBOARD_CLASSES = 100
 
 
 def draw_confusion(counts: Tensor, names: Sequence[str], title: str, out: Path) -> np.ndarray:
@@ -89,14 +88,11 @@ def attach_class_report(run: Run, evaluator: Engine) -> None:
         title = f"{split} split, {total} images, epoch {epoch} (iteration {iteration}): accuracy {accuracy:.4f}"
         folder = run.ensure_dir() / "samples"
         which = "" if split == "test" else f"{split}_"  # the test split's are confusion_<iteration>.png
-        rgb = draw_confusion(counts, names, title, folder / f"{CONFUSION_PREFIX}{which}{iteration:08d}.png")
-        run.add_images(f"confusion/{split}", torch.from_numpy(rgb).permute(2, 0, 1), iteration)
+        out = folder / f"{CONFUSION_PREFIX}{which}{iteration:08d}.png"
+        rgb = draw_confusion(counts, names, title, out)
+        run.recorder.image(f"confusion/{split}", torch.from_numpy(rgb).permute(2, 0, 1), iteration, out)
         rounded = [round(a, 6) if a is not None else None for a in per_class]
         by_name: dict[str, Any] = dict(zip(names, rounded, strict=True))
-        record = {"kind": "classes", "epoch": epoch, "iteration": iteration, "split": split, "count": total}
-        run.log({**record, "class_accuracy": by_name})
-        if len(names) <= MAX_TENSORBOARD_CLASSES:
-            tag = "class_accuracy" if split == "test" else f"class_accuracy_{split}"
-            for name, value in by_name.items():
-                if value is not None:
-                    run.tb.writer.add_scalar(f"{tag}/{name}", value, iteration)
+        # TensorBoard: class_accuracy/<class> (class_accuracy_<split>/... for another split)
+        run.recorder.record("classes", {"class_accuracy": by_name}, epoch=epoch, iteration=iteration,
+                            split=split, count=total)  # fmt: skip

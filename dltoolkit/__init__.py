@@ -60,7 +60,7 @@ __all__ = [
 # What needs torch is imported on first use, so that `dltk --help`, `list` and `check` (and a
 # plugin's registration module) never import it; the public modules too, after `import dltoolkit`.
 _LAZY = {"Run": "dltoolkit._run"}
-_PUBLIC_MODULES = ("data", "files", "images", "sampling")
+_PUBLIC_MODULES = ("data", "files", "images", "sampling", "writers")
 
 MOVED: dict[str, str] = {
     "EpochBatchSampler": "dltoolkit.data",

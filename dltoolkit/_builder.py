@@ -17,20 +17,6 @@ from dltoolkit._dataspec import DataSpec, spec_of
 from dltoolkit._errors import DltkError
 
 
-def resolve_device(name: str) -> torch.device:
-    """``run.device`` as a torch device; one line when this machine lacks it."""
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    device = torch.device(name)
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise DltkError(f"run.device: '{name}' requested but CUDA is not available here")
-    if device.type == "cuda" and (device.index or 0) >= torch.cuda.device_count():
-        raise DltkError(f"run.device: '{name}' requested but this machine has {torch.cuda.device_count()} CUDA devices")
-    if device.type == "mps" and not (hasattr(torch.backends, "mps") and torch.backends.mps.is_available()):
-        raise DltkError(f"run.device: '{name}' requested but MPS is not available here")
-    return device
-
-
 class Builder:
     """Builds the components a recipe file names, as recipes ask for them.
 

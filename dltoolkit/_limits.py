@@ -15,9 +15,12 @@ from __future__ import annotations
 import os
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from dltoolkit._errors import DltkError
+
+if TYPE_CHECKING:
+    import torch
 
 GIB = 1 << 30
 SHARE = 0.9
@@ -52,13 +55,27 @@ def device_memory(device: Any) -> int | None:
     return available_memory()
 
 
+def resolve_device(name: str) -> torch.device:
+    """``run.device`` as a torch device; one line when this machine lacks it."""
+    import torch
+
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    device = torch.device(name)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise DltkError(f"run.device: '{name}' requested but CUDA is not available here")
+    if device.type == "cuda" and (device.index or 0) >= torch.cuda.device_count():
+        raise DltkError(f"run.device: '{name}' requested but this machine has {torch.cuda.device_count()} CUDA devices")
+    if device.type == "mps" and not (hasattr(torch.backends, "mps") and torch.backends.mps.is_available()):
+        raise DltkError(f"run.device: '{name}' requested but MPS is not available here")
+    return device
+
+
 def check_device(recipe_file: Any) -> None:
     """``run.device`` against what this machine has (imports torch only for an explicit accelerator)."""
     name = recipe_file.run.device
     if name in ("auto", "cpu"):
         return
-    from dltoolkit._run import resolve_device
-
     try:
         resolve_device(name)
     except DltkError as exc:

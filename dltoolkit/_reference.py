@@ -245,7 +245,7 @@ def _fields(record: type) -> list[str]:
 def checkout_plugins(root: Path) -> tuple[str, ...]:
     """The entry-point names of the plugins under ``root/plugins/*/pyproject.toml``: the first-party
     plugins whose components docs/recipes.md documents (read from the checkout, never listed here)."""
-    from dltoolkit._config import tomllib
+    from dltoolkit._toml import tomllib
 
     names: list[str] = []
     for pyproject in sorted((root / "plugins").glob("*/pyproject.toml")):

@@ -33,13 +33,13 @@ from dltoolkit._builder import (
     compile_modules,
     dataset_identity,
     model_context,
-    resolve_device,
     sync_batchnorm,
 )
 from dltoolkit._config import ComponentTable, RecipeFile
 from dltoolkit._dataspec import DataSpec
 from dltoolkit._errors import DltkError, ExitCode, RunFailed
 from dltoolkit._evaluation import Evaluation, evaluate_metrics, run_evaluator
+from dltoolkit._limits import resolve_device
 from dltoolkit._manager import PluginHost, call_run_hook
 from dltoolkit._paths import dltk_command
 from dltoolkit._recorder import Recorder, build_writers

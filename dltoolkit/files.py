@@ -5,7 +5,7 @@
 * :func:`sha256_file`: the sha256 hex digest of a file (for weights files and caches).
 * The run directory's layout (docs/run_directory.md): :data:`METRICS_NAME` (``metrics.jsonl``),
   :data:`SUMMARY_NAME` (``run.json``), :data:`RECIPE_NAME` (``recipe.toml``), and the folders
-  :data:`CHECKPOINTS` and :data:`SAMPLES`, for plugins that write or read a run's files.
+  :data:`CHECKPOINTS`, :data:`SAMPLES` and :data:`TB`, for plugins that write or read a run's files.
 """
 
 from __future__ import annotations
@@ -17,15 +17,19 @@ from dltoolkit._lazy import lazy_exports
 if TYPE_CHECKING:
     from dltoolkit._atomic import atomic_write
     from dltoolkit._checkpoint import sha256_file
-    from dltoolkit._rundir import CHECKPOINTS, METRICS_NAME, RECIPE_NAME, SAMPLES, SUMMARY_NAME
+    from dltoolkit._rundir import CHECKPOINTS, METRICS_NAME, RECIPE_NAME, SAMPLES, SUMMARY_NAME, TB
 
-__all__ = ["CHECKPOINTS", "METRICS_NAME", "RECIPE_NAME", "SAMPLES", "SUMMARY_NAME", "atomic_write", "sha256_file"]
+__all__ = ["CHECKPOINTS", "METRICS_NAME", "RECIPE_NAME", "SAMPLES", "SUMMARY_NAME", "TB", "atomic_write", "sha256_file"]
+
+LAYOUT = ("CHECKPOINTS", "METRICS_NAME", "RECIPE_NAME", "SAMPLES", "SUMMARY_NAME", "TB")
 
 __getattr__, __dir__ = lazy_exports(
     __name__,
     {
         "atomic_write": "dltoolkit._atomic",
         "sha256_file": "dltoolkit._checkpoint",
-        **dict.fromkeys(("CHECKPOINTS", "METRICS_NAME", "RECIPE_NAME", "SAMPLES", "SUMMARY_NAME"), "dltoolkit._rundir"),
+        **dict.fromkeys(
+            ("CHECKPOINTS", "METRICS_NAME", "RECIPE_NAME", "SAMPLES", "SUMMARY_NAME", "TB"), "dltoolkit._rundir"
+        ),
     },
 )

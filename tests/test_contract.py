@@ -16,7 +16,14 @@ from PIL import Image
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLE = ROOT / "tests" / "example_plugin"
-PUBLIC = ("dltoolkit.data", "dltoolkit.images", "dltoolkit.files", "dltoolkit.sampling", "dltoolkit.testing")
+PUBLIC = (
+    "dltoolkit.data",
+    "dltoolkit.images",
+    "dltoolkit.files",
+    "dltoolkit.sampling",
+    "dltoolkit.writers",
+    "dltoolkit.testing",
+)
 FAMILY_WORDS = re.compile(r"generator|discriminator|latent|loss_g|fidelity|inception", re.IGNORECASE)
 # torch names its random-number generators Generator (torch.Generator, generator=...): not a family word
 RNG_USES = re.compile(r"torch\.Generator|generator=(rng|torch\.Generator)")

@@ -27,6 +27,7 @@ PUBLIC = (
     "dltoolkit.images",
     "dltoolkit.files",
     "dltoolkit.sampling",
+    "dltoolkit.writers",
     "dltoolkit.testing",
 )
 """The documented public modules (docs/api.md): everything a plugin may import."""

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 import attrs
 
 from dltoolkit import Component, hookimpl
-from dltoolkit._recorder import Image, Record, Writer, finite_number
+from dltoolkit.writers import Image, Record, Writer, finite_number
 
 if TYPE_CHECKING:
     from dltoolkit import Run
@@ -64,7 +64,7 @@ class TensorboardWriter(Writer):
         if self._logger is None:
             from ignite.handlers import TensorboardLogger
 
-            from dltoolkit._rundir import TB
+            from dltoolkit.files import TB
 
             assert self.run is not None
             self._logger = TensorboardLogger(log_dir=str(self.run.ensure_dir() / TB))
@@ -92,9 +92,9 @@ class TensorboardWriter(Writer):
         try:
             logger.close()
         except OSError as exc:  # its folder went away or filled up: the run's own error says so
-            from dltoolkit._paths import one_line
+            from dltoolkit.writers import printable
 
-            print(one_line(f"dltk: TensorBoard events not finished: {exc.filename}: {exc.strerror}"), file=sys.stderr)
+            print(printable(f"dltk: TensorBoard events not finished: {exc.filename}: {exc.strerror}"), file=sys.stderr)
 
 
 class ProgressWriter(Writer):

@@ -12,7 +12,9 @@ import torch.nn.functional as F
 from ignite.engine import Engine
 from torch import Tensor, nn
 
-from dltoolkit import DltkError, ImageSampler, Trained, make_loader, shard_randn
+from dltoolkit import DltkError, Trained
+from dltoolkit.data import make_loader, shard_randn
+from dltoolkit.sampling import ImageSampler
 
 
 @attrs.define

@@ -8,6 +8,7 @@ from __future__ import annotations
 import importlib.metadata
 import importlib.util
 import re
+import sys
 import types
 from pathlib import Path
 
@@ -157,6 +158,7 @@ def load_test_module(name: str) -> types.ModuleType:
     """A module of tests/ by file (pytest's importlib mode puts no test folder on sys.path)."""
     spec = importlib.util.spec_from_file_location(f"_docs_{name}", Path(__file__).with_name(f"{name}.py"))
     module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # its dataclasses look their module up there
     spec.loader.exec_module(module)
     return module
 

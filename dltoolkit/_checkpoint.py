@@ -327,16 +327,25 @@ class MeasuredScoreSaver(DurableDiskSaver):
         super().remove(shown if (Path(self.dirname) / shown).exists() else filename)
 
 
-def attach_best(to_save: Mapping[str, Any], folder: Path, score_name: str, higher_is_better: bool) -> Checkpoint:
-    """A checkpoint handler keeping only the best score; call it when the score is fresh. The file
-    name shows the score as measured, whichever direction is better."""
+def attach_best(
+    to_save: Mapping[str, Any],
+    folder: Path,
+    score_name: str,
+    higher_is_better: bool,
+    same: Callable[[Any], bool] | None = None,
+) -> Checkpoint:
+    """A checkpoint handler keeping only the best score ``engine.state.metrics[score_name]``; call it
+    when the score is fresh. The file name shows the score as measured, whichever direction is
+    better, under the name ``eval-accuracy`` for ``eval/accuracy``. A best checkpoint already in
+    ``folder`` competes when its metadata's ``best_by`` is ``score_name`` (or ``same(best_by)``
+    says it names the same score: an older run's name)."""
     sign = 1.0 if higher_is_better else -1.0
     handler = Checkpoint(
         dict(to_save),
         DurableDiskSaver(folder) if higher_is_better else MeasuredScoreSaver(folder),
         n_saved=1,
         filename_prefix=BEST_PREFIX,
-        score_name=score_name,
+        score_name=score_name.replace("/", "-"),
         score_function=lambda engine: sign * float(engine.state.metrics[score_name]),
         global_step_transform=lambda engine, _event: engine.state.iteration,
     )
@@ -346,7 +355,8 @@ def attach_best(to_save: Mapping[str, Any], folder: Path, score_name: str, highe
             meta = load_checkpoint(best)["meta"]
         except DltkError:
             meta = {}
-        score = meta.get("best_score") if meta.get("best_by") == score_name else None
+        kept = meta.get("best_by")
+        score = meta.get("best_score") if kept == score_name or (same is not None and same(kept)) else None
         if score is None:  # unreadable, or kept by another score: not comparable
             set_aside(best)
         else:

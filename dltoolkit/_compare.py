@@ -27,8 +27,10 @@ from typing import Any
 
 from dltoolkit._errors import DltkError
 from dltoolkit._runrecords import (  # noqa: F401  (protocol_key, RunRecord: this module's API too)
+    Directions,
     Evaluation,
     RunRecord,
+    directions_from,
     printable,
     protocol_key,
     read_run,
@@ -57,23 +59,6 @@ def protocol_difference(a: str, b: str) -> list[str]:
         for key in sorted(set(left) | set(right))
         if left.get(key, missing) != right.get(key, missing)
     ]
-
-
-def directions_from(registry: Any) -> Callable[[dict[str, Any]], dict[str, str]]:
-    """Which way each declared score of a recipe file is better, from its components' ``reports``."""
-
-    def directions(recipe: dict[str, Any]) -> dict[str, str]:
-        found: dict[str, str] = {}
-        tables = [("recipe", recipe.get("recipe"))]
-        tables += [("metric", t) for t in recipe.get("metrics", []) if isinstance(recipe.get("metrics"), list)]
-        for kind, table in tables:
-            name = table.get("name") if isinstance(table, Mapping) else None
-            component = registry.find(kind, name) if isinstance(name, str) else None
-            for scalar in getattr(component, "reports", ()):
-                found.setdefault(scalar.name, scalar.better)
-        return found
-
-    return directions
 
 
 # -- the comparison ------------------------------------------------------------------------
@@ -286,9 +271,10 @@ def draw_figures(
                 )
         ax.set_xlabel(unit)
         ax.set_ylabel(_plain(name))
-        ax.set_title(_plain(f"{name} (training)"))
+        ax.set_title(_plain(name))
         ax.legend(fontsize="small")
-        save(fig, names("scalar", name), f"{name} (training)")
+        space, _, bare = name.partition("/")
+        save(fig, names(space, bare), name)
     need = min(2, len(runs))
     for column in columns:
         having = [run for run in runs if (column.name, column.protocol) in run.evals]
@@ -299,12 +285,13 @@ def draw_figures(
             evals = run.evals[(column.name, column.protocol)]
             xs = [e.epoch if by_epoch else e.iteration for e in evals]
             ax.plot(xs, [e.value for e in evals], label=_plain(run.label), linewidth=1, marker="o")
-        title = f"{column.name}{(' ' + column.tag) if column.tag else ''} (evaluation)"
+        title = f"{column.name}{(' ' + column.tag) if column.tag else ''}"
         ax.set_xlabel(unit)
         ax.set_ylabel(_plain(column.name))
         ax.set_title(_plain(title))
         ax.legend(fontsize="small")
-        save(fig, names("score", f"{column.name}{_safe(column.tag)}"), title)
+        space, _, bare = column.name.partition("/")
+        save(fig, names(space, f"{bare}{_safe(column.tag)}"), title)
     return figures
 
 
@@ -438,7 +425,7 @@ def _output_folder(out: Path) -> Iterator[Path]:
 def compare(
     paths: Sequence[Path],
     out: Path | None,
-    directions: Callable[[dict[str, Any]], dict[str, str]] | None = None,
+    directions: Directions | Callable[[dict[str, Any]], dict[str, str]] | None = None,
     warn: Callable[[str], None] | None = None,
 ) -> tuple[str, Path]:
     """Read ``paths``, write ``compare.html`` and its PNGs into ``out``; return the Markdown and the page.

@@ -43,6 +43,9 @@ class Scalar:
     better: str = attrs.field(default="lower", validator=attrs.validators.in_(BETTER))
     group: str = ""
     bounds: tuple[float, float] | None = None
+    formerly: tuple[str, ...] = attrs.field(default=(), converter=tuple)
+    """Names this scalar had before (``"train_loss"``): a bare ``best_by`` of a run directory
+    written then still finds it."""
 
     @property
     def higher_is_better(self) -> bool:
@@ -184,6 +187,9 @@ class Component:
       problems it finds, each a line starting with the key it is about (``f"{where}.arch:
       ..."``), or nothing.
 
+    ``formerly``: names this component had before (``"top_k"``); a recipe file naming one still
+    works, with a one-line note on stderr.
+
     ``summary`` is the one line ``dltk list`` shows; with a callable factory it defaults to the
     first line of its docstring. ``plugin`` and ``kind`` are filled in by the registry. A factory
     or ``offers`` given as a string is kept as a :class:`Ref`, a callable that imports its target
@@ -205,6 +211,7 @@ class Component:
     offers: Callable[..., Any] | str | None = attrs.field(default=None, converter=_callable_or_target)
     export_formats: Mapping[str, str] = attrs.field(factory=dict, converter=dict)
     check: Callable[..., Any] | str | None = None
+    formerly: tuple[str, ...] = attrs.field(default=(), converter=tuple)
     kind: str = ""
     plugin: str = ""
 

@@ -27,7 +27,9 @@ from cattrs.errors import (
 from dltoolkit._compat import mismatches
 from dltoolkit._component import Component, Scalar, option
 from dltoolkit._errors import DltkError
-from dltoolkit._rundir import RECIPE_NAME  # noqa: F401  (re-exported: cli and eval import it from here)
+from dltoolkit._names import EVAL, TRAIN
+from dltoolkit._names import resolve as resolve_score
+from dltoolkit._rundir import RECIPE_NAME  # (also imported from here by cli and eval)
 from dltoolkit._suggest import did_you_mean, one_of
 from dltoolkit._toml import _show, apply_overrides, parse_override, read_toml  # noqa: F401  (re-exported)
 
@@ -368,28 +370,15 @@ class RecipeFile:
             tables = {"recipe": recipe, "model": model, "dataset": dataset}
             present = {k: v for k, v in tables.items() if v is not None}
             problems.extend(mismatches(registry, present, (*metrics, *callbacks)))
-        if recipe is not None:  # one name, one meaning: a metric may not reuse a scalar the recipe reports
-            own = {scalar.name for scalar in recipe.component.reports}
-            for table in metrics:
-                for clash in sorted(own & {scalar.name for scalar in table.component.reports}):
-                    problems.append(
-                        (
-                            f"{table.path}.name",
-                            f"metric '{table.name}' reports '{clash}', which the recipe '{recipe.name}' also reports; "
-                            "a score name must have one meaning (rename one of them in its plugin)",
-                        )
-                    )
         broken_metric = any(where.startswith("metrics") for where, _ in problems)  # its scores are unknown
         if checkpoint is not None and checkpoint.best_by is not None and recipe is not None and not broken_metric:
-            choices = sorted(scores_of(recipe, metrics))
-            if checkpoint.best_by not in choices:
-                problems.append(
-                    (
-                        "checkpoint.best_by",
-                        f"'{checkpoint.best_by}' is not a score of this recipe file"
-                        f"{did_you_mean(checkpoint.best_by, choices)}; choose {one_of(choices)}",
-                    )
-                )
+            legacy = path.name == RECIPE_NAME and (path.parent / "metrics.jsonl").is_file()  # an older run's
+            best_by, problem = resolve_score(checkpoint.best_by, scores_of(recipe, metrics), legacy=legacy)
+            if problem is not None:
+                problems.append(("checkpoint.best_by", problem))
+            elif best_by != checkpoint.best_by:  # recipe.toml and the checkpoints say the namespaced name
+                checkpoint = attrs.evolve(checkpoint, best_by=best_by)
+                data = {**data, "checkpoint": {**data.get("checkpoint", {}), "best_by": best_by}}
         if problems:
             raise DltkError(f"{path}: {where}: {what}" for where, what in problems)
         assert recipe is not None and run is not None and checkpoint is not None
@@ -410,13 +399,15 @@ class RecipeFile:
 
 
 def scores_of(recipe: ComponentTable, metrics: Iterable[ComponentTable]) -> dict[str, Scalar]:
-    """The scores ``checkpoint.best_by`` may name: the recipe's and its metrics' declared scalars
-    that have a direction (``better`` is not ``"none"``)."""
+    """The scores ``checkpoint.best_by`` may name, by namespaced name: the recipe's declared scalars
+    (``train/<name>``, their epoch means) and its metrics' (``eval/<name>``) that have a direction
+    (``better`` is not ``"none"``)."""
     found: dict[str, Scalar] = {}
-    for table in (recipe, *metrics):
-        for scalar in table.component.reports:
-            if scalar.better != "none":
-                found.setdefault(scalar.name, scalar)
+    for space, tables in ((TRAIN, (recipe,)), (EVAL, tuple(metrics))):
+        for table in tables:
+            for scalar in table.component.reports:
+                if scalar.better != "none":
+                    found.setdefault(f"{space}/{scalar.name}", scalar)
     return found
 
 
@@ -442,7 +433,7 @@ def _component_table(
     config = structure(component.config, options, path, problems)
     if config is None:
         return None
-    return ComponentTable(name=name, component=component, config=config, path=path)
+    return ComponentTable(name=component.name or name, component=component, config=config, path=path)
 
 
 def _component_array(

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import sys
+
 import attrs
 
 from dltoolkit._component import KINDS, Component
@@ -9,6 +11,9 @@ from dltoolkit._errors import DltkError
 from dltoolkit._manager import PluginHost, _one_line, _plugin_code
 from dltoolkit._suggest import did_you_mean, one_of
 from dltoolkit.hookspecs import REGISTER_HOOKS
+
+_NOTED: set[tuple[str, str]] = set()
+"""Old component names already noted on stderr in this process."""
 
 
 class Registry:
@@ -82,13 +87,28 @@ class Registry:
         unusable = self._duplicates.keys() | self._unusable.keys()
         return sorted(n for n in self.components[kind] if (kind, n) not in unusable)
 
+    def current_name(self, kind: str, name: str) -> str:
+        """``name``, or the name of the component that was called ``name`` before (its ``formerly``);
+        an old name is noted once on stderr."""
+        if name in self.components[kind]:
+            return name
+        renamed = [c.name for c in self.components[kind].values() if name in c.formerly]
+        if len(renamed) != 1:
+            return name
+        if (kind, name) not in _NOTED:
+            _NOTED.add((kind, name))
+            print(f"dltk: {kind} '{name}' is now named '{renamed[0]}'; the old name still works", file=sys.stderr)
+        return renamed[0]
+
     def find(self, kind: str, name: str) -> Component | None:
+        name = self.current_name(kind, name)
         if (kind, name) in self._duplicates or (kind, name) in self._unusable:
             return None
         return self.components[kind].get(name)
 
     def problem_with(self, kind: str, name: str) -> str | None:
         """Why ``name`` cannot be used as a ``kind``, or None when it can."""
+        name = self.current_name(kind, name)
         if (kind, name) in self._duplicates:
             plugins = " and ".join(self._describe(p) for p in self._duplicates[kind, name])
             return f"{kind} '{name}' is registered by both {plugins}; uninstall one of them"
@@ -114,4 +134,4 @@ class Registry:
         problem = self.problem_with(kind, name)
         if problem is not None:
             raise DltkError(problem)
-        return self.components[kind][name]
+        return self.components[kind][self.current_name(kind, name)]

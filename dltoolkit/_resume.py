@@ -15,13 +15,13 @@ import json
 import math
 import sys
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import attrs
 
-from dltoolkit import _checkpoint
+from dltoolkit import _checkpoint, _names
 from dltoolkit._builder import absolute_root
 from dltoolkit._component import is_resumable
 from dltoolkit._config import (
@@ -184,16 +184,20 @@ class Checkpoints:
         trainer.add_event_handler(event(every=section.every), lambda engine: self.write_summary(engine))
         if section.best_by is not None:
             higher = higher_is_better(self.run.recipe_file, section.best_by)
-            handler = _checkpoint.attach_best(to_save, self.folder, section.best_by, higher)
+            same = same_score(self.run.recipe_file, section.best_by)
+            handler = _checkpoint.attach_best(to_save, self.folder, section.best_by, higher, same=same)
             self.best = _checkpoint.guarded(handler, to_save)
         return to_save
 
     def consider_best(self, record: Any) -> None:
         """A fresh ``best_by`` score (an epoch mean or an evaluation) may make a new best checkpoint."""
         best_by = self.run.recipe_file.checkpoint.best_by
-        if self.best is None or record.kind == "step" or best_by not in record.values:
+        if self.best is None or best_by is None or record.kind == "step":
             return
-        value = float(record.values[best_by])
+        space, name = _names.split(best_by)
+        if _names.namespace(record.kind) != space or name not in record.values:
+            return
+        value = float(record.values[name])
         if math.isfinite(value):
             self.metadata.data["best_by"] = best_by
             self.metadata.data["best_score"] = value
@@ -405,6 +409,15 @@ def check_resume_overrides(registry: Registry, overrides: Sequence[str], run_dir
             )
     if problems:
         raise DltkError(problems)
+
+
+def same_score(recipe_file: Any, best_by: str) -> Callable[[Any], bool]:
+    """Whether a ``best_by`` kept in a checkpoint's metadata names the score ``best_by`` (namespaced)
+    names: the same name, or the bare or former name a run written before namespaces kept."""
+    from dltoolkit._config import scores_of
+
+    scores = scores_of(recipe_file.recipe, recipe_file.metrics)
+    return lambda kept: isinstance(kept, str) and _names.resolve(kept, scores, legacy=True)[0] == best_by
 
 
 def higher_is_better(recipe_file: Any, name: str) -> bool:

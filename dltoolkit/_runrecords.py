@@ -19,6 +19,7 @@ from typing import Any
 
 from dltoolkit._config import read_toml
 from dltoolkit._errors import DltkError
+from dltoolkit._names import EVAL, TRAIN
 from dltoolkit._rundir import METRICS_NAME, RECIPE_NAME, SAMPLES, SUMMARY_NAME
 
 NOT_SCALARS = ("kind", "epoch", "iteration", "protocol")
@@ -73,10 +74,10 @@ class RunRecord:
     parameters: dict[str, int] | None
     trained_modules: list[str]
     seconds: float | None
-    curves: dict[str, list[tuple[int, float]]] = field(default_factory=dict)  # name -> (iteration, value)
-    evals: dict[tuple[str, str], list[Evaluation]] = field(default_factory=dict)  # (name, protocol) -> ...
+    curves: dict[str, list[tuple[int, float]]] = field(default_factory=dict)  # train/<name> -> (iteration, value)
+    evals: dict[tuple[str, str], list[Evaluation]] = field(default_factory=dict)  # (eval/<name>, protocol) -> ...
     grid: Path | None = None
-    better: dict[str, str] = field(default_factory=dict)  # score name -> lower/higher/none
+    better: dict[str, str] = field(default_factory=dict)  # namespaced score name -> lower/higher/none
 
 
 def depth(value: Any, level: int = 0) -> int:
@@ -227,7 +228,7 @@ def _summary(path: Path, warn: Callable[[str], None]) -> dict[str, Any]:
 
 def read_run(
     path: Path,
-    directions: Callable[[dict[str, Any]], dict[str, str]] | None = None,
+    directions: Directions | Callable[[dict[str, Any]], dict[str, str]] | None = None,
     warn: Callable[[str], None] | None = None,
 ) -> RunRecord:
     """Read one run directory; a folder that is not one is a :class:`DltkError` (one line). Records
@@ -273,11 +274,13 @@ def read_run(
         trained_modules=list(summary.get("trained_modules", [])),
         seconds=summary.get("train_seconds"),
     )
-    for record in steps:
+    renames = directions.renames(recipe) if hasattr(directions, "renames") else {}
+    for record in steps:  # training scalars: train/<name>
         for name, value in record.items():
             number = finite(value)
             if name not in NOT_SCALARS and number is not None:
-                run.curves.setdefault(name, []).append((counter(record, "iteration"), number))
+                shown = renames.get(f"train/{name}", f"train/{name}")
+                run.curves.setdefault(shown, []).append((counter(record, "iteration"), number))
     for record in records:
         if record.get("kind") != "eval":
             continue
@@ -285,7 +288,7 @@ def read_run(
         for name, value in record.items():
             if name not in NOT_SCALARS and is_number(value):
                 number = finite(value)
-                key = (name, protocol_key(name, protocols.get(name)))
+                key = (renames.get(f"eval/{name}", f"eval/{name}"), protocol_key(name, protocols.get(name)))
                 run.evals.setdefault(key, []).append(
                     Evaluation(
                         counter(record, "epoch"), counter(record, "iteration"), math.nan if number is None else number
@@ -308,3 +311,39 @@ def _last_grid(path: Path, warn: Callable[[str], None]) -> Path | None:
         if grid.is_file():
             return grid
     return None
+
+
+class Directions:
+    """Which way each declared score of a recipe file is better, from its components' ``reports``,
+    by namespaced name (the recipe's scalars ``train/<name>``, its metrics' ``eval/<name>``); and
+    :meth:`renames`, the former names of those scores (``formerly``), so that a run written before a
+    rename lines up with a newer one."""
+
+    def __init__(self, registry: Any):
+        self.registry = registry
+
+    def _scalars(self, recipe: dict[str, Any]) -> list[tuple[str, Any]]:
+        tables = [("recipe", TRAIN, recipe.get("recipe"))]
+        metrics = recipe.get("metrics")
+        tables += [("metric", EVAL, t) for t in metrics] if isinstance(metrics, list) else []
+        found = []
+        for kind, space, table in tables:
+            name = table.get("name") if isinstance(table, Mapping) else None
+            component = self.registry.find(kind, name) if isinstance(name, str) else None
+            found += [(space, scalar) for scalar in getattr(component, "reports", ())]
+        return found
+
+    def __call__(self, recipe: dict[str, Any]) -> dict[str, str]:
+        found: dict[str, str] = {}
+        for space, scalar in self._scalars(recipe):
+            found.setdefault(f"{space}/{scalar.name}", scalar.better)
+        return found
+
+    def renames(self, recipe: dict[str, Any]) -> dict[str, str]:
+        """``{old namespaced name: current one}`` (``train/train_loss`` -> ``train/loss``)."""
+        return {f"{space}/{old}": f"{space}/{s.name}" for space, s in self._scalars(recipe) for old in s.formerly}
+
+
+def directions_from(registry: Any) -> Directions:
+    """The :class:`Directions` of recipe files, from ``registry``."""
+    return Directions(registry)

@@ -291,33 +291,3 @@ def test_registration_hooks_are_traced(dltk, monkeypatch):
     assert result.exit_code == 0
     for hook in ("dltk_register_recipes", "dltk_register_models", "dltk_register_datasets"):
         assert hook in result.err + err.getvalue()
-
-
-def test_a_metric_may_not_reuse_a_score_name_of_the_recipe(dltk, recipe_file, example, monkeypatch):
-    """Both would feed best_by and the progress line under one name: refused before anything is built."""
-    import types
-
-    import attrs
-
-    from dltoolkit import Component, Scalar, hookimpl, option
-
-    @attrs.frozen
-    class Every:
-        every: int = option(1, doc="epochs")
-
-    plugin = types.ModuleType("clashing_metric_plugin")
-    plugin.dltk_register_metrics = hookimpl(
-        lambda: [Component("heldout-loss", lambda c, run: None, Every, reports=[Scalar("loss", "held-out loss")])]
-    )
-    monkeypatch.setitem(__import__("sys").modules, plugin.__name__, plugin)
-    path = recipe_file(AE_RECIPE)
-    result = dltk(
-        "check", path, "metrics.0.name=heldout-loss", "checkpoint.best_by=loss", *example, "-p", plugin.__name__
-    )
-    assert (result.exit_code, result.err_lines) == (
-        2,
-        [
-            f"{path}: metrics.0.name: metric 'heldout-loss' reports 'loss', which the recipe 'autoencode' also "
-            "reports; a score name must have one meaning (rename one of them in its plugin)"
-        ],
-    )

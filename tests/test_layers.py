@@ -27,7 +27,7 @@ ROOT = Path(__file__).resolve().parent.parent
 PACKAGE = ROOT / "dltoolkit"
 
 LAYERS: dict[str, tuple[str, ...]] = {
-    "errors and paths": ("_errors", "_paths", "_atomic", "_suggest", "_lazy", "_rundir"),
+    "errors and paths": ("_errors", "_paths", "_atomic", "_suggest", "_lazy", "_rundir", "_names"),
     "components and data descriptions": (
         "_component",
         "_dataspec",

@@ -110,7 +110,7 @@ def test_a_scalar_name_holding_mathtext_is_drawn_as_written(dltk, tmp_path):
     run = make_run(tmp_path / "run", lines)
     result = dltk("compare", run, "--out", tmp_path / "cmp")
     assert result.exit_code == 0 and "Traceback" not in result.err, result.err
-    assert len(list((tmp_path / "cmp").glob("scalar_*.png"))) == 2
+    assert len(list((tmp_path / "cmp").glob("train_*.png"))) == 2
 
 
 def test_scalars_whose_names_differ_in_punctuation_get_distinct_bounded_file_names(dltk, tmp_path):
@@ -122,8 +122,8 @@ def test_scalars_whose_names_differ_in_punctuation_get_distinct_bounded_file_nam
     run = make_run(tmp_path / "run", lines)
     result = dltk("compare", run, "--out", tmp_path / "cmp")
     assert result.exit_code == 0 and "Traceback" not in result.err, result.err
-    figures = sorted(p.name for p in (tmp_path / "cmp").glob("scalar_*.png"))
-    assert len(figures) == 4 and "scalar_a_b.png" in figures
+    figures = sorted(p.name for p in (tmp_path / "cmp").glob("train_*.png"))
+    assert len(figures) == 4 and "train_a_b.png" in figures
     assert all(len(name) <= 100 for name in figures)
     page = (tmp_path / "cmp" / "compare.html").read_text()
     assert all(f"src='{name}'" in page for name in figures)

@@ -165,7 +165,8 @@ def read_records(metrics_file: Path, kind: str) -> list[dict[str, Any]]:
 
 
 def plot_scalars(metrics_file: Path, out: Path, scalars: Sequence[Scalar]) -> Path | None:
-    """Draw the declared ``scalars`` over iterations into ``out`` (PNG), one panel per group.
+    """Draw the declared ``scalars`` over iterations into ``out`` (PNG), one panel per group, each
+    line labelled by its namespaced name (``train/loss``).
 
     Uses the per-step records, or the per-epoch ones when a run logged no step (shorter than
     ``log_every``). Returns None, writing nothing, when no declared scalar was logged.
@@ -181,7 +182,7 @@ def plot_scalars(metrics_file: Path, out: Path, scalars: Sequence[Scalar]) -> Pa
         return None
     groups: dict[str, list[Scalar]] = {}
     for scalar in drawn:
-        groups.setdefault(scalar.group or scalar.name, []).append(scalar)
+        groups.setdefault(scalar.group or f"train/{scalar.name}", []).append(scalar)
     fig, axes = plt.subplots(len(groups), 1, figsize=(9, 3 * len(groups)), sharex=True, squeeze=False)
     for ax, (group, members) in zip(axes[:, 0], groups.items(), strict=True):
         for scalar in members:
@@ -189,7 +190,7 @@ def plot_scalars(metrics_file: Path, out: Path, scalars: Sequence[Scalar]) -> Pa
             ax.plot(
                 [p[0] for p in points],
                 [p[1] for p in points],
-                label=scalar.name,
+                label=f"train/{scalar.name}",  # training scalars (records of kind step/epoch)
                 linewidth=1,
                 marker="." if len(points) < 20 else None,
             )

@@ -46,7 +46,8 @@ class JsonlWriter(Writer):
 
 class TensorboardWriter(Writer):
     """TensorBoard events under ``tb/`` (Ignite's ``TensorboardLogger``): scalars as
-    ``<kind>/<name>``, a mapping value's items as ``<name>/<key>`` (``<name>_<split>/<key>`` for a
+    ``<kind>/<name>`` (``step/loss``, ``epoch/loss``, ``eval/accuracy``), a mapping value's items
+    as ``<name>/<key>`` (``<name>_<split>/<key>`` for a
     record of another split than ``test``), and images by tag."""
 
     writes_run_directory = True
@@ -99,7 +100,8 @@ class TensorboardWriter(Writer):
 
 class ProgressWriter(Writer):
     """Progress on stderr: Ignite's ``ProgressBar`` on a terminal, otherwise one line per epoch with
-    the epoch's means and the held-out scores measured at that epoch."""
+    the epoch's means (``train/<name>``) and the held-out scores measured at that epoch
+    (``eval/<name>``)."""
 
     def __init__(self, _config: NoOptions):
         self.latest: dict[str, tuple[int, float]] = {}
@@ -130,9 +132,10 @@ class ProgressWriter(Writer):
 
     def record(self, record: Record) -> None:
         if record.kind in ("step", "epoch", "eval"):
+            space = "eval" if record.kind == "eval" else "train"
             for name, value in record.values.items():
                 if isinstance(value, (int, float)):
-                    self.latest[name] = (record.iteration, float(value))
+                    self.latest[f"{space}/{name}"] = (record.iteration, float(value))
 
 
 def jsonl(config: NoOptions) -> JsonlWriter:

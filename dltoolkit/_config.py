@@ -373,7 +373,8 @@ class RecipeFile:
         broken_metric = any(where.startswith("metrics") for where, _ in problems)  # its scores are unknown
         if checkpoint is not None and checkpoint.best_by is not None and recipe is not None and not broken_metric:
             legacy = path.name == RECIPE_NAME and (path.parent / "metrics.jsonl").is_file()  # an older run's
-            best_by, problem = resolve_score(checkpoint.best_by, scores_of(recipe, metrics), legacy=legacy)
+            old = former_names(recipe, metrics, data) if legacy else None
+            best_by, problem = resolve_score(checkpoint.best_by, scores_of(recipe, metrics), old)
             if problem is not None:
                 problems.append(("checkpoint.best_by", problem))
             elif best_by != checkpoint.best_by:  # recipe.toml and the checkpoints say the namespaced name
@@ -409,6 +410,23 @@ def scores_of(recipe: ComponentTable, metrics: Iterable[ComponentTable]) -> dict
                 if scalar.better != "none":
                     found.setdefault(f"{space}/{scalar.name}", scalar)
     return found
+
+
+def former_names(recipe: ComponentTable, metrics: Iterable[ComponentTable], data: Mapping[str, Any]) -> dict[str, str]:
+    """``{namespaced name: bare name it had before namespaces}`` of a recipe file's scores: a
+    scalar's first former name, or the metric's name as the file wrote it when that was a former
+    name of a one-scalar metric (``seq-accuracy``), else its name."""
+    written = data.get("metrics") if isinstance(data.get("metrics"), list) else []
+    old: dict[str, str] = {}
+    for space, table in [(TRAIN, recipe), *((EVAL, t) for t in metrics)]:
+        index = int(table.path.split(".")[1]) if space == EVAL else -1
+        given = written[index].get("name") if 0 <= index < len(written) and isinstance(written[index], dict) else None
+        for scalar in table.component.reports:
+            was = scalar.formerly[0] if scalar.formerly else scalar.name
+            if given in table.component.formerly and len(table.component.reports) == 1:
+                was = given
+            old.setdefault(f"{space}/{scalar.name}", was)
+    return old
 
 
 def _component_table(

@@ -286,7 +286,7 @@ def evaluate_command(registry: Registry, args: argparse.Namespace) -> int:
             ) from None
         try:
             metrics.append(component.build(config, run=source))
-        except DltkError as exc:  # "top_k.k: ..." is about what the user typed: --set k=...
+        except DltkError as exc:  # "top-k.k: ..." is about what the user typed: --set k=...
             raise DltkError(_as_flags(line, settings, _flagged(args)) for line in exc.problems) from None
     results = evaluate_metrics(source, metrics)
 

@@ -34,6 +34,7 @@ BUILTIN_PLUGINS: tuple[str, ...] = (
     "dltoolkit.builtin.callbacks",
     "dltoolkit.builtin.trained",
     "dltoolkit.builtin.writers",
+    "dltoolkit.builtin.metrics",
 )
 
 

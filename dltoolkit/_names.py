@@ -40,29 +40,31 @@ def file_safe(name: str) -> str:
     return name.replace("/", "-")
 
 
-def resolve(name: str, scores: Mapping[str, Any], *, legacy: bool = False) -> tuple[str | None, str | None]:
+def resolve(
+    name: str, scores: Mapping[str, Any], old_names: Mapping[str, str] | None = None
+) -> tuple[str | None, str | None]:
     """``(namespaced name, None)`` for a score ``name`` (``checkpoint.best_by``), or ``(None, problem)``.
 
     ``scores`` maps namespaced names to their :class:`~dltoolkit.Scalar`. A namespaced name must be
-    one of them; a bare name is accepted when one namespace has it. ``legacy`` (a run directory
-    written before namespaces) reads a bare name as it was meant then: by the scalars' former names
-    (``formerly``), where names were unique across training scalars and held-out scores.
+    one of them; a bare name is accepted when one namespace has it, or when one scalar had it before
+    (its ``formerly``). ``old_names`` (a run directory written before namespaces: ``{namespaced
+    name: the bare name it had then}``) reads a bare name first as it was meant then, when names
+    were unique across training scalars and held-out scores.
     """
     if name in scores:
         return name, None
     space, bare = split(name)
     choices = sorted(scores)
     if space is None:
-        if legacy:
-            old = [q for q, s in scores.items() if (s.formerly[0] if s.formerly else split(q)[1]) == bare]
-            if len(old) == 1:
-                return old[0], None
+        old = [q for q, was in (old_names or {}).items() if was == bare and q in scores]
+        if len(old) == 1:
+            return old[0], None
         found = [q for q in choices if split(q)[1] == bare]
         if len(found) == 1:
             return found[0], None
         if len(found) > 1:
             return None, f"'{bare}' is both {' and '.join(repr(q) for q in found)}; name one of them"
-        former = [q for q, s in scores.items() if bare in s.formerly]
+        former = [q for q, s in scores.items() if bare in getattr(s, "formerly", ())]
         if len(former) == 1:
             return former[0], None
     hint = did_you_mean(name, choices) or did_you_mean(bare, choices)

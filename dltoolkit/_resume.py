@@ -414,10 +414,11 @@ def check_resume_overrides(registry: Registry, overrides: Sequence[str], run_dir
 def same_score(recipe_file: Any, best_by: str) -> Callable[[Any], bool]:
     """Whether a ``best_by`` kept in a checkpoint's metadata names the score ``best_by`` (namespaced)
     names: the same name, or the bare or former name a run written before namespaces kept."""
-    from dltoolkit._config import scores_of
+    from dltoolkit._config import former_names, scores_of
 
     scores = scores_of(recipe_file.recipe, recipe_file.metrics)
-    return lambda kept: isinstance(kept, str) and _names.resolve(kept, scores, legacy=True)[0] == best_by
+    old = former_names(recipe_file.recipe, recipe_file.metrics, recipe_file.data)
+    return lambda kept: isinstance(kept, str) and _names.resolve(kept, scores, old)[0] == best_by
 
 
 def higher_is_better(recipe_file: Any, name: str) -> bool:

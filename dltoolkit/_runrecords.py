@@ -322,7 +322,8 @@ class Directions:
     def __init__(self, registry: Any):
         self.registry = registry
 
-    def _scalars(self, recipe: dict[str, Any]) -> list[tuple[str, Any]]:
+    def _scalars(self, recipe: dict[str, Any]) -> list[tuple[str, Any, tuple[str, ...]]]:
+        """``(namespace, scalar, its former names)`` of a recipe file's recipe and metrics."""
         tables = [("recipe", TRAIN, recipe.get("recipe"))]
         metrics = recipe.get("metrics")
         tables += [("metric", EVAL, t) for t in metrics] if isinstance(metrics, list) else []
@@ -330,18 +331,20 @@ class Directions:
         for kind, space, table in tables:
             name = table.get("name") if isinstance(table, Mapping) else None
             component = self.registry.find(kind, name) if isinstance(name, str) else None
-            found += [(space, scalar) for scalar in getattr(component, "reports", ())]
+            reports = getattr(component, "reports", ())
+            renamed = (name,) if component is not None and name != component.name and len(reports) == 1 else ()
+            found += [(space, scalar, (*scalar.formerly, *renamed)) for scalar in reports]
         return found
 
     def __call__(self, recipe: dict[str, Any]) -> dict[str, str]:
         found: dict[str, str] = {}
-        for space, scalar in self._scalars(recipe):
+        for space, scalar, _ in self._scalars(recipe):
             found.setdefault(f"{space}/{scalar.name}", scalar.better)
         return found
 
     def renames(self, recipe: dict[str, Any]) -> dict[str, str]:
         """``{old namespaced name: current one}`` (``train/train_loss`` -> ``train/loss``)."""
-        return {f"{space}/{old}": f"{space}/{s.name}" for space, s in self._scalars(recipe) for old in s.formerly}
+        return {f"{space}/{old}": f"{space}/{s.name}" for space, s, former in self._scalars(recipe) for old in former}
 
 
 def directions_from(registry: Any) -> Directions:

@@ -56,17 +56,20 @@ def test_two_recipes_three_runs_on_one_page(runs, dltk, tmp_path):
 
     # elbo under two protocols (16x16 and 8x8 reference images): two columns, and why
     evals = [json.loads(x) for x in (runs["vae"] / "metrics.jsonl").read_text().splitlines() if '"eval"' in x]
-    best = min(evals, key=lambda r: r["elbo"])
+    best = min(evals, key=lambda r: r["negative-elbo"])
     assert lines[6:9] == [
-        "| run | elbo [1] best / last | elbo [2] best / last |",
+        "| run | eval/negative-elbo [1] best / last | eval/negative-elbo [2] best / last |",
         "| --- | --- | --- |",
         "| gan | - | - |",
     ]
-    assert lines[9] == f"| vae | {best['elbo']:.4g} (epoch {best['epoch']}) / {evals[-1]['elbo']:.4g} | - |"
+    assert (
+        lines[9]
+        == f"| vae | {best['negative-elbo']:.4g} (epoch {best['epoch']}) / {evals[-1]['negative-elbo']:.4g} | - |"
+    )
     assert re.fullmatch(r"\| vae8 \| - \| [\d.]+ \(epoch 2\) / [\d.]+ \|", lines[10])
     why = (
-        "elbo [1] and elbo [2] were measured under different protocols, so they are not one column and their "
-        "values are not comparable: reference.image_size (16 vs 8)"
+        "eval/negative-elbo [1] and eval/negative-elbo [2] were measured under different protocols, so they are "
+        "not one column and their values are not comparable: reference.image_size (16 vs 8)"
     )
     assert why in lines
     assert lines[-1] == f"dltk: wrote {out / 'compare.html'} (open it in a browser)"
@@ -74,10 +77,10 @@ def test_two_recipes_three_runs_on_one_page(runs, dltk, tmp_path):
     page = (out / "compare.html").read_text()
     assert why in page
     # the scalars two runs share, one figure each; the GAN's own are not drawn against nothing
-    figures = sorted(p.name for p in out.glob("scalar_*.png"))
-    assert figures == ["scalar_beta.png", "scalar_kl.png", "scalar_loss.png", "scalar_reconstruction.png"]
-    assert not list(out.glob("score_*.png"))  # no elbo column holds two runs
-    assert "Logged by one run only: gan: d_g_z, d_x, loss_d, loss_g." in page
+    figures = sorted(p.name for p in out.glob("train_*.png"))
+    assert figures == ["train_beta.png", "train_kl.png", "train_loss.png", "train_reconstruction.png"]
+    assert not list(out.glob("eval_*.png"))  # no elbo column holds two runs
+    assert "Logged by one run only: gan: train/d_g_z, train/d_x, train/loss_d, train/loss_g." in page
     for i, name in enumerate(["gan", "vae", "vae8"], 1):
         grid = out / f"grid_{i}_{name}.png"
         assert f"<img src='grid_{i}_{name}.png' alt='{name}'>" in page
@@ -96,14 +99,14 @@ def test_same_protocol_one_column_and_one_figure(runs, dltk, tmp_path):
     records = [json.loads(x) for x in (twin / "metrics.jsonl").read_text().splitlines()]
     for record in records:
         if record["kind"] == "eval":
-            record["elbo"] += 5.0
-            record["protocol"]["elbo"]["seconds"] = 99.0  # how long it took is not the protocol
+            record["negative-elbo"] += 5.0
+            record["protocol"]["negative-elbo"]["seconds"] = 99.0  # how long it took is not the protocol
     (twin / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
     result = dltk("compare", runs["vae"], twin, "--out", tmp_path / "cmp")
     assert result.exit_code == 0, result.err
-    assert "| run | elbo best / last |" in result.out.splitlines()
+    assert "| run | eval/negative-elbo best / last |" in result.out.splitlines()
     assert "not comparable" not in result.out
-    assert (tmp_path / "cmp" / "score_elbo.png").is_file()
+    assert (tmp_path / "cmp" / "eval_negative-elbo.png").is_file()
 
 
 def test_protocol_key_ignores_timings_seeds_and_companion_values():

@@ -170,7 +170,7 @@ def test_missing_file(registry, tmp_path):
 def test_best_by_must_name_a_score(tiny_recipe, registry):
     path = tiny_recipe()
     assert problems(path, registry, ["checkpoint.best_by=fd"]) == [
-        f"{path}: checkpoint.best_by: 'fd' is not a score of this recipe file; choose 'loss_d' or 'loss_g'"
+        f"{path}: checkpoint.best_by: 'fd' is not a score of this recipe file; choose 'train/loss_d' or 'train/loss_g'"
     ]
     # a metric table with a bad option is one problem, not also a best_by naming its score
     path = tiny_recipe('[[metrics]]\nname = "score"\nnum_samples = 0\n', "metric.toml")

@@ -112,7 +112,7 @@ DOC_FILES = {
     "mismatch.toml": '[recipe]\nname = "vae"\n\n[model]\nname = "mlp-gan"\n\n[dataset]\nname = "digits"\n',
     "gan_elbo.toml": (
         '[recipe]\nname = "gan"\n\n[model]\nname = "mlp-gan"\n\n[dataset]\nname = "digits"\n\n'
-        '[[metrics]]\nname = "elbo"\n'
+        '[[metrics]]\nname = "negative-elbo"\n'
     ),
 }
 # run directories a page names without making them on that page -> the dltk arguments that make it
@@ -218,7 +218,7 @@ def tiny_recipe(data: dict) -> dict:
     metrics = [m for m in data.get("metrics", []) if m.get("name") not in INCEPTION_METRICS]
     if "metrics" in data:
         data["metrics"] = metrics
-    if data.get("checkpoint", {}).get("best_by") in INCEPTION_METRICS:
+    if str(data.get("checkpoint", {}).get("best_by")).removeprefix("eval/") in INCEPTION_METRICS:
         del data["checkpoint"]["best_by"]
     return data
 

@@ -63,8 +63,13 @@ def test_legacy_bare_names_mean_what_they_meant_before_namespaces():
     train = Scalar("accuracy", "training batch", "higher", formerly=("train_accuracy",))
     scores = {"train/accuracy": train, "eval/accuracy": Scalar("accuracy", "held out", "higher")}
     assert resolve("accuracy", scores)[0] is None  # ambiguous in a new recipe file
-    assert resolve("accuracy", scores, legacy=True) == ("eval/accuracy", None)
-    assert resolve("train_accuracy", scores, legacy=True) == ("train/accuracy", None)
+    old = {"train/accuracy": "train_accuracy", "eval/accuracy": "accuracy"}
+    assert resolve("accuracy", scores, old) == ("eval/accuracy", None)
+    assert resolve("train_accuracy", scores, old) == ("train/accuracy", None)
+    # before, sequence's training scalar was accuracy and its metric seq-accuracy
+    old = {"train/accuracy": "accuracy", "eval/accuracy": "seq-accuracy"}
+    assert resolve("accuracy", scores, old) == ("train/accuracy", None)
+    assert resolve("seq-accuracy", scores, old) == ("eval/accuracy", None)
 
 
 def test_a_metric_may_report_a_name_the_recipe_reports(dltk, tiny_recipe, same_name_metric):

@@ -217,7 +217,7 @@ def test_eval_json_refuses_to_replace_a_file_without_force(classifier, dltk, tmp
 
 
 def test_eval_set_k_above_the_class_count_names_the_flag(classifier, dltk, tmp_path):
-    result = dltk("eval", classifier, "--metrics", "top_k", "--set", "k=11")
+    result = dltk("eval", classifier, "--metrics", "top-k", "--set", "k=11")
     assert (result.exit_code, result.err_lines) == (
         2,
         ["--set k: 11 is more than the 10 classes of the data; lower it"],

@@ -33,7 +33,7 @@ name = "digits"
 [[metrics]]
 name = "accuracy"
 [[metrics]]
-name = "class_accuracy"
+name = "class-accuracy"
 [[writers]]
 name = "tracker"
 """

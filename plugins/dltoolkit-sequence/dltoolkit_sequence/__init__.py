@@ -42,7 +42,6 @@ _WHERE = {
     "lstm": "dltoolkit_sequence.models",
     "bpc": "dltoolkit_sequence.metrics",
     "perplexity": "dltoolkit_sequence.metrics",
-    "seq_accuracy": "dltoolkit_sequence.metrics",
     "classify_eval_step": "dltoolkit_sequence.recipe",
     "make_classify_step": "dltoolkit_sequence.recipe",
     "make_generate": "dltoolkit_sequence.recipe",

@@ -1,6 +1,6 @@
 """Held-out metrics of the sequence recipes: each factory returns the Ignite ``Metric`` the core
 attaches to its evaluator engine over the recipe's ``eval_step`` (the core owns ``every``,
-``split`` and ``batch_size``): ``seq-accuracy`` on ``(logits, labels)``, ``bpc`` and
+``split`` and ``batch_size``): ``bpc`` and
 ``perplexity`` on next-character ``(logits, targets)`` (one row per character), ``forecast-mae``
 and ``naive-mae`` on forecasts in the series' units."""
 
@@ -11,14 +11,9 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 import torch.nn.functional as F
-from ignite.metrics import Accuracy, Loss, MeanAbsoluteError, Metric, MetricsLambda
+from ignite.metrics import Loss, MeanAbsoluteError, Metric, MetricsLambda
 
 from dltoolkit import MetricConfig
-
-
-def seq_accuracy(config: MetricConfig) -> Metric:
-    """Held-out accuracy of a sequence classifier: the share of sequences whose most likely class is right."""
-    return Accuracy()
 
 
 def bpc(config: MetricConfig) -> Metric:

@@ -23,7 +23,6 @@ NAIVE_MAE = Scalar(
     "Held-out mean absolute error of the naive forecast (the last value repeated), for comparison.",
     "lower",
 )
-SEQ_ACCURACY = Scalar("seq-accuracy", "Held-out share of sequences whose most likely class is right.", "higher")
 BPC = Scalar("bpc", "Held-out cross-entropy of the next character, in bits per character.", "lower")
 PERPLEXITY = Scalar("perplexity", "Held-out perplexity per character (exp of the cross-entropy in nats).", "lower")
 

@@ -1,6 +1,6 @@
 """The dltoolkit-sequence plugin: registers the ``sequence-classify``, ``language-model`` and
 ``forecast`` recipes, the ``lstm`` and ``gru`` models, the ``digit-rows``, ``mnist-rows``, ``text-file`` and
-``time-series`` datasets and the ``seq-accuracy``, ``bpc``, ``perplexity``, ``forecast-mae`` and
+``time-series`` datasets and the ``bpc``, ``perplexity``, ``forecast-mae`` and
 ``naive-mae`` metrics.
 
 Registration is light: this module holds names, options and docs, and names each factory by its
@@ -23,7 +23,6 @@ from dltoolkit_sequence.options import (
     NAIVE_MAE,
     NEXT_CHAR_TAG,
     PERPLEXITY,
-    SEQ_ACCURACY,
     DigitRowsConfig,
     ForecastConfig,
     LanguageModelConfig,
@@ -36,7 +35,9 @@ from dltoolkit_sequence.options import (
 
 # The extra tag says what the recipe's eval_step gives, so `dltk check` refuses a metric that
 # reads something else: (logits, labels) per sequence, or (logits, targets) per character.
-CLASSIFY_PROVIDES = ("evaluate", "predict", "export", CLASSES_TAG)
+# "class-logits": the classifier's eval_step gives (logits, labels), which the core's built-in
+# held-out metrics accuracy, top-k, loss and class-accuracy read.
+CLASSIFY_PROVIDES = ("evaluate", "predict", "export", CLASSES_TAG, "class-logits")
 LANGUAGE_PROVIDES = ("evaluate", "export", NEXT_CHAR_TAG)
 FORECAST_PROVIDES = ("evaluate", "predict", "export", FORECAST_TAG)
 RECIPE = "dltoolkit_sequence.recipe"
@@ -151,12 +152,6 @@ def _held_out(name: str, summary: str, tag: str, scalar: Scalar) -> Component:
 @hookimpl
 def dltk_register_metrics() -> list[Component]:
     return [
-        _held_out(
-            "seq-accuracy",
-            "Held-out accuracy of a sequence classifier: the share of sequences whose most likely class is right.",
-            CLASSES_TAG,
-            SEQ_ACCURACY,
-        ),
         _held_out(
             "bpc",
             "Held-out bits per character of a language model (cross-entropy / ln 2): lower is better.",

@@ -62,12 +62,12 @@ dropout = 0.1
 name = "digit-rows"
 
 [[metrics]]
-name = "seq-accuracy"
+name = "accuracy"
 
 [checkpoint]
 every = 1
 keep = 2
-best_by = "seq-accuracy"
+best_by = "eval/accuracy"
 """
 
 TINY_TEXT = """
@@ -101,7 +101,7 @@ name = "bpc"
 name = "perplexity"
 
 [checkpoint]
-best_by = "bpc"
+best_by = "eval/bpc"
 """
 
 WORDS = ["the", "quick", "brown", "fox", "jumps", "over", "a", "lazy", "dog", "while", "cats", "sleep", "in", "sun"]
@@ -210,7 +210,7 @@ def test_a_sequence_classifier_trains_on_mnist_rows(dltk, tmp_path):
     result = dltk("run", recipe, dataset, "recipe.epochs=1", "--run-dir", tmp_path / "run")
     assert result.exit_code == 0, result.err
     evals = [r for r in log_lines(tmp_path / "run") if r["kind"] == "eval"]
-    assert evals[-1]["protocol"]["seq-accuracy"]["count"] == 16
+    assert evals[-1]["protocol"]["accuracy"]["count"] == 16
 
 
 @pytest.mark.slow
@@ -376,16 +376,16 @@ def test_classify_run_logs_scalars_and_held_out_accuracy(classified):
     assert steps and all(r["iteration"] % 5 == 0 and {"loss", "accuracy"} <= set(r) for r in steps)
     evals = [r for r in records if r["kind"] == "eval"]
     assert [r["epoch"] for r in evals] == [1, 2]
-    assert all(0.0 <= r["seq-accuracy"] <= 1.0 for r in evals) and evals[1]["seq-accuracy"] > 0.3
-    assert evals[1]["protocol"]["seq-accuracy"]["count"] == 360
+    assert all(0.0 <= r["accuracy"] <= 1.0 for r in evals) and evals[1]["accuracy"] > 0.3
+    assert evals[1]["protocol"]["accuracy"]["count"] == 360
 
 
 @pytest.mark.slow
 def test_eval_predict_and_export_of_a_classifier(classified, dltk, tmp_path):
     result = dltk("eval", classified, "--json", tmp_path / "scores.json")
     assert result.exit_code == 0, result.err
-    best = max(r["seq-accuracy"] for r in log_lines(classified) if r["kind"] == "eval")
-    assert json.loads((tmp_path / "scores.json").read_text())["seq-accuracy"]["value"] == pytest.approx(best)
+    best = max(r["accuracy"] for r in log_lines(classified) if r["kind"] == "eval")
+    assert json.loads((tmp_path / "scores.json").read_text())["accuracy"]["value"] == pytest.approx(best)
     result = dltk("predict", classified, "--input", "test", "--out", tmp_path / "p.csv")
     assert result.exit_code == 0, result.err
     rows = list(csv.DictReader((tmp_path / "p.csv").open()))
@@ -395,9 +395,9 @@ def test_eval_predict_and_export_of_a_classifier(classified, dltk, tmp_path):
     result = dltk("predict", classified, "--input", tmp_path / "p.csv")
     assert result.exit_code == 2 and result.err_lines[-1].endswith("give --input train or --input test")
     assert dltk("export", classified, "--out", tmp_path / "m.safetensors").exit_code == 0
-    result = dltk("eval", tmp_path / "m.safetensors", "--metrics", "seq-accuracy", "--json", tmp_path / "again.json")
+    result = dltk("eval", tmp_path / "m.safetensors", "--metrics", "accuracy", "--json", tmp_path / "again.json")
     assert result.exit_code == 0, result.err
-    assert json.loads((tmp_path / "again.json").read_text())["seq-accuracy"]["value"] == pytest.approx(best)
+    assert json.loads((tmp_path / "again.json").read_text())["accuracy"]["value"] == pytest.approx(best)
 
 
 def final_state(run: Path) -> dict[str, torch.Tensor]:

@@ -1,4 +1,4 @@
-"""The held-out ``elbo`` metric: the mean negative ELBO per image, from the recipe's ``eval_step``.
+"""The held-out ``negative-elbo`` metric: the mean negative ELBO per image, from the recipe's ``eval_step``.
 
 It scores predictions, not samples: the core runs ``trained.eval_step`` over the held-out split
 on an Ignite evaluator engine (seeded, so the one z drawn per image is the same every time), and
@@ -45,7 +45,7 @@ def per_image_elbo(output: Any) -> torch.Tensor:
     """``output["elbo"]`` of an ``eval_step``: the negative ELBO of each image of the batch."""
     if not isinstance(output, Mapping) or "elbo" not in output:
         raise DltkError(
-            "metrics: 'elbo' scores VAE runs; this recipe's eval_step gives no per-image 'elbo' "
+            "metrics: 'negative-elbo' scores VAE runs; this recipe's eval_step gives no per-image 'elbo' "
             f"(it gives {type(output).__name__})"
         )
     return output["elbo"]

@@ -29,7 +29,7 @@ REPORTS = (
     ),
 )
 STAT_NAMES = tuple(s.name for s in REPORTS)
-ELBO = Scalar("elbo", "Negative ELBO per image on the held-out split, in nats.", "lower")
+ELBO = Scalar("negative-elbo", "Negative ELBO per image on the held-out split, in nats.", "lower", formerly=["elbo"])
 RECONSTRUCTIONS = ("bce", "mse")
 CONV_SIZES = (16, 32, 64, 128)
 

@@ -59,12 +59,13 @@ def dltk_register_models() -> list[Component]:
 def dltk_register_metrics() -> list[Component]:
     return [
         Component(
-            "elbo",
+            "negative-elbo",
             "dltoolkit_vae.metrics:elbo",
             MetricConfig,
             summary="Negative ELBO per held-out image, one z each: Bernoulli decoder (BCE) + KL, in nats; lower is "
             "better.",
             needs={"recipe": ("evaluate", "elbo")},
             reports=[ELBO],
+            formerly=["elbo"],  # its name before it said what it is
         )
     ]

@@ -57,7 +57,7 @@ depth = 1
 name = "digits"
 
 [[metrics]]
-name = "elbo"
+name = "negative-elbo"
 
 [[callbacks]]
 name = "samples"
@@ -74,7 +74,7 @@ name = "real-samples"
 [checkpoint]
 every = 1
 keep = 2
-best_by = "elbo"
+best_by = "eval/negative-elbo"
 """
 NAMES = [s.name for s in REPORTS]
 
@@ -273,8 +273,11 @@ def test_run_writes_checkpoints_scalars_and_the_held_out_elbo(trained):
     assert all(r["beta"] == 1.0 and r["kl"] > 0 for r in epochs)
     evals = [r for r in records if r["kind"] == "eval"]
     assert [r["epoch"] for r in evals] == [1, 2]
-    assert all(math.isfinite(r["elbo"]) and r["elbo"] > 0 for r in evals)
-    assert evals[1]["protocol"]["elbo"]["split"] == "test" and evals[1]["protocol"]["elbo"]["count"] == 360
+    assert all(math.isfinite(r["negative-elbo"]) and r["negative-elbo"] > 0 for r in evals)
+    assert (
+        evals[1]["protocol"]["negative-elbo"]["split"] == "test"
+        and evals[1]["protocol"]["negative-elbo"]["count"] == 360
+    )
 
 
 def test_run_draws_reconstructions_interpolations_and_the_builtin_artefacts(trained):
@@ -304,7 +307,9 @@ def test_eval_command_gives_the_elbo_logged_by_the_run(trained, dltk, tmp_path):
     assert result.exit_code == 0, result.err
     scores = json.loads((tmp_path / "scores.json").read_text())
     last = [r for r in log_lines(trained) if r["kind"] == "eval"][-1]
-    assert scores["elbo"]["value"] == pytest.approx(last["elbo"], rel=1e-6)  # the best checkpoint is the last
+    assert scores["negative-elbo"]["value"] == pytest.approx(
+        last["negative-elbo"], rel=1e-6
+    )  # the best checkpoint is the last
     assert "elbo" in result.out and "Bernoulli decoder" in result.out
 
 

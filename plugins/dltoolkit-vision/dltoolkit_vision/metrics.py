@@ -1,7 +1,6 @@
-"""Held-out classification metrics: Ignite metrics on the evaluator engine the core runs over the split.
-
-The recipe's ``eval_step`` gives ``(logits, labels)``; each metric component's factory here returns
-the Ignite ``Metric`` that reads it (the core owns its ``every``, ``split`` and ``batch_size``).
+"""The confusion counts of the classify recipe's held-out report (``samples/confusion_*.png`` and
+each class's accuracy). The held-out metrics ``accuracy``, ``top-k``, ``loss`` and
+``class-accuracy`` are the core's built-in ones, for any recipe that provides ``"class-logits"``.
 """
 
 from __future__ import annotations
@@ -11,13 +10,9 @@ from typing import Any
 
 import ignite.distributed as idist
 import torch
-import torch.nn.functional as F
 from ignite.exceptions import NotComputableError
-from ignite.metrics import Accuracy, Loss, Metric, TopKCategoricalAccuracy
+from ignite.metrics import Metric
 from torch import Tensor
-
-from dltoolkit import DataSpec, DltkError, MetricConfig
-from dltoolkit_vision.options import TopKConfig
 
 
 class ConfusionCounts(Metric):
@@ -49,45 +44,3 @@ def class_accuracies(counts: Tensor) -> list[float | None]:
     """Each class's accuracy (its row's diagonal share); None for a class absent from the split."""
     totals = counts.sum(dim=1)
     return [float(counts[i, i]) / float(t) if t > 0 else None for i, t in enumerate(totals.tolist())]
-
-
-def mean_class_accuracy(counts: Tensor) -> float:
-    """The mean of the accuracies of the classes present (balanced accuracy)."""
-    present = [a for a in class_accuracies(counts) if a is not None]
-    return sum(present) / len(present) if present else float("nan")
-
-
-class MeanClassAccuracy(ConfusionCounts):
-    """The mean over the classes present of each class's accuracy (balanced accuracy)."""
-
-    def compute(self) -> float:
-        return mean_class_accuracy(super().compute())
-
-
-# --- the held-out metric components' factories: each returns a fresh Ignite Metric ------------------
-
-
-def accuracy(config: MetricConfig) -> Metric:
-    """Held-out accuracy: the share of samples whose most likely class is right (Ignite's Accuracy)."""
-    return Accuracy()
-
-
-def top_k(config: TopKConfig, *, run: Any = None) -> Metric:
-    """Held-out top-k accuracy: the true class is among the k most likely (Ignite's TopKCategoricalAccuracy).
-
-    Refuses a ``k`` above the class count of the run's data, when the run knows it.
-    """
-    data = getattr(run, "data", None)
-    if isinstance(data, DataSpec) and data.num_classes is not None and config.k > data.num_classes:
-        raise DltkError(f"top_k.k: {config.k} is more than the {data.num_classes} classes of the data; lower it")
-    return TopKCategoricalAccuracy(k=config.k)
-
-
-def loss(config: MetricConfig) -> Metric:
-    """Held-out cross-entropy of the predicted class probabilities (Ignite's Loss; no label smoothing)."""
-    return Loss(F.cross_entropy)
-
-
-def class_accuracy(config: MetricConfig) -> Metric:
-    """Held-out mean per-class accuracy (balanced accuracy); each class's own is logged by the recipe."""
-    return MeanClassAccuracy()

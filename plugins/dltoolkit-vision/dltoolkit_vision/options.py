@@ -7,7 +7,7 @@ from typing import Any
 
 import attrs
 
-from dltoolkit import MetricConfig, Scalar, option
+from dltoolkit import Scalar, option
 
 OPTIMIZERS = ("sgd", "adamw")
 SCHEDULES = ("cosine", "step", "constant")
@@ -18,17 +18,19 @@ SHA256 = re.compile(r"^[0-9a-fA-F]{64}$")
 # The scalars the recipe's step returns (declared here, so registration does not import torch).
 REPORTS = (
     Scalar(
-        "train_loss",
+        "loss",
         "Cross-entropy of the training batches (label-smoothed when recipe.label_smoothing is set).",
         "lower",
         group="loss",
+        formerly=("train_loss",),
     ),
     Scalar(
-        "train_accuracy",
+        "accuracy",
         "Share of the (augmented) training images classified right, in training mode.",
         "higher",
         group="accuracy",
         bounds=(0.0, 1.0),
+        formerly=("train_accuracy",),
     ),
     Scalar("lr", "The learning rate in effect (warm-up, then the schedule).", better="none", group="learning rate"),
 )
@@ -215,15 +217,6 @@ class TorchvisionConfig:
 
 
 # --- metrics ---------------------------------------------------------------------------------------
-
-
-@attrs.frozen
-class TopKConfig(MetricConfig):
-    """Options of ``top_k``."""
-
-    k: int = option(
-        5, doc="A prediction counts when the true class is among the k most likely.", validator=attrs.validators.ge(1)
-    )
 
 
 @attrs.frozen

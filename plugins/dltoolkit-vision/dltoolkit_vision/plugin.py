@@ -1,6 +1,5 @@
 """The dltoolkit-vision plugin: the ``classify`` recipe, the ``lenet``, ``resnet`` and ``torchvision``
-models, the held-out metrics ``accuracy``, ``top_k``, ``loss`` and ``class_accuracy``, and the
-sample metric ``classifier-fid`` (FID/KID in a trained classifier's feature space).
+models, and the sample metric ``classifier-fid`` (FID/KID in a trained classifier's feature space).
 
 Registration is light: this module holds names, options and docs, and names each factory by its
 ``"module:attr"`` string, imported when a run builds it; so ``dltk list``, ``plugins`` and
@@ -11,22 +10,22 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from dltoolkit import Component, MetricConfig, Scalar, hookimpl
+from dltoolkit import Component, Scalar, hookimpl
 from dltoolkit_vision.options import (
     REPORTS,
     ClassifierFidConfig,
     ClassifyConfig,
     LenetConfig,
     ResnetConfig,
-    TopKConfig,
     TorchvisionConfig,
 )
 
 if TYPE_CHECKING:
     pass
 
-# "class-logits": the recipe's eval_step gives (logits, labels), which the metrics below read, so
-# `dltk check` refuses them with recipes whose evaluation gives something else.
+# "class-logits": the recipe's eval_step gives (logits, labels), which the core's built-in metrics
+# accuracy, top-k, loss and class-accuracy read, so `dltk check` refuses them with recipes whose
+# evaluation gives something else.
 PROVIDES = ("evaluate", "predict", "export", "class-logits")
 # The built-in image-folder declares "images" only (its labels exist when each class has a folder),
 # so needing "labels" here would make `dltk check` refuse it; the recipe checks labels once built.
@@ -34,7 +33,6 @@ DATASET_NEEDS = "images"
 
 TORCHVISION = "dltoolkit_vision.models:torchvision_model"
 CLASSIFY = "dltoolkit_vision.recipe:train_classify"
-METRICS = "dltoolkit_vision.metrics"
 
 
 # --- hooks ------------------------------------------------------------------------------------
@@ -91,38 +89,9 @@ def dltk_register_models() -> list[Component]:
     ]
 
 
-def _held_out(name: str, summary: str, config: type, scalar: Scalar) -> Component:
-    needs = {"recipe": ("evaluate", "class-logits")}
-    return Component(name, f"{METRICS}:{name}", config, summary=summary, needs=needs, reports=[scalar])
-
-
 @hookimpl
 def dltk_register_metrics() -> list[Component]:
     return [
-        _held_out(
-            "accuracy",
-            "Held-out accuracy: the share of samples whose most likely class is right (Ignite's Accuracy).",
-            MetricConfig,
-            Scalar("accuracy", "Held-out top-1 accuracy.", "higher", bounds=(0.0, 1.0)),
-        ),
-        _held_out(
-            "top_k",
-            "Held-out top-k accuracy: the true class is among the k most likely (Ignite's TopKCategoricalAccuracy).",
-            TopKConfig,
-            Scalar("top_k", "Held-out top-k accuracy (k: metrics option).", "higher", bounds=(0.0, 1.0)),
-        ),
-        _held_out(
-            "loss",
-            "Held-out cross-entropy of the predicted class probabilities (Ignite's Loss; no label smoothing).",
-            MetricConfig,
-            Scalar("loss", "Held-out cross-entropy per image, in nats.", "lower"),
-        ),
-        _held_out(
-            "class_accuracy",
-            "Held-out mean per-class accuracy (balanced accuracy); each class's own is logged by the recipe.",
-            MetricConfig,
-            Scalar("class_accuracy", "Held-out mean of the per-class accuracies.", "higher", bounds=(0.0, 1.0)),
-        ),
         Component(
             "classifier-fid",
             "dltoolkit_vision.classifier_fid:ClassifierFid",

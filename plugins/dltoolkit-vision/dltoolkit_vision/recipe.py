@@ -84,7 +84,7 @@ def make_classify_step(
     """One training iteration: augment, set the scheduled learning rate, cross-entropy on the logits
     (in float32 under autocast), one optimizer step.
 
-    Returns ``step(engine, (images, labels))`` giving the detached ``train_loss``, ``train_accuracy``
+    Returns ``step(engine, (images, labels))`` giving the detached ``loss``, ``accuracy``
     and ``lr`` of the batch.
     """
     dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(config.precision)
@@ -110,7 +110,7 @@ def make_classify_step(
         scaler.step(optimizer)
         scaler.update()
         correct = (logits.detach().argmax(1) == labels).float().mean()
-        return {"train_loss": loss.detach(), "train_accuracy": correct, "lr": lr}
+        return {"loss": loss.detach(), "accuracy": correct, "lr": lr}
 
     return step
 

@@ -37,7 +37,7 @@ name = "digits"
 name = "accuracy"
 
 [checkpoint]
-best_by = "accuracy"
+best_by = "eval/accuracy"
 """
 
 

@@ -61,7 +61,7 @@ name = "loss"
 [checkpoint]
 every = 1
 keep = 2
-best_by = "accuracy"
+best_by = "eval/accuracy"
 """
 
 

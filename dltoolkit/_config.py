@@ -373,7 +373,7 @@ class RecipeFile:
         broken_metric = any(where.startswith("metrics") for where, _ in problems)  # its scores are unknown
         if checkpoint is not None and checkpoint.best_by is not None and recipe is not None and not broken_metric:
             legacy = path.name == RECIPE_NAME and (path.parent / "metrics.jsonl").is_file()  # an older run's
-            old = former_names(recipe, metrics, data) if legacy else None
+            old = former_names(recipe, metrics, data, renamed_only=not legacy)
             best_by, problem = resolve_score(checkpoint.best_by, scores_of(recipe, metrics), old)
             if problem is not None:
                 problems.append(("checkpoint.best_by", problem))
@@ -412,10 +412,13 @@ def scores_of(recipe: ComponentTable, metrics: Iterable[ComponentTable]) -> dict
     return found
 
 
-def former_names(recipe: ComponentTable, metrics: Iterable[ComponentTable], data: Mapping[str, Any]) -> dict[str, str]:
+def former_names(
+    recipe: ComponentTable, metrics: Iterable[ComponentTable], data: Mapping[str, Any], *, renamed_only: bool = False
+) -> dict[str, str]:
     """``{namespaced name: bare name it had before namespaces}`` of a recipe file's scores: a
     scalar's first former name, or the metric's name as the file wrote it when that was a former
-    name of a one-scalar metric (``seq-accuracy``), else its name."""
+    name of a one-scalar metric (``seq-accuracy``), else its name. ``renamed_only``: only the
+    scores of metric tables written under a former name (what a user's old recipe file means)."""
     written = data.get("metrics") if isinstance(data.get("metrics"), list) else []
     old: dict[str, str] = {}
     for space, table in [(TRAIN, recipe), *((EVAL, t) for t in metrics)]:
@@ -423,9 +426,11 @@ def former_names(recipe: ComponentTable, metrics: Iterable[ComponentTable], data
         given = written[index].get("name") if 0 <= index < len(written) and isinstance(written[index], dict) else None
         for scalar in table.component.reports:
             was = scalar.formerly[0] if scalar.formerly else scalar.name
-            if given in table.component.formerly and len(table.component.reports) == 1:
+            renamed = given in table.component.formerly and len(table.component.reports) == 1
+            if renamed:
                 was = given
-            old.setdefault(f"{space}/{scalar.name}", was)
+            if renamed or not renamed_only:
+                old.setdefault(f"{space}/{scalar.name}", was)
     return old
 
 

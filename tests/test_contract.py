@@ -231,7 +231,7 @@ def test_a_new_family_runs_end_to_end_through_the_core(dltk, recipe_file, exampl
     )
     quiet = dltk("run", path, "callbacks=[]", "--run-dir", tmp_path / "quiet", *example)
     assert f"Results in {tmp_path / 'quiet'}/ (checkpoints/, metrics.jsonl)" in quiet.out  # no empty samples/
-    best = list((tmp_path / "ae" / "checkpoints").glob("best_checkpoint_*_mse=*.pt"))
+    best = list((tmp_path / "ae" / "checkpoints").glob("best_checkpoint_*_eval-mse=*.pt"))
     assert len(best) == 1 and best[0].name.startswith("best_checkpoint_44_")  # lower is better, as declared
     # the run is shorter than log_every: the plot draws the per-epoch records of the declared `loss`
     with Image.open(tmp_path / "ae" / "samples" / "losses.png") as plot:

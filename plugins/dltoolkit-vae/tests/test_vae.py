@@ -260,7 +260,7 @@ def test_conv_vae_trains_on_colour_images(dltk, tmp_path):
 def test_run_writes_checkpoints_scalars_and_the_held_out_elbo(trained):
     names = [p.name for p in checkpoints_in(trained / "checkpoints")]
     assert names == ["checkpoint_88.pt", "checkpoint_80.pt", "checkpoint_70.pt"]
-    assert list((trained / "checkpoints").glob("best_checkpoint_*_elbo=*.pt"))
+    assert list((trained / "checkpoints").glob("best_checkpoint_*_eval-negative-elbo=*.pt"))
     data = load_checkpoint(trained / "checkpoints" / "checkpoint_88.pt")
     assert set(data) >= {"encoder", "decoder", "optimizer", "trainer", "rng", "meta", "stats"}
     assert data["meta"]["recipe"] == "vae" and data["meta"]["model"] == "mlp-vae"

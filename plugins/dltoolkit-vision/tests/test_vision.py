@@ -159,7 +159,7 @@ def test_a_classify_run_reports_held_out_scores_and_keeps_the_best(trained):
     assert sum(per_class) / 10 == pytest.approx(last["class-accuracy"], abs=1e-5)
     assert "eval/accuracy=" in err and "train/loss=" in err and "eval/class-accuracy=" in err
     best_score = max(e["accuracy"] for e in evals)
-    best = list((run / "checkpoints").glob("best_checkpoint_*_accuracy=*.pt"))
+    best = list((run / "checkpoints").glob("best_checkpoint_*_eval-accuracy=*.pt"))
     assert len(best) == 1 and best[0].name.endswith(f"accuracy={best_score:.4f}.pt")
     assert sorted(p.name for p in (run / "samples").glob("confusion_*.png")) == [
         "confusion_00000022.png",

@@ -9,6 +9,7 @@ import subprocess
 import sys
 
 import pytest
+from runs import needs_first_party
 
 from dltoolkit._errors import DltkError
 from dltoolkit._new_plugin import KINDS, NAME_PATTERN, check_name, new_plugin, template_names
@@ -93,6 +94,7 @@ def test_every_accepted_name_gives_a_plugin_whose_code_compiles(tmp_path):
     assert accepted > 25
 
 
+@needs_first_party("gan")
 @pytest.mark.slow
 @pytest.mark.parametrize(("name", "kind"), [("zeta-2", "dataset"), ("q", "callback")])
 def test_plugins_of_unusual_accepted_names_pass_their_own_tests(tmp_path, name, kind):

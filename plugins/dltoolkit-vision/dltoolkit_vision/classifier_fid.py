@@ -342,7 +342,6 @@ class ClassifierFid:
     """FID (the value) and KID of generated images in a classifier's penultimate feature space."""
 
     name = "classifier-fid"
-    needs = "samples"
 
     def __init__(self, config: ClassifierFidConfig, run: Any):
         self.config = config

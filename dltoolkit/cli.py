@@ -28,7 +28,7 @@ from dltoolkit._plugin_options import PLUGIN_OPTIONS, command_and_plugins, given
 __all__ = ["COMMANDS", "build_parser", "console_main", "main"]
 
 
-def cmd_check(args: argparse.Namespace) -> int:
+def check_command(args: argparse.Namespace) -> int:
     """``dltk check RECIPE [KEY=VALUE ...]``: the recipe file validated, each component's own check, nothing built."""
     _host, registry = host_and_registry(args)
     recipe_file = RecipeFile.from_toml(args.recipe, registry, args.overrides)
@@ -51,7 +51,8 @@ def cmd_check(args: argparse.Namespace) -> int:
     return ExitCode.OK
 
 
-def cmd_generate(args: argparse.Namespace) -> int:
+def generate_command(args: argparse.Namespace) -> int:
+    """``dltk generate SOURCE --out DIR``: samples (or outputs from ``--input``) of a trained model."""
     from dltoolkit._generate import generate_images
 
     _host, registry = host_and_registry(args)
@@ -74,7 +75,8 @@ def cmd_generate(args: argparse.Namespace) -> int:
     return ExitCode.OK
 
 
-def cmd_export(args: argparse.Namespace) -> int:
+def export_command(args: argparse.Namespace) -> int:
+    """``dltk export SOURCE --out FILE.safetensors``: inference weights and the metadata that rebuilds them."""
     from dltoolkit._generate import export_trained
 
     _host, registry = host_and_registry(args)
@@ -83,7 +85,8 @@ def cmd_export(args: argparse.Namespace) -> int:
     return ExitCode.OK
 
 
-def cmd_predict(args: argparse.Namespace) -> int:
+def predict_command(args: argparse.Namespace) -> int:
+    """``dltk predict SOURCE --input PATH``: a trained model's predictions, CSV rows or files."""
     from dltoolkit._predict import predict_rows
 
     _host, registry = host_and_registry(args)
@@ -102,14 +105,16 @@ def cmd_predict(args: argparse.Namespace) -> int:
     return ExitCode.OK
 
 
-def cmd_eval(args: argparse.Namespace) -> int:
+def eval_command(args: argparse.Namespace) -> int:
+    """``dltk eval``: score a trained model, or two folders of images."""
     from dltoolkit._evaluate import evaluate_command
 
     _host, registry = host_and_registry(args)
     return evaluate_command(registry, args)
 
 
-def cmd_compare(args: argparse.Namespace) -> int:
+def compare_command(args: argparse.Namespace) -> int:
+    """``dltk compare RUN ...``: the runs side by side, as Markdown tables and a page."""
     from dltoolkit._compare import compare, directions_from
 
     _host, registry = host_and_registry(args)
@@ -119,7 +124,8 @@ def cmd_compare(args: argparse.Namespace) -> int:
     return ExitCode.OK
 
 
-def cmd_new(args: argparse.Namespace) -> int:
+def new_command(args: argparse.Namespace) -> int:
+    """``dltk new plugin NAME``: a plugin distribution written from a template."""
     from dltoolkit._new_plugin import new_plugin
 
     folder = new_plugin(args.name, kind=args.kind, out=args.out)
@@ -132,15 +138,15 @@ def cmd_new(args: argparse.Namespace) -> int:
 
 COMMANDS = {
     "run": run_command,
-    "check": cmd_check,
+    "check": check_command,
     "list": list_command,
     "plugins": plugins_command,
-    "generate": cmd_generate,
-    "export": cmd_export,
-    "predict": cmd_predict,
-    "eval": cmd_eval,
-    "compare": cmd_compare,
-    "new": cmd_new,
+    "generate": generate_command,
+    "export": export_command,
+    "predict": predict_command,
+    "eval": eval_command,
+    "compare": compare_command,
+    "new": new_command,
 }
 
 

@@ -26,11 +26,10 @@ from pathlib import Path
 from typing import Any
 
 from dltoolkit._errors import DltkError
-from dltoolkit._runrecords import (  # noqa: F401  (protocol_key, RunRecord: this module's API too)
+from dltoolkit._runrecords import (
     Evaluation,
     RunRecord,
     printable,
-    protocol_key,
     read_run,
 )
 

@@ -27,9 +27,8 @@ from cattrs.errors import (
 from dltoolkit._compat import mismatches
 from dltoolkit._component import Component, Scalar, option
 from dltoolkit._errors import DltkError
-from dltoolkit._rundir import RECIPE_NAME  # noqa: F401  (re-exported: cli and eval import it from here)
 from dltoolkit._suggest import did_you_mean, one_of
-from dltoolkit._toml import _show, apply_overrides, parse_override, read_toml  # noqa: F401  (re-exported)
+from dltoolkit._toml import _show, apply_overrides, read_toml
 
 _converter = cattrs.Converter(forbid_extra_keys=True, detailed_validation=True)
 

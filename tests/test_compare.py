@@ -10,7 +10,8 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from dltoolkit._compare import count_text, protocol_key
+from dltoolkit._compare import count_text
+from dltoolkit._runrecords import protocol_key
 from dltoolkit.testing import run_cli
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -48,6 +48,9 @@ LAYERS: dict[str, tuple[str, ...]] = {
     "plugins": ("builtin",),
     "command line": (
         "cli",
+        "_cli_args",
+        "_launch",
+        "_listing",
         "__main__",
         "testing",
         "_generate",

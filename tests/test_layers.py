@@ -42,7 +42,7 @@ LAYERS: dict[str, tuple[str, ...]] = {
     ),
     "plugin host and registry": ("hookspecs", "_manager", "_registry"),
     "recipe files": ("_toml", "_config", "_reference"),
-    "run parts": ("_checkpoint", "_limits", "_resumecheck", "_scalars", "_distributed"),
+    "run parts": ("_checkpoint", "_limits", "_resume", "_scalars", "_distributed"),
     "run": ("_run",),
     "public API": ("", "data", "images", "files", "sampling", "writers"),
     "plugins": ("builtin",),

@@ -26,13 +26,12 @@ from pathlib import Path
 from typing import Any
 
 from dltoolkit._errors import DltkError
-from dltoolkit._runrecords import (  # noqa: F401  (protocol_key, RunRecord: this module's API too)
+from dltoolkit._runrecords import (  # noqa: F401  (directions_from: cli imports it from here)
     Directions,
     Evaluation,
     RunRecord,
     directions_from,
     printable,
-    protocol_key,
     read_run,
 )
 

@@ -6,8 +6,7 @@ must ``provide``. A mismatch is one problem naming both components and what each
 
 from __future__ import annotations
 
-import importlib
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Iterable, Mapping
 from types import SimpleNamespace
 from typing import Any
 
@@ -98,14 +97,6 @@ def data_problem(needed: Iterable[str], spec: Any, dataset: str, owner: str) -> 
     return None
 
 
-def resolve(function: Callable[..., Any] | str) -> Callable[..., Any]:
-    """A function, or the one a ``"module:attr"`` string names (imported now)."""
-    if not isinstance(function, str):
-        return function
-    module, _, attr = function.partition(":")
-    return getattr(importlib.import_module(module), attr)
-
-
 def component_problems(recipe_file: Any, *, stage: str) -> list[str]:
     """What each component's own ``check`` finds wrong with its options, one line each, prefixed
     with the recipe file (see :class:`~dltoolkit.Component`'s ``check``); called before anything
@@ -119,7 +110,7 @@ def component_problems(recipe_file: Any, *, stage: str) -> list[str]:
     for table in owners:
         if table.component.check is None:
             continue
-        check = resolve(table.component.check)
+        check = table.component.check
         context = {"where": table.path, "tables": tables, "stage": stage}
         found = check(table.config, **accepted(check, context)) or ()
         problems += [f"{recipe_file.path}: {line}" for line in ([found] if isinstance(found, str) else found)]

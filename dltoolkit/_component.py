@@ -58,7 +58,7 @@ _TARGET = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_][\w.]*$")
 class Ref:
     """A callable named by a ``"module:attr"`` string, imported when it is first called.
 
-    A component's ``factory`` and ``offers`` may be given this way, so that registering a plugin
+    A component's ``factory``, ``offers`` and ``check`` may be given this way, so that registering a plugin
     imports nothing heavy (``dltk list``, ``plugins`` and ``check`` never load torch). ``where``
     names the plugin, component and role in the one-line error raised when the string does not
     import or names no callable. ``inspect.signature`` of a ``Ref`` is that of its target.
@@ -191,9 +191,9 @@ class Component:
     works, with a one-line note on stderr.
 
     ``summary`` is the one line ``dltk list`` shows; with a callable factory it defaults to the
-    first line of its docstring. ``plugin`` and ``kind`` are filled in by the registry. A factory
-    or ``offers`` given as a string is kept as a :class:`Ref`, a callable that imports its target
-    on first use.
+    first line of its docstring. ``plugin`` and ``kind`` are filled in by the registry. A factory,
+    ``offers`` or ``check`` given as a string is kept as a :class:`Ref`, a callable that imports its
+    target on first use.
 
     A metric's factory returns an Ignite ``Metric`` (a held-out metric; its ``config`` is a
     :class:`~dltoolkit.MetricConfig`) or a :class:`~dltoolkit.SampleMetric`;
@@ -210,7 +210,7 @@ class Component:
     reports: tuple[Scalar, ...] = attrs.field(default=(), converter=tuple)
     offers: Callable[..., Any] | str | None = attrs.field(default=None, converter=_callable_or_target)
     export_formats: Mapping[str, str] = attrs.field(factory=dict, converter=dict)
-    check: Callable[..., Any] | str | None = None
+    check: Callable[..., Any] | str | None = attrs.field(default=None, converter=_callable_or_target)
     formerly: tuple[str, ...] = attrs.field(default=(), converter=tuple)
     kind: str = ""
     plugin: str = ""
@@ -239,7 +239,7 @@ class Component:
 
     def __attrs_post_init__(self) -> None:
         where = f"plugin '{self.plugin}': {self.kind or 'component'} '{self.name}'"
-        for role in ("factory", "offers"):
+        for role in ("factory", "offers", "check"):
             value = getattr(self, role)
             if isinstance(value, str):
                 object.__setattr__(self, role, Ref(value, f"{where}: {role}"))

@@ -31,7 +31,7 @@ from dltoolkit._names import EVAL, TRAIN
 from dltoolkit._names import resolve as resolve_score
 from dltoolkit._rundir import RECIPE_NAME  # (also imported from here by cli and eval)
 from dltoolkit._suggest import did_you_mean, one_of
-from dltoolkit._toml import _show, apply_overrides, parse_override, read_toml  # noqa: F401  (re-exported)
+from dltoolkit._toml import _show, apply_overrides, read_toml
 
 _converter = cattrs.Converter(forbid_extra_keys=True, detailed_validation=True)
 

@@ -12,11 +12,12 @@ import attrs
 import torch
 from torch import Tensor
 
-from dltoolkit._config import RECIPE_NAME, read_toml, validate_options
+from dltoolkit._config import read_toml, validate_options
 from dltoolkit._errors import DltkError, ExitCode
 from dltoolkit._plugin_options import PLUGIN_OPTIONS, flag_of, given_options
 from dltoolkit._registry import Registry
 from dltoolkit._run import cache_dir, dataset_identity, evaluate_metrics
+from dltoolkit._rundir import RECIPE_NAME
 
 
 class DatasetSampler:
@@ -189,8 +190,8 @@ def _untaken_plugin_options(
 def _settings(registry: Registry, args: argparse.Namespace, names: list[str]) -> tuple[dict[str, Any], list[str]]:
     """``--set KEY=VALUE`` options: ``(key -> value, problems)``; a key none of the named metrics
     has is a problem."""
-    from dltoolkit._config import parse_override
     from dltoolkit._suggest import did_you_mean
+    from dltoolkit._toml import parse_override
 
     known: set[str] = set()
     for name in names:

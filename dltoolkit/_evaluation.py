@@ -10,6 +10,7 @@ import torch
 from ignite.engine import Engine, Events
 
 from dltoolkit._errors import DltkError
+from dltoolkit._metrics import HeldOutMetric
 
 
 class Evaluation:
@@ -28,7 +29,7 @@ class Evaluation:
     def due(self, epoch: int, last: int) -> list[Any]:
         due = [m for m in self.metrics if epoch % m.every == 0 or epoch == last]
         if self.world_size > 1 and self.rank > 0:
-            due = [m for m in due if getattr(m, "needs", "samples") == "predictions"]
+            due = [m for m in due if isinstance(m, HeldOutMetric)]
         return due
 
     def __call__(self, engine: Engine) -> None:
@@ -37,7 +38,7 @@ class Evaluation:
         if self.world_size > 1:
             for metric in due:
                 if metric.name in results:
-                    on_rank_0 = getattr(metric, "needs", "samples") != "predictions"
+                    on_rank_0 = not isinstance(metric, HeldOutMetric)
                     results[metric.name]["processes"] = (
                         f"rank 0 of {self.world_size}" if on_rank_0 else f"split over {self.world_size}, gathered"
                     )
@@ -54,9 +55,9 @@ class Evaluation:
 def evaluate_metrics(source: Any, metrics: list[Any]) -> dict[str, dict[str, Any]]:
     """Evaluate metric objects; return ``{name: {"value": float, ...protocol}}``.
 
-    A metric that scores samples (``needs = "samples"``, the default) is evaluated with the
-    others of its class in one call of ``evaluate_together(source, metrics)``. A metric that
-    scores predictions (``needs = "predictions"``) gives an Ignite ``Metric`` from
+    A sample metric (:class:`~dltoolkit.SampleMetric`) is evaluated with the others of its class
+    in one call of ``evaluate_together(source, metrics)``. A held-out metric
+    (:class:`~dltoolkit._metrics.HeldOutMetric`) gives a fresh Ignite ``Metric`` from
     ``ignite_metric()``; those of one split are attached to one evaluator engine that runs
     ``source.trained.eval_step`` over ``source.reference(split)``.
 
@@ -65,8 +66,8 @@ def evaluate_metrics(source: Any, metrics: list[Any]) -> dict[str, dict[str, Any
     groups: dict[Any, list[Any]] = {}
     by_split: dict[str, list[Any]] = {}
     for metric in metrics:
-        if getattr(metric, "needs", "samples") == "predictions":
-            by_split.setdefault(getattr(metric, "split", "test"), []).append(metric)
+        if isinstance(metric, HeldOutMetric):
+            by_split.setdefault(metric.split, []).append(metric)
         else:
             groups.setdefault(type(metric).evaluate_together, []).append(metric)
     results: dict[str, dict[str, Any]] = {}
@@ -88,7 +89,7 @@ def run_evaluator(source: Any, metrics: list[Any], split: str) -> dict[str, dict
     if trained.eval_step is None:
         raise DltkError(f"metrics: {names} score predictions, and this recipe offers no eval_step")
     dataset, identity = source.reference(split)
-    batch_size = max(int(getattr(m, "batch_size", 256)) for m in metrics)
+    batch_size = max(m.batch_size for m in metrics)
     loader = make_loader(dataset, batch_size, seed=0, shuffle=False, drop_last=False, split_batch=False)
     modules = [m for m in trained.modules.values() if isinstance(m, torch.nn.Module)]
     modes = [m.training for m in modules]

@@ -27,6 +27,7 @@ from dltoolkit._errors import DltkError
 from dltoolkit._plugin_options import flag_of, refuse_foreign
 from dltoolkit._registry import Registry
 from dltoolkit._run import model_context, resolve_device
+from dltoolkit._rundir import CHECKPOINTS
 from dltoolkit._trained import Trained
 
 EXPORT_FORMAT = "dltoolkit-export/1"
@@ -34,7 +35,7 @@ EXPORT_FORMAT = "dltoolkit-export/1"
 
 def checkpoint_of(run_dir: Path) -> Path:
     """The checkpoint a run directory stands for: its best, else its last readable one."""
-    folder = run_dir / "checkpoints"
+    folder = run_dir / CHECKPOINTS
     if not folder.is_dir():
         raise DltkError(f"{run_dir}: not a run directory (no checkpoints/ folder)")
     best = _checkpoint.best_checkpoint_in(folder)
@@ -275,8 +276,8 @@ def _portable_source(path: Path) -> str:
     """The checkpoint an export came from, without this machine's folders: ``<run>/checkpoints/<file>``
     (a checkpoint outside a run directory: its file name)."""
     path = Path(path)
-    if path.parent.name == "checkpoints":
-        return f"{path.parent.parent.resolve().name}/checkpoints/{path.name}"
+    if path.parent.name == CHECKPOINTS:
+        return f"{path.parent.parent.resolve().name}/{CHECKPOINTS}/{path.name}"
     return path.name
 
 

@@ -3,9 +3,9 @@ and sample metrics (an object that scores drawn samples, :class:`SampleMetric`).
 
 A held-out metric component's factory returns a plain Ignite ``Metric``; its ``Config`` is
 :class:`MetricConfig` or a subclass, whose ``every``, ``split`` and ``batch_size`` the core reads.
-:func:`as_run_metric` turns what a metric factory returned into what the evaluation code consumes
-(``name``, ``every``, ``needs`` and, for held-out metrics, ``split``, ``batch_size`` and
-``ignite_metric()``). Nothing here imports torch or Ignite: an object can only be an Ignite
+:func:`as_run_metric` turns what a metric factory returned into what the evaluation code consumes:
+a :class:`HeldOutMetric` (the core's own holder of the factory and those options) or the
+:class:`SampleMetric` itself. Nothing here imports torch or Ignite: an object can only be an Ignite
 ``Metric`` once ``ignite.metrics`` has been imported.
 """
 
@@ -71,13 +71,11 @@ class SampleMetric(Protocol):
 
 
 class HeldOutMetric:
-    """A held-out metric as the evaluation code consumes it (``needs = "predictions"``): the
-    component's name, its config's ``every``, ``split`` and ``batch_size``, and a fresh Ignite
+    """A held-out metric as the evaluation code consumes it (built by the core, never by a plugin):
+    the component's name, its config's ``every``, ``split`` and ``batch_size``, and a fresh Ignite
     ``Metric`` from the factory for each evaluation (:meth:`ignite_metric`), attached by the core
     to an evaluator engine running ``run.trained.eval_step`` over the split.
     """
-
-    needs = "predictions"
 
     def __init__(self, name: str, config: Any, make: Callable[[], Metric], first: Metric, doc: str = ""):
         self.name = name

@@ -2,8 +2,9 @@
 
 The templates (``dltoolkit/templates/plugin/``) hold one working component of each kind on the
 current contract: a light registration module (``plugin.py``: Config, Component, hook), the code
-that imports torch in a module of its own (built lazily by the factory), a recipe file under
-``examples/`` and tests written with :mod:`dltoolkit.testing` that pass as generated.
+that imports torch in a module of its own (which the component's ``"module:attr"`` factory string
+names, imported when a run builds the component), a recipe file under ``examples/`` and tests
+written with :mod:`dltoolkit.testing` that pass as generated.
 """
 
 from __future__ import annotations

@@ -28,12 +28,12 @@ from dltoolkit._config import (
     RECIPE_CORE_OPTIONS,
     CheckpointSection,
     RunSection,
-    parse_override,
     read_toml,
 )
 from dltoolkit._errors import DltkError
 from dltoolkit._registry import Registry
 from dltoolkit._rundir import CHECKPOINTS, RECIPE_NAME, SUMMARY_NAME
+from dltoolkit._toml import parse_override
 
 TRAIN_SIZE = "train_size"
 """Metadata key: how many samples the training data had."""

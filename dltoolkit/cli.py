@@ -1,4 +1,10 @@
-"""``dltk``: the command line. User errors print one line per problem and exit 2, no traceback."""
+"""``dltk``: the command line. User errors print one line per problem and exit 2, no traceback.
+
+This module is the entry point (:func:`main`) and dispatches each command to the function that runs
+it: the parser is in :mod:`dltoolkit._cli_args`, ``run`` in :mod:`dltoolkit._launch`, ``list`` and
+``plugins`` in :mod:`dltoolkit._listing`; the other commands' work is in their own modules
+(``_generate``, ``_predict``, ``_evaluate``, ``_compare``, ``_new_plugin``).
+"""
 
 from __future__ import annotations
 
@@ -8,322 +14,23 @@ import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
 
-from dltoolkit._compat import component_problems, serves
-from dltoolkit._component import KINDS
-from dltoolkit._config import (
-    RECIPE_NAME,
-    RecipeFile,
-)
+from dltoolkit._cli_args import build_parser, host_and_registry
+from dltoolkit._compat import component_problems
+from dltoolkit._config import RecipeFile
 from dltoolkit._errors import DltkError, ExitCode
-from dltoolkit._manager import PluginHost, make_plugin_host
+from dltoolkit._launch import run_command
+from dltoolkit._listing import list_command, plugins_command
+from dltoolkit._manager import make_plugin_host
 from dltoolkit._paths import one_line
-from dltoolkit._plugin_options import PLUGIN_OPTIONS, add_plugin_options, command_and_plugins, given_options
-from dltoolkit._registry import Registry
+from dltoolkit._plugin_options import PLUGIN_OPTIONS, command_and_plugins, given_options
+
+__all__ = ["COMMANDS", "build_parser", "console_main", "main"]
 
 
-def _plugin_args(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "-p",
-        dest="plugins",
-        action="append",
-        default=[],
-        metavar="MODULE",
-        help="also load this module as a plugin (repeatable)",
-    )
-
-
-def build_parser(host: PluginHost | None = None) -> argparse.ArgumentParser:
-    """The ``dltk`` parser; with ``host``, ``generate``, ``predict`` and ``eval`` also take the
-    options its plugins add (the ``dltk_add_options`` hook)."""
-    parser = argparse.ArgumentParser(
-        prog="dltk", description="Train and evaluate deep-learning models from recipe files."
-    )
-    parser.add_argument(
-        "-p",
-        dest="global_plugins",
-        action="append",
-        default=[],
-        metavar="MODULE",
-        help="also load this module as a plugin (repeatable; also accepted after the command)",
-    )
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-
-    run = sub.add_parser(
-        "run",
-        help="run a recipe file",
-        description=(
-            "Run RECIPE (a TOML recipe file) with optional KEY=VALUE overrides, or continue a run "
-            "with --resume RUN_DIR [KEY=VALUE ...]."
-        ),
-    )
-    run.add_argument(
-        "args",
-        nargs="*",
-        metavar="RECIPE [KEY=VALUE ...]",
-        help="the recipe file, then overrides such as recipe.epochs=3",
-    )
-    run.add_argument("--run-dir", type=Path, help="write the run exactly here (must not exist or be empty)")
-    run.add_argument("--resume", type=Path, metavar="RUN_DIR", help="continue this run from its last checkpoint")
-    run.add_argument(
-        "--nproc-per-node",
-        type=int,
-        metavar="N",
-        help="train with N processes on this machine (ignite.distributed); recipe.batch_size is the global batch",
-    )
-    run.add_argument(
-        "--backend",
-        choices=("gloo", "nccl"),
-        help="process-group backend for --nproc-per-node or torchrun (default: nccl with CUDA, else gloo)",
-    )
-    _plugin_args(run)
-
-    check = sub.add_parser(
-        "check",
-        help="validate a recipe file, build nothing",
-        description="Validate RECIPE and overrides against every component; build nothing.",
-    )
-    check.add_argument("recipe", type=Path, metavar="RECIPE")
-    check.add_argument("overrides", nargs="*", metavar="KEY=VALUE")
-    _plugin_args(check)
-
-    lst = sub.add_parser("list", help="list components", description="List registered components.")
-    lst.add_argument("kind", nargs="?", metavar="KIND", help=f"one of: {', '.join(KINDS)}")
-    lst.add_argument("-v", "--verbose", action="store_true", help="show each component's options")
-    _plugin_args(lst)
-
-    plugins = sub.add_parser(
-        "plugins",
-        help="list plugins and load failures",
-        description="List loaded plugins, their distributions, and failures.",
-    )
-    _plugin_args(plugins)
-
-    gen = sub.add_parser(
-        "generate",
-        help="write samples drawn from a trained model",
-        description=(
-            "Write images drawn from a trained model whose recipe draws samples. SOURCE is a run "
-            "directory (its best checkpoint, else the last), a checkpoint file, or an export."
-        ),
-    )
-    gen.add_argument("source", type=Path, metavar="SOURCE")
-    gen.add_argument("--num", type=int, help="how many samples (images: required)")
-    gen.add_argument("--out", type=Path, required=True, help="folder for what is written")
-    gen.add_argument("--seed", type=int, default=0, help="random seed (same seed, same samples)")
-    gen.add_argument("--grid", action="store_true", help="also write grid.png (images)")
-    gen.add_argument("--force", action="store_true", help="replace samples already in --out")
-    gen.add_argument("--batch-size", type=int, default=256)
-    gen.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N")
-    gen.add_argument("--label", help="draw this class, by name or index (class-conditional runs)")
-    gen.add_argument(
-        "--input", type=Path, metavar="FILE|FOLDER", help="generate from these inputs (recipes that translate inputs)"
-    )
-    _plugin_args(gen)
-    _add_plugin_options(host, "generate", gen)
-
-    exp = sub.add_parser(
-        "export",
-        help="export a trained model to safetensors",
-        description=(
-            "Write the inference weights of SOURCE (a run directory: its best checkpoint, else the last; "
-            "or a checkpoint file) with the metadata that rebuilds the model without data or "
-            "training-only parts."
-        ),
-    )
-    exp.add_argument("run_dir", type=Path, metavar="SOURCE")
-    exp.add_argument("--out", type=Path, required=True, metavar="FILE.safetensors")
-    exp.add_argument("--force", action="store_true", help="replace --out if it exists")
-    _plugin_args(exp)
-
-    pred = sub.add_parser(
-        "predict",
-        help="write a trained model's predictions (CSV, or files)",
-        description=(
-            "Predict with the model of SOURCE (a run directory, a checkpoint or an export) for INPUT: a "
-            "file, a folder, or 'test'/'train' for that split of the run's dataset. One CSV row each, or "
-            "files in --out DIR for recipes whose predictions are files (translated images, drawn boxes)."
-        ),
-    )
-    pred.add_argument("source", type=Path, metavar="SOURCE")
-    pred.add_argument("--input", required=True, metavar="PATH", help="a file, a folder, or a split name (test, train)")
-    pred.add_argument(
-        "--out",
-        type=Path,
-        metavar="FILE.csv|DIR",
-        help="write the CSV here (default: standard output), or a folder for recipes that write files",
-    )
-    pred.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N")
-    pred.add_argument("--force", action="store_true", help="replace --out if it exists")
-    _plugin_args(pred)
-    _add_plugin_options(host, "predict", pred)
-
-    ev = sub.add_parser(
-        "eval",
-        help="score a trained model or two image folders",
-        description=(
-            "Score a trained model (run directory, checkpoint or export) against its recipe's "
-            "dataset, or two image folders with --real and --fake."
-        ),
-    )
-    ev.add_argument("source", type=Path, nargs="?", metavar="SOURCE")
-    ev.add_argument(
-        "--metrics",
-        help="comma-separated metric names (dltk list metrics); default: the [[metrics]] of SOURCE's recipe",
-    )
-    ev.add_argument(
-        "--set",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="an option of the named metrics (TOML value), for each that has it; repeatable. "
-        "Example: --metrics classifier-fid --set classifier=runs/digits-classifier",
-    )
-    ev.add_argument("--num-samples", type=int, help="generated images to score (default: the metric's own)")
-    ev.add_argument(
-        "--reference", choices=("train", "test"), help="dataset split to compare with (default: the metric's own)"
-    )
-    ev.add_argument("--real", type=Path, help="folder of real images")
-    ev.add_argument("--fake", type=Path, help="folder of generated images")
-    ev.add_argument("--json", type=Path, help="also write the scores and their protocol here")
-    ev.add_argument("--force", action="store_true", help="replace the --json file if it exists")
-    ev.add_argument("--batch-size", type=int, help="images per batch (default: the metric's own)")
-    ev.add_argument("--device", default="auto")
-    _plugin_args(ev)
-    _add_plugin_options(host, "eval", ev)
-
-    cmp = sub.add_parser(
-        "compare",
-        help="compare runs: a page with their scores, scalars and samples",
-        description=(
-            "Write compare.html (figures beside it) for RUN directories: recipe, model, dataset, epochs, "
-            "parameters, wall time, best and last scores, every shared scalar on one figure, the last "
-            "sample grids; print the tables as Markdown."
-        ),
-    )
-    cmp.add_argument("runs", type=Path, nargs="+", metavar="RUN", help="a run directory (dltk run wrote it)")
-    cmp.add_argument(
-        "--out", type=Path, metavar="DIR", help="folder for the page (default: compare-<stamp> beside the first run)"
-    )
-    _plugin_args(cmp)
-
-    new = sub.add_parser("new", help="start something new from a template", description="Write a template.")
-    new_sub = new.add_subparsers(dest="template", metavar="TEMPLATE", required=True)
-    new_plugin = new_sub.add_parser(
-        "plugin",
-        help="a pip-installable plugin distribution",
-        description=(
-            "Write dltoolkit-NAME/: a pip-installable plugin with one working component of KIND, "
-            "its entry point, a README and tests that pass as generated."
-        ),
-    )
-    new_plugin.add_argument("name", metavar="NAME", help="plugin name: lowercase letters, digits and dashes")
-    new_plugin.add_argument(
-        "--kind", default="model", choices=("model", "dataset", "metric", "callback", "recipe"), help="(default: model)"
-    )
-    new_plugin.add_argument(
-        "--out", type=Path, default=Path("."), metavar="DIR", help="write dltoolkit-NAME/ in this folder (default: .)"
-    )
-    return parser
-
-
-def _add_plugin_options(host: PluginHost | None, command: str, parser: argparse.ArgumentParser) -> None:
-    """The options plugins add to ``command``, remembered as ``{dest: flag}`` on the parsed arguments."""
-    parser.set_defaults(**{PLUGIN_OPTIONS: add_plugin_options(host, command, parser) if host is not None else {}})
-
-
-def _setup(args: argparse.Namespace) -> tuple[PluginHost, Registry]:
-    host = getattr(args, "host", None) or make_plugin_host(args.plugins)  # main() loaded them for the parser
-    return host, Registry(host)
-
-
-def cmd_run(args: argparse.Namespace) -> int:
-    """``dltk run``: here, in ``--nproc-per-node`` processes, or as one rank of a torchrun launch."""
-    from dltoolkit import _distributed
-
-    nproc = args.nproc_per_node
-    world = _distributed.torchrun_world()
-    if world is not None and world > 1:
-        if nproc is not None:
-            raise DltkError(f"--nproc-per-node: not used under torchrun (it already started {world} processes)")
-        backend = args.backend or _distributed.default_backend()
-        _distributed.check_backend(backend, 1)
-        return _distributed.join_torchrun(run_here, args, backend)
-    if nproc is not None and nproc < 1:
-        raise DltkError(f"--nproc-per-node: must be at least 1, got {nproc}")
-    if nproc is None or nproc == 1:
-        return run_here(args)
-    backend = args.backend or _distributed.default_backend()
-    _distributed.check_backend(backend, nproc)
-    _recipe_for(args, *_setup(args), world_size=nproc)  # bad input: one message, before any process starts
-    code, lines = _distributed.launch(run_here, args, nproc, backend)
-    for line in lines:
-        print(line, file=sys.stderr)
-    return code
-
-
-def _recipe_for(args: argparse.Namespace, host: PluginHost, registry: Registry, *, world_size: int = 1) -> Any:
-    """The validated recipe file of ``dltk run`` (a recipe and overrides, or --resume RUN_DIR)."""
-    from dltoolkit._run import check_batch_split
-    from dltoolkit._runrecords import check_metrics_log
-
-    if args.resume is not None:
-        run_dir = args.resume
-        recipe_path = run_dir / RECIPE_NAME
-        if not recipe_path.is_file():
-            raise DltkError(f"{run_dir}: not a run directory (no {RECIPE_NAME})")
-        if args.run_dir is not None:
-            raise DltkError("--run-dir: not used with --resume (the run directory is RUN_DIR)")
-        from dltoolkit._resume import check_resume_overrides
-
-        check_resume_overrides(registry, args.args, run_dir)
-        check_metrics_log(run_dir)  # a log resume could not rewrite: said before anything is written
-        recipe_file = RecipeFile.from_toml(recipe_path, registry, args.args)
-    else:
-        if not args.args:
-            raise DltkError("dltk run: give a recipe file (dltk run RECIPE [KEY=VALUE ...]) or --resume RUN_DIR")
-        recipe_path, overrides = Path(args.args[0]), args.args[1:]
-        if "=" in args.args[0] and not recipe_path.exists():
-            raise DltkError(f"dltk run: the first argument must be the recipe file, got override '{args.args[0]}'")
-        recipe_file = RecipeFile.from_toml(recipe_path, registry, overrides)
-    check_batch_split(recipe_file, world_size)
-    problems = component_problems(recipe_file, stage="run" if args.resume is None else "resume")
-    if problems:
-        raise DltkError(problems)
-    return recipe_file
-
-
-def run_here(args: argparse.Namespace) -> int:
-    """Run the recipe in this process (one rank of a distributed run, or the only process)."""
-    from dltoolkit._run import Run, execute
-
-    host, registry = _setup(args)
-    recipe_file = _recipe_for(args, host, registry)
-    if args.resume is not None:
-        run = Run(recipe_file, host, registry, run_dir=args.resume, resuming=True)
-        run.resume_rewrites_recipe = bool(args.args)  # written once the checkpoint is loaded
-    else:
-        run = Run(recipe_file, host, registry, run_dir=args.run_dir)
-    code = execute(run)
-    if run.rank > 0:  # rank 0 wrote the run directory and says where it is
-        return code
-    shown = [f"{n}/" if (run.path / n).is_dir() else n for n in ("samples", "checkpoints", "metrics.jsonl")]
-    shown = [n for n in shown if (run.path / n.rstrip("/")).exists() and any_content(run.path / n.rstrip("/"))]
-    line = f"dltk: done. Results in {run.path}/" + (f" ({', '.join(shown)})" if shown else "")
-    if (run.path / "tb").is_dir() and any((run.path / "tb").iterdir()):
-        line += f"; TensorBoard: tensorboard --logdir {run.path / 'tb'}"
-    print(line)
-    return code
-
-
-def any_content(path: Path) -> bool:
-    """A file, or a folder with something in it."""
-    return path.is_file() or any(path.iterdir())
-
-
-def cmd_check(args: argparse.Namespace) -> int:
-    _host, registry = _setup(args)
+def check_command(args: argparse.Namespace) -> int:
+    """``dltk check RECIPE [KEY=VALUE ...]``: the recipe file validated, each component's own check, nothing built."""
+    _host, registry = host_and_registry(args)
     recipe_file = RecipeFile.from_toml(args.recipe, registry, args.overrides)
     from dltoolkit._limits import check_device
 
@@ -344,56 +51,11 @@ def cmd_check(args: argparse.Namespace) -> int:
     return ExitCode.OK
 
 
-def cmd_list(args: argparse.Namespace) -> int:
-    host, registry = _setup(args)
-    kinds = KINDS
-    if args.kind:
-        kind = args.kind.rstrip("s") if args.kind.rstrip("s") in KINDS else args.kind
-        if kind not in KINDS:
-            from dltoolkit._suggest import did_you_mean, one_of
-
-            raise DltkError(
-                f"dltk list: unknown kind '{args.kind}'{did_you_mean(args.kind, KINDS)}; choose {one_of(KINDS)}"
-            )
-        kinds = (kind,)
-    for kind in kinds:
-        print(f"{kind}s:")
-        names = registry.names(kind)
-        if not names:
-            print("  (none)")
-        width = max((len(n) for n in names), default=0)
-        for name in names:
-            component = registry.components[kind][name]
-            info = host.info(component.plugin)
-            origin = info.distribution or info.name if info else component.plugin
-            recipes = serves(registry, component) if kind in ("model", "dataset") else []
-            fits = f"  (for: {', '.join(recipes)})" if recipes else ""
-            print(f"  {name:<{width}}  {component.summary}{fits}  [{origin}]")
-            if args.verbose:
-                for option, type_name, default, doc in component.options():
-                    print(f"      {option} ({type_name}, default {default!r}): {doc}")
-    for info in host.failures:  # a plugin that did not load lists nothing: say so
-        print(f"warning: {info.describe()} failed to load: {info.error} (dltk plugins)", file=sys.stderr)
-    for problem in registry.problems:
-        print(f"warning: {problem}", file=sys.stderr)
-    return ExitCode.OK
-
-
-def cmd_plugins(args: argparse.Namespace) -> int:
-    host, registry = _setup(args)
-    for info in host.plugins:
-        dist = f"{info.distribution} {info.version}" if info.distribution else info.source
-        status = f"FAILED: {info.error}" if info.failed else "ok"
-        print(f"{info.name:<28} {dist:<28} {status}")
-    for problem in registry.problems:
-        print(f"problem: {problem}")
-    return ExitCode.OK
-
-
-def cmd_generate(args: argparse.Namespace) -> int:
+def generate_command(args: argparse.Namespace) -> int:
+    """``dltk generate SOURCE --out DIR``: samples (or outputs from ``--input``) of a trained model."""
     from dltoolkit._generate import generate_images
 
-    _host, registry = _setup(args)
+    _host, registry = host_and_registry(args)
     extra = given_options(args)
     extra.update({k: getattr(args, k) for k in ("label", "input") if getattr(args, k) is not None})
     written = generate_images(
@@ -413,19 +75,21 @@ def cmd_generate(args: argparse.Namespace) -> int:
     return ExitCode.OK
 
 
-def cmd_export(args: argparse.Namespace) -> int:
+def export_command(args: argparse.Namespace) -> int:
+    """``dltk export SOURCE --out FILE.safetensors``: inference weights and the metadata that rebuilds them."""
     from dltoolkit._generate import export_trained
 
-    _host, registry = _setup(args)
+    _host, registry = host_and_registry(args)
     source = export_trained(registry, args.run_dir, args.out, force=args.force)
     print(f"dltk: exported {source} to {args.out}")
     return ExitCode.OK
 
 
-def cmd_predict(args: argparse.Namespace) -> int:
+def predict_command(args: argparse.Namespace) -> int:
+    """``dltk predict SOURCE --input PATH``: a trained model's predictions, CSV rows or files."""
     from dltoolkit._predict import predict_rows
 
-    _host, registry = _setup(args)
+    _host, registry = host_and_registry(args)
     count = predict_rows(
         registry,
         args.source,
@@ -441,24 +105,27 @@ def cmd_predict(args: argparse.Namespace) -> int:
     return ExitCode.OK
 
 
-def cmd_eval(args: argparse.Namespace) -> int:
+def eval_command(args: argparse.Namespace) -> int:
+    """``dltk eval``: score a trained model, or two folders of images."""
     from dltoolkit._evaluate import evaluate_command
 
-    _host, registry = _setup(args)
+    _host, registry = host_and_registry(args)
     return evaluate_command(registry, args)
 
 
-def cmd_compare(args: argparse.Namespace) -> int:
+def compare_command(args: argparse.Namespace) -> int:
+    """``dltk compare RUN ...``: the runs side by side, as Markdown tables and a page."""
     from dltoolkit._compare import compare, directions_from
 
-    _host, registry = _setup(args)
+    _host, registry = host_and_registry(args)
     text, page = compare(args.runs, args.out, directions_from(registry))
     print(text)
     print(f"\ndltk: wrote {page} (open it in a browser)")
     return ExitCode.OK
 
 
-def cmd_new(args: argparse.Namespace) -> int:
+def new_command(args: argparse.Namespace) -> int:
+    """``dltk new plugin NAME``: a plugin distribution written from a template."""
     from dltoolkit._new_plugin import new_plugin
 
     folder = new_plugin(args.name, kind=args.kind, out=args.out)
@@ -470,16 +137,16 @@ def cmd_new(args: argparse.Namespace) -> int:
 
 
 COMMANDS = {
-    "run": cmd_run,
-    "check": cmd_check,
-    "list": cmd_list,
-    "plugins": cmd_plugins,
-    "generate": cmd_generate,
-    "export": cmd_export,
-    "predict": cmd_predict,
-    "eval": cmd_eval,
-    "compare": cmd_compare,
-    "new": cmd_new,
+    "run": run_command,
+    "check": check_command,
+    "list": list_command,
+    "plugins": plugins_command,
+    "generate": generate_command,
+    "export": export_command,
+    "predict": predict_command,
+    "eval": eval_command,
+    "compare": compare_command,
+    "new": new_command,
 }
 
 

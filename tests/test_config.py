@@ -9,9 +9,9 @@ import attrs
 import pytest
 
 from dltoolkit import Component, DltkError, RecipeFile, hookimpl, option
-from dltoolkit._config import apply_overrides, parse_override
 from dltoolkit._manager import make_plugin_host
 from dltoolkit._registry import Registry
+from dltoolkit._toml import apply_overrides, parse_override
 
 
 @attrs.frozen

@@ -15,6 +15,7 @@ from pathlib import Path
 import pluggy
 import pytest
 import tomllib
+from runs import needs_first_party
 
 from dltoolkit import hookspecs
 from dltoolkit._reference import (
@@ -163,6 +164,7 @@ def load_test_module(name: str) -> types.ModuleType:
     return module
 
 
+@needs_first_party("vision")
 @pytest.mark.slow
 def test_the_opening_example_installs_checks_trains_and_predicts(tmp_path, fake_plugins):
     """The page's plugin, written from the page, is found through its entry point (beside the installed

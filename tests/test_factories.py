@@ -209,3 +209,14 @@ def test_a_ref_is_a_lazy_callable_equal_to_its_string():
         Ref("json:nope", "plugin 'p': model 'x': factory").load()
     with pytest.raises(dltoolkit.DltkError, match=r"'json:__doc__' names str, not a callable"):
         Ref("json:__doc__", "here").load()
+
+
+def test_a_check_named_by_a_string_is_a_ref_too():
+    """One path resolves every ``"module:attr"`` of a component: a ``check`` string that names
+    nothing is the same one-line error as a factory's, naming the plugin, component and role."""
+    component = attrs.evolve(
+        dltoolkit.Component("x", "json:dumps", Options, summary="Dumps.", check="json:nope"), plugin="p", kind="model"
+    )
+    assert isinstance(component.check, Ref) and component.check == "json:nope"
+    with pytest.raises(dltoolkit.DltkError, match=r"^plugin 'p': model 'x': check 'json:nope' names no attribute"):
+        component.check({})

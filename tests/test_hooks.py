@@ -287,7 +287,7 @@ def test_metrics_are_evaluated_together_on_schedule(recorder, dltk, tiny_recipe)
     assert [c for c in recorder.calls if c[0] == "evaluate"] == [("evaluate", {"n": 1})] * 2  # epochs 2 and 3
 
 
-def test_hook_dltk_register_writers(tiny_gan):
+def test_hook_dltk_register_writers(tiny_recipe):
     """A plugin's writers join the registry and the recipe file names them (runs: test_writers.py)."""
     from dltoolkit._config import RecipeFile
 
@@ -295,10 +295,10 @@ def test_hook_dltk_register_writers(tiny_gan):
     module.dltk_register_writers = hookimpl(lambda: [Component("mine", lambda config: object(), NoOptions)])
     registry = Registry(make_plugin_host([module]))
     assert {"jsonl", "tensorboard", "progress", "mine"} <= set(registry.names("writer"))
-    recipe = RecipeFile.from_toml(tiny_gan(), registry, ["run.writers=['mine']"])
+    recipe = RecipeFile.from_toml(tiny_recipe(), registry, ["run.writers=['mine']"])
     assert recipe.run.writers == ("mine",)
     with pytest.raises(DltkError, match=r"run.writers.0: unknown writer 'mne' \(did you mean 'mine'\?\)"):
-        RecipeFile.from_toml(tiny_gan(), registry, ["run.writers=['mne']"])
+        RecipeFile.from_toml(tiny_recipe(), registry, ["run.writers=['mne']"])
 
 
 def test_every_hook_is_documented_and_tested():

@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from runs import needs_first_party
 
 EXAMPLE = Path(__file__).resolve().parent / "example_plugin"
 
@@ -47,6 +48,7 @@ def dltk(site: Path, *args: str, cwd: Path) -> subprocess.CompletedProcess:
     return subprocess.run([str(exe), *args], capture_output=True, text=True, env=env, cwd=cwd, timeout=300)
 
 
+@needs_first_party("gan")
 @pytest.mark.slow
 def test_installed_plugin_shows_in_list_and_runs(installed, tmp_path):
     listing = dltk(installed, "list", "models", cwd=tmp_path)
@@ -86,6 +88,7 @@ def test_installed_plugin_shows_in_list_and_runs(installed, tmp_path):
     assert f"{recipe}: model.name: unknown model 'tiny-gan'" in missing.stderr
 
 
+@needs_first_party("gan")
 @pytest.mark.slow
 def test_the_example_plugins_own_tests_pass(tmp_path):
     """The example plugin's tests, as docs/testing_plugins.md shows them, pass with dltoolkit.testing.

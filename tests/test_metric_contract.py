@@ -85,7 +85,6 @@ def test_an_ignite_metric_factory_gives_a_held_out_metric_with_the_core_options(
     metric = component(counting_accuracy).build(dltoolkit.MetricConfig(every=3, split="train", batch_size=5), run=None)
     assert isinstance(metric, HeldOutMetric)
     assert (metric.name, metric.every, metric.split, metric.batch_size) == ("x", 3, "train", 5)
-    assert metric.needs == "predictions"
     first, second, third = metric.ignite_metric(), metric.ignite_metric(), metric.ignite_metric()
     assert all(isinstance(m, CountingAccuracy) for m in (first, second, third))
     assert len({id(first), id(second), id(third)}) == 3  # a fresh Metric for each evaluation

@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from runs import needs_first_party
 
 from dltoolkit.testing import run_cli
 
@@ -106,6 +107,7 @@ def generated(tmp_path_factory) -> tuple[Path, Path]:
     return out, site
 
 
+@needs_first_party("gan")
 @pytest.mark.slow
 def test_every_kind_installs_is_listed_passes_its_own_tests_and_runs(generated, dltk, monkeypatch, tmp_path):
     out, site = generated

@@ -120,9 +120,9 @@ def test_best_names_show_the_score_as_measured():
     assert measured_name("best_checkpoint_7_fid=-12.pt") == "best_checkpoint_7_fid=12.pt"
 
 
-def test_a_lower_is_better_best_is_named_by_its_score_and_older_negated_names_resume(dltk, tiny_gan, tmp_path):
+def test_a_lower_is_better_best_is_named_by_its_score_and_older_negated_names_resume(dltk, tiny_recipe, tmp_path):
     run = tmp_path / "best"
-    result = dltk("run", tiny_gan(), "recipe.epochs=2", "checkpoint.best_by=loss_g", "--run-dir", run)
+    result = dltk("run", tiny_recipe(), "recipe.epochs=2", "checkpoint.best_by=loss_g", "--run-dir", run)
     assert result.exit_code == 0, result.err
     (best,) = (run / "checkpoints").glob("best_checkpoint_*.pt")
     score = float(best.name.rsplit("=", 1)[1][: -len(".pt")])
@@ -142,11 +142,12 @@ def test_a_lower_is_better_best_is_named_by_its_score_and_older_negated_names_re
     assert left == [negated.name] or (len(left) == 1 and "=-" not in left[0])  # kept, or replaced by a better
 
 
-def test_train_seconds_add_up_over_sessions_even_after_a_kill(tiny_gan, tmp_path):
+def test_train_seconds_add_up_over_sessions_even_after_a_kill(tiny_recipe, tmp_path):
     """run.json is written with each checkpoint: a session killed by SIGKILL keeps its time."""
     run = tmp_path / "killed"
-    env = {**os.environ, "PYTHONPATH": str(HELPERS), "DLTK_FAULT_KILL_AT": "31"}  # after checkpoint 30
-    args = [str(DLTK), "run", str(tiny_gan()), "checkpoint.unit=iteration", "checkpoint.every=10"]
+    path = os.pathsep.join(filter(None, [str(HELPERS), os.environ.get("PYTHONPATH")]))  # the toy's too
+    env = {**os.environ, "PYTHONPATH": path, "DLTK_FAULT_KILL_AT": "31"}  # after checkpoint 30
+    args = [str(DLTK), "run", str(tiny_recipe()), "checkpoint.unit=iteration", "checkpoint.every=10"]
     killed = subprocess.run([*args, "--run-dir", str(run), "-p", "fault_plugin"], env=env, capture_output=True,
                             text=True, timeout=300)  # fmt: skip
     assert killed.returncode == -9, killed.stderr

@@ -4,6 +4,7 @@ told where it resumes. Tiny real runs on scikit-learn's digits, in-process."""
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import sys
 import types
@@ -86,9 +87,9 @@ def logged(run: Path) -> list[dict]:
     return [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
 
 
-def test_a_writer_plugin_receives_every_scalar_and_image_of_a_gan_run(dltk, tiny_gan, seen, tmp_path):
+def test_a_writer_plugin_receives_every_scalar_and_image_of_a_gan_run(dltk, tiny_recipe, seen, tmp_path):
     run = tmp_path / "gan"
-    result = dltk("run", tiny_gan(TRACKER), "recipe.epochs=2", "--run-dir", run, "-p", "tracker_plugin")
+    result = dltk("run", tiny_recipe(TRACKER), "recipe.epochs=2", "--run-dir", run, "-p", "tracker_plugin")
     assert result.exit_code == 0, result.err
     assert seen["starts"] == [0] and seen["ends"] == [0]
     assert seen["records"] == logged(run)
@@ -101,6 +102,7 @@ def test_a_writer_plugin_receives_every_scalar_and_image_of_a_gan_run(dltk, tiny
     assert (run / "tb").is_dir() and any((run / "tb").iterdir())  # the default writers stay on
 
 
+@pytest.mark.skipif(importlib.util.find_spec("dltoolkit_vision") is None, reason="needs dltoolkit-vision")
 def test_a_writer_plugin_receives_every_evaluation_and_image_of_a_classifier_run(dltk, recipe_file, seen, tmp_path):
     run = tmp_path / "classify"
     result = dltk("run", recipe_file(CLASSIFY), "--run-dir", run, "-p", "tracker_plugin")
@@ -117,18 +119,18 @@ def test_a_writer_plugin_receives_every_evaluation_and_image_of_a_classifier_run
     assert all(shape[0] == 3 for _tag, shape, _iteration, _path in seen["images"])
 
 
-def test_no_writers_by_name_leaves_no_tensorboard_folder_and_no_progress(dltk, tiny_gan, tmp_path):
+def test_no_writers_by_name_leaves_no_tensorboard_folder_and_no_progress(dltk, tiny_recipe, tmp_path):
     run = tmp_path / "quiet"
-    result = dltk("run", tiny_gan(), "recipe.epochs=1", "run.writers=[]", "--run-dir", run)
+    result = dltk("run", tiny_recipe(), "recipe.epochs=1", "run.writers=[]", "--run-dir", run)
     assert result.exit_code == 0, result.err
     assert not (run / "tb").exists()
     assert "epoch 1/1" not in result.err
     assert [r["iteration"] for r in logged(run) if r["kind"] == "epoch"] == [44]  # metrics.jsonl: always
 
 
-def test_a_raising_writer_is_reported_once_and_the_run_goes_on(dltk, tiny_gan, seen, tmp_path):
+def test_a_raising_writer_is_reported_once_and_the_run_goes_on(dltk, tiny_recipe, seen, tmp_path):
     run = tmp_path / "raising"
-    recipe = tiny_gan('[[writers]]\nname = "tracker"\nfail_on = "step"\n')
+    recipe = tiny_recipe('[[writers]]\nname = "tracker"\nfail_on = "step"\n')
     result = dltk("run", recipe, "recipe.epochs=1", "--run-dir", run, "-p", "tracker_plugin")
     assert result.exit_code == 0, result.err
     reported = [line for line in result.err_lines if "tracker" in line]
@@ -139,15 +141,15 @@ def test_a_raising_writer_is_reported_once_and_the_run_goes_on(dltk, tiny_gan, s
     assert [r["iteration"] for r in logged(run) if r["kind"] == "epoch"] == [44]
 
 
-def test_a_writer_option_is_validated_like_a_callback_option(dltk, tiny_gan, seen):
-    result = dltk("check", tiny_gan('[[writers]]\nname = "tracker"\nfail_one = "step"\n'), "-p", "tracker_plugin")
+def test_a_writer_option_is_validated_like_a_callback_option(dltk, tiny_recipe, seen):
+    result = dltk("check", tiny_recipe('[[writers]]\nname = "tracker"\nfail_one = "step"\n'), "-p", "tracker_plugin")
     assert result.exit_code == 2
     assert result.err_lines[-1].endswith("writers.0.fail_one: unknown key (did you mean 'fail_on'?)")
 
 
-def test_a_resumed_runs_writer_is_told_the_resume_point(dltk, tiny_gan, seen, tmp_path):
+def test_a_resumed_runs_writer_is_told_the_resume_point(dltk, tiny_recipe, seen, tmp_path):
     run = tmp_path / "resumed"
-    assert dltk("run", tiny_gan(TRACKER), "recipe.epochs=1", "--run-dir", run, "-p", "tracker_plugin").exit_code == 0
+    assert dltk("run", tiny_recipe(TRACKER), "recipe.epochs=1", "--run-dir", run, "-p", "tracker_plugin").exit_code == 0
     seen.clear()
     result = dltk("run", "--resume", run, "recipe.epochs=2", "-p", "tracker_plugin")
     assert result.exit_code == 0, result.err

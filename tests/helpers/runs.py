@@ -8,8 +8,23 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 HELPERS = Path(__file__).resolve().parent
+FIRST_PARTY = ("gan", "vae", "vision", "sequence", "fidelity")
+
+
+def needs_first_party(*names: str) -> Any:
+    """Skip, saying why, a core test that runs the core through first-party plugins (``"gan"``,
+    ``"vision"``, ...) when they are not installed: the core's own tests use the toy plugin."""
+    import importlib.util
+
+    import pytest
+
+    missing = [f"dltoolkit-{n}" for n in names or FIRST_PARTY if importlib.util.find_spec(f"dltoolkit_{n}") is None]
+    return pytest.mark.skipif(bool(missing), reason=f"runs the first-party plugins {missing}, not installed here")
+
+
 DLTK = Path(sys.executable).parent / "dltk"
 ITERATION_CHECKPOINTS = ["checkpoint.unit=iteration", "checkpoint.every=10", "checkpoint.keep=3"]
 

@@ -14,6 +14,7 @@ from torch import Tensor, nn
 
 from dltoolkit import DltkError, Run, Trained
 from dltoolkit.data import make_loader, shard_randn_like
+from dltoolkit.files import SAMPLES
 from dltoolkit.images import image_grid, save_png
 from dltoolkit.sampling import ImageSampler
 from dltoolkit_vae.models import ImageFromLogits, VaeModel
@@ -204,7 +205,7 @@ class VaeImages:
         ``every`` epochs and when the run ends (and the same grids to TensorBoard)."""
 
         def folder() -> Path:
-            return run.ensure_dir() / "samples"
+            return run.ensure_dir() / SAMPLES
 
         def write(engine: Engine) -> None:
             step = engine.state.iteration

@@ -26,7 +26,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from dltoolkit import DataSpec, DltkError
-from dltoolkit.files import sha256_file
+from dltoolkit.files import CHECKPOINTS, METRICS_NAME, sha256_file
 from dltoolkit.images import to_uint8
 from dltoolkit_vision.options import ClassifierFidConfig, LenetConfig, ResnetConfig, TorchvisionConfig
 
@@ -54,7 +54,7 @@ def checkpoint_for(path: Path, where: str) -> Path:
         return path
     if not path.is_dir():
         raise DltkError(f"{where}: '{path}' is no such run directory or checkpoint")
-    folder = path / "checkpoints"
+    folder = path / CHECKPOINTS
     best = sorted(folder.glob("best_checkpoint_*.pt"), key=lambda p: p.stat().st_mtime) if folder.is_dir() else []
     if best:
         return best[-1]
@@ -94,7 +94,7 @@ def _rebuild_model(registry: Any, name: str, options: dict[str, Any], spec: Data
 
 def _held_out_accuracy(run_dir: Path, iteration: int | None) -> tuple[float | None, str | None]:
     """The accuracy the run recorded at ``iteration`` (else its last), and on which split."""
-    log = run_dir / "metrics.jsonl"
+    log = run_dir / METRICS_NAME
     if not log.is_file():
         return None, None
     found: list[dict[str, Any]] = []
@@ -342,7 +342,6 @@ class ClassifierFid:
     """FID (the value) and KID of generated images in a classifier's penultimate feature space."""
 
     name = "classifier-fid"
-    needs = "samples"
 
     def __init__(self, config: ClassifierFidConfig, run: Any):
         self.config = config

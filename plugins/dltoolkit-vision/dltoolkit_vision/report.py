@@ -16,6 +16,7 @@ from ignite.engine import Engine, Events
 from torch import Tensor
 
 from dltoolkit import Run
+from dltoolkit.files import SAMPLES
 from dltoolkit.images import save_png
 from dltoolkit_vision.metrics import ConfusionCounts, class_accuracies
 
@@ -86,7 +87,7 @@ def attach_class_report(run: Run, evaluator: Engine) -> None:
         total = int(counts.sum())
         accuracy = float(torch.diagonal(counts).sum()) / max(total, 1)
         title = f"{split} split, {total} images, epoch {epoch} (iteration {iteration}): accuracy {accuracy:.4f}"
-        folder = run.ensure_dir() / "samples"
+        folder = run.ensure_dir() / SAMPLES
         which = "" if split == "test" else f"{split}_"  # the test split's are confusion_<iteration>.png
         out = folder / f"{CONFUSION_PREFIX}{which}{iteration:08d}.png"
         rgb = draw_confusion(counts, names, title, out)

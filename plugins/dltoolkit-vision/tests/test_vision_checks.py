@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[3]  # the checkout (this file: plugins/dltoolkit-vision/tests/)
 RECIPE = ROOT / "recipes" / "finetune_image_folder.toml"
 
 

@@ -26,6 +26,7 @@ __all__ = ["TEMP_PREFIX", "atomic_write", "fsync_dir"]  # re-exported: plugins a
 
 LAST_PATTERN = re.compile(r"^checkpoint_(\d+)\.pt$")
 BEST_PREFIX = "best"
+BEST_ITERATION = re.compile(rf"^{BEST_PREFIX}_checkpoint_(\d+)_.*\.pt$")
 MANIFEST = "manifest.json"
 
 
@@ -210,6 +211,20 @@ def checkpoints_in(folder: Path) -> list[Path]:
     found = []
     for path in folder.iterdir():
         match = LAST_PATTERN.match(path.name)
+        if match:
+            found.append((int(match.group(1)), path))
+    return [path for _, path in sorted(found, reverse=True)]
+
+
+def best_checkpoints_in(folder: Path) -> list[Path]:
+    """The best checkpoints in ``folder``, newest (highest iteration) first. Each holds the whole
+    training state, as a periodic checkpoint does: a run killed before its first periodic
+    checkpoint resumes from its newest best one."""
+    if not folder.is_dir():
+        return []
+    found = []
+    for path in folder.glob(f"{BEST_PREFIX}_checkpoint_*.pt"):
+        match = BEST_ITERATION.match(path.name)
         if match:
             found.append((int(match.group(1)), path))
     return [path for _, path in sorted(found, reverse=True)]

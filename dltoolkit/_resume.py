@@ -203,6 +203,8 @@ class Checkpoints:
             self.metadata.data["best_score"] = value
             self.trainer.state.metrics[best_by] = value
             self.best(self.trainer)
+            if self._summary:  # a best checkpoint is one a resume may start from: its time is kept too
+                self.write_summary(self.trainer)
 
     # -- run.json ------------------------------------------------------------------------
 
@@ -272,7 +274,8 @@ class Checkpoints:
     def _resume_newest(self, to_load: Mapping[str, Any], *, max_epochs: int | None = None) -> Path | None:
         run, folder = self.run, self.folder
         _checkpoint.remove_stray_temp_files(folder)
-        candidates = _checkpoint.checkpoints_in(folder)
+        # a run killed before its first periodic checkpoint may have a best one: as good a starting point
+        candidates = _checkpoint.checkpoints_in(folder) or _checkpoint.best_checkpoints_in(folder)
         if not candidates:  # stopped before its first checkpoint: not a dead end, start it again here
             print(
                 f"dltk: {run.path} has no checkpoint yet (it stopped before the first one): "

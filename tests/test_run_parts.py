@@ -188,3 +188,26 @@ def test_a_writer_that_cannot_be_built_is_reported_and_left_out(capsys):
     assert capsys.readouterr().err.splitlines() == [
         "dltk: writer 'mlflow' failed (ImportError: No module named 'mlflow'); dropped, training goes on"
     ]
+
+
+@pytest.mark.slow
+def test_a_run_killed_before_its_first_periodic_checkpoint_resumes_from_its_best_one(tiny_recipe, tmp_path):
+    """Only a best checkpoint was written when the run was killed: --resume continues from it (it holds the
+    whole training state) instead of starting again and replacing it (user trial)."""
+    run = tmp_path / "killed"
+    path = os.pathsep.join(filter(None, [str(HELPERS), os.environ.get("PYTHONPATH")]))
+    env = {**os.environ, "PYTHONPATH": path, "DLTK_FAULT_KILL_AT": "50"}  # in epoch 2, after epoch 1's best
+    args = [str(DLTK), "run", str(tiny_recipe()), "checkpoint.every=5", "checkpoint.best_by=train/loss_g"]
+    killed = subprocess.run([*args, "--run-dir", str(run), "-p", "fault_plugin"], env=env, capture_output=True,
+                            text=True, timeout=300)  # fmt: skip
+    assert killed.returncode == -9, killed.stderr
+    assert checkpoints_in(run / "checkpoints") == []
+    (best,) = (run / "checkpoints").glob("best_checkpoint_44_*.pt")
+    env.pop("DLTK_FAULT_KILL_AT")
+    resumed = subprocess.run([str(DLTK), "run", "--resume", str(run)], env=env, capture_output=True, text=True,
+                             timeout=300)  # fmt: skip
+    assert resumed.returncode == 0, resumed.stderr
+    assert f"dltk: resuming {run} from {best.name}" in resumed.stderr
+    epochs = [json.loads(line) for line in (run / METRICS_NAME).read_text().splitlines()]
+    assert [r["epoch"] for r in epochs if r["kind"] == "epoch"] == [1, 2]  # epoch 1 was not trained again
+    assert json.loads((run / "run.json").read_text())["sessions"] == 2

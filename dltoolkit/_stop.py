@@ -8,6 +8,7 @@ import os
 import signal
 import sys
 import threading
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -37,6 +38,12 @@ def keep_finished_epoch(trainer: Engine) -> None:
             engine.fire_event(Events.EPOCH_COMPLETED)
 
 
+DUPLICATE_WINDOW = 0.25
+"""Seconds within which a second signal of the same kind is the first one delivered twice, not a
+second Ctrl-C: without a terminal, ``uv run`` forwards a SIGINT to dltk that dltk's process group
+also received, and the two arrive together."""
+
+
 class GracefulStop:
     """Runs an engine so that it stops cleanly.
 
@@ -44,7 +51,8 @@ class GracefulStop:
     processes, at an iteration all of them agree on); the handlers of ``Events.TERMINATE`` and
     ``Events.COMPLETED`` then write the last checkpoint, the GIF and the plots, and
     :class:`Interrupted` (exit 130 or 143) is raised. A second signal exits at once (checkpoints
-    are written atomically, so nothing is left half-written). If the engine fails, the
+    are written atomically, so nothing is left half-written), except the same signal again within
+    :data:`DUPLICATE_WINDOW`: one signal delivered twice. If the engine fails, the
     ``finalizers`` run before the error propagates; a full disk becomes one line saying how to resume.
     """
 
@@ -55,6 +63,7 @@ class GracefulStop:
         self.device = device
         self.finalizers: list[Callable[[Engine], None]] = []
         self.received: list[int] = []
+        self._first_at = 0.0
 
     def add_finalizer(self, function: Callable[[Engine], None]) -> None:
         self.finalizers.append(function)
@@ -62,11 +71,15 @@ class GracefulStop:
     def _on_signal(self, engine: Engine, max_epochs: int) -> Callable[[int, Any], None]:
         def on_signal(signum: int, _frame: Any) -> None:
             code = ExitCode.INTERRUPTED if signum == signal.SIGINT else ExitCode.TERMINATED
+            now = time.monotonic()
+            if self.received and self.received[-1] == signum and now - self._first_at < DUPLICATE_WINDOW:
+                return  # one signal delivered twice (uv run forwards it to the process group it is in)
             if self.received:
                 if self.rank == 0:
                     print("dltk: stopping now", file=sys.stderr, flush=True)
                 os._exit(int(code))
             self.received.append(signum)
+            self._first_at = now
             if self.rank == 0:
                 state = engine.state
                 done = bool(state.epoch_length) and state.iteration >= max_epochs * state.epoch_length

@@ -122,6 +122,19 @@ def test_a_signal_after_the_last_iteration_finishes_the_complete_run(straight, t
 
 
 @pytest.mark.slow
+def test_one_ctrl_c_delivered_twice_at_once_still_stops_cleanly(straight, tmp_path):
+    """Without a terminal, `uv run` forwards a SIGINT that dltk's process group also got: the two arrive
+    together and are one Ctrl-C, a clean stop with its checkpoint, not an exit at once (user trial)."""
+    recipe, _ = straight
+    run = tmp_path / "run"
+    stopped = subprocess_run(recipe, run, *ITERATION_CHECKPOINTS, env={"DLTK_FAULT_SIGNAL_AT": "25:INTDUP"})
+    assert stopped.returncode == 130, stopped.stderr
+    assert "dltk: stopping now" not in stopped.stderr
+    assert "state saved" in stopped.stderr
+    assert checkpoints_in(run / "checkpoints")[0].name == "checkpoint_25.pt"
+
+
+@pytest.mark.slow
 def test_second_ctrl_c_exits_at_once(straight, tmp_path):
     recipe, _ = straight
     run = tmp_path / "run"

@@ -3,7 +3,8 @@
 Controlled by environment variables, each an iteration or save number:
 
 * ``DLTK_FAULT_KILL_AT=k``: SIGKILL this process when iteration k completes.
-* ``DLTK_FAULT_SIGNAL_AT=k:TERM`` (or ``INT``, ``INT2`` for two Ctrl-C in a row): send signals at iteration k
+* ``DLTK_FAULT_SIGNAL_AT=k:TERM`` (or ``INT``, ``INT2`` for two Ctrl-C half a second apart, ``INTDUP`` for one
+  Ctrl-C delivered twice at once, as ``uv run`` does without a terminal): send signals at iteration k
   (``done:TERM``: once training completed, while the run writes its last files).
 * ``DLTK_FAULT_KILL_IN_SAVE=n``: during the n-th checkpoint save, write half the file slowly, then SIGKILL.
 * ``DLTK_FAULT_ENOSPC_IN_SAVE=n``: the n-th checkpoint save fails with ENOSPC half-way.
@@ -90,10 +91,17 @@ def dltk_engine_created(run, engine, role) -> None:
     spec = os.environ.get("DLTK_FAULT_SIGNAL_AT")
     if spec:
         at, kind = spec.split(":")
-        signals = {"TERM": [signal.SIGTERM], "INT": [signal.SIGINT], "INT2": [signal.SIGINT, signal.SIGINT]}[kind]
+        signals = {
+            "TERM": [signal.SIGTERM],
+            "INT": [signal.SIGINT],
+            "INT2": [signal.SIGINT, signal.SIGINT],
+            "INTDUP": [signal.SIGINT, signal.SIGINT],
+        }[kind]
 
         def send(_engine) -> None:
-            for signum in signals:
+            for i, signum in enumerate(signals):
+                if i and kind == "INT2":
+                    time.sleep(0.5)  # a person pressing Ctrl-C again
                 os.kill(os.getpid(), signum)
 
         event = Events.COMPLETED if at == "done" else Events.ITERATION_COMPLETED(once=int(at))

@@ -2,7 +2,7 @@
 line, an experiment tracker), for plugins of the ``dltk_register_writers`` hook.
 
 * :class:`Writer`: a base class with the four optional methods a writer may have, ``start(run,
-  resumed_from)``, ``record(record)``, ``image(image)`` and ``end(exit_code)`` (any object with some
+  resume_from)``, ``record(record)``, ``image(image)`` and ``end(exit_code)`` (any object with some
   of them will do); docs/writers.md has the whole contract and a worked tracker plugin.
 * :class:`Record`: one record of scalars (``kind`` step, epoch or eval; ``epoch``, ``iteration``,
   ``values``, ``protocol`` of evaluations, ``extra``), as metrics.jsonl holds it.

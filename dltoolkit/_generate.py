@@ -243,6 +243,8 @@ def export_trained(registry: Registry, source: Path, out: Path, *, force: bool =
         raise DltkError(f"{source}: already an export; give a run directory or a checkpoint")
     if Path(out).is_dir():
         raise DltkError(f"--out: '{out}' is a folder; give a file name such as model.safetensors")
+    if Path(out).suffix != ".safetensors":  # what generate, predict and eval recognise as an export
+        raise DltkError(f"--out: '{out}' does not end in .safetensors; name the export such as model.safetensors")
     if Path(out).exists() and not force:
         raise DltkError(f"--out: '{out}' exists; pass --force to replace it")
     trained, meta, path = load_trained(registry, source, "cpu")

@@ -96,6 +96,13 @@ def test_export_carries_a_sha256_checked_on_load_and_never_overwrites(trained, d
         [f"--out: '{out}' exists; pass --force to replace it"],
     )
     assert dltk("export", trained, "--out", out, "--force").exit_code == 0
+    other = tmp_path / "g.txt"  # what generate, predict and eval would not read as an export (user trial)
+    refused = dltk("export", trained, "--out", other)
+    assert (refused.exit_code, refused.err_lines) == (
+        2,
+        [f"--out: '{other}' does not end in .safetensors; name the export such as model.safetensors"],
+    )
+    assert not other.exists()
     data = bytearray(out.read_bytes())
     data[-5] ^= 0xFF  # one weight altered
     out.write_bytes(bytes(data))
@@ -142,7 +149,8 @@ def test_generate_and_export_refuse_an_altered_newest_checkpoint(trained, dltk, 
     data = bytearray(newest.read_bytes())
     data[len(data) // 2] ^= 0xFF
     newest.write_bytes(bytes(data))
-    for args in (["generate", run, "--num", "2", "--out", tmp_path / "s"], ["export", run, "--out", tmp_path / "e"]):
+    export = tmp_path / "e.safetensors"
+    for args in (["generate", run, "--num", "2", "--out", tmp_path / "s"], ["export", run, "--out", export]):
         result = dltk(*args)
         assert result.exit_code == 2, result.err
         assert len(result.err_lines) == 1

@@ -299,6 +299,14 @@ def _without_machine_paths(dataset: str) -> str:
     return json.dumps(table)
 
 
+def _draws_nothing(path: Path, meta: dict[str, Any], trained: Any) -> DltkError:
+    what = ", ".join(trained.capabilities()) or "nothing"
+    return DltkError(
+        f"{path}: the '{meta.get('recipe')}' recipe does not draw samples (its runs offer: {what}); "
+        "dltk generate needs one that does"
+    )
+
+
 def generate_images(
     registry: Registry,
     source: Path,
@@ -348,6 +356,8 @@ def generate_images(
         refuse_foreign(options, trained.generate, f"the '{meta.get('recipe')}' recipe's runs", flags)
         return write_by_recipe(trained.generate, out, force=force, num=num, seed=seed, **options)
     label = options.pop("label", None)
+    if options and trained.sampler is None:
+        raise _draws_nothing(path, meta, trained)
     if options:
         shown = ", ".join(flag_of(k, flags) for k in options)
         them = "it" if len(options) == 1 else "them"
@@ -355,10 +365,7 @@ def generate_images(
     if num is None:
         raise DltkError("--num: how many images to draw (for example --num 64)")
     if trained.sampler is None:
-        raise DltkError(
-            f"{path}: the '{meta.get('recipe')}' recipe does not draw samples "
-            f"(its runs offer: {', '.join(trained.capabilities()) or 'nothing'}); dltk generate needs one that does"
-        )
+        raise _draws_nothing(path, meta, trained)
     classes = tuple(getattr(trained.sampler, "classes", None) or ())
     chosen = {} if label is None else {"label": class_index(classes, str(label), str(meta.get("recipe")))}
     if not force:

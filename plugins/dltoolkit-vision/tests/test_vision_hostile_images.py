@@ -123,3 +123,11 @@ def test_eval_set_k_above_the_class_count_names_the_flag(classifier, dltk, tmp_p
         2,
         ["--set k: 11 is more than the 10 classes of the data; lower it"],
     )
+
+
+def test_a_text_flag_given_to_a_classifier_run_says_it_draws_nothing(classifier, dltk, tmp_path):
+    """A classifier draws no samples at all: generate says so, not that it 'draws images from noise' (user trial)."""
+    result = dltk("generate", classifier, "--out", tmp_path / "t", "--num", "2", "--prompt", "hi")
+    assert result.exit_code == 2 and len(result.err_lines) == 1, result.err
+    assert "the 'classify' recipe does not draw samples" in result.err_lines[0]
+    assert not (tmp_path / "t").exists()

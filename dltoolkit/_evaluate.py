@@ -229,6 +229,8 @@ def evaluate_command(registry: Registry, args: argparse.Namespace) -> int:
     problems = [f"--metrics: {p}" for p in problems if p]
     if args.source is not None and not Path(args.source).exists():
         raise DltkError(f"{args.source}: no such run directory or file")  # before asking for --metrics
+    if args.source is not None and Path(args.source).is_dir() and not (Path(args.source) / RECIPE_NAME).is_file():
+        raise DltkError(f"{args.source}: not a run directory (no {RECIPE_NAME}; give the folder dltk run wrote)")
     if not names:
         installed = ", ".join(registry.names("metric")) or "none installed"
         recipe = Path(args.source) / RECIPE_NAME if args.source is not None else None

@@ -31,3 +31,14 @@ def test_nproc_per_node_is_bounded_by_the_cpu_cores(dltk, tmp_path):
         ],
     )
     assert sorted(p.name for p in tmp_path.iterdir()) == ["r.toml"]
+
+
+def test_eval_of_a_folder_that_is_not_a_run_says_so(dltk, tmp_path):
+    """Not '--metrics: name at least one metric', as it said before (user trial)."""
+    folder = tmp_path / "notarun"
+    folder.mkdir()
+    result = dltk("eval", folder)
+    assert (result.exit_code, result.err_lines) == (
+        2,
+        [f"{folder}: not a run directory (no recipe.toml; give the folder dltk run wrote)"],
+    )

@@ -229,9 +229,12 @@ def evaluate_command(registry: Registry, args: argparse.Namespace) -> int:
     problems = [f"--metrics: {p}" for p in problems if p]
     if args.source is not None and not Path(args.source).exists():
         raise DltkError(f"{args.source}: no such run directory or file")  # before asking for --metrics
-    if args.source is not None and Path(args.source).is_dir() and not (Path(args.source) / RECIPE_NAME).is_file():
-        raise DltkError(f"{args.source}: not a run directory (no {RECIPE_NAME}; give the folder dltk run wrote)")
-    if not names:
+    not_a_run = (
+        args.source is not None and Path(args.source).is_dir() and not (Path(args.source) / RECIPE_NAME).is_file()
+    )
+    if not_a_run:  # said beside the other problems, instead of asking for --metrics it cannot read
+        problems.append(f"{args.source}: not a run directory (no {RECIPE_NAME}; give the folder dltk run wrote)")
+    elif not names:
         installed = ", ".join(registry.names("metric")) or "none installed"
         recipe = Path(args.source) / RECIPE_NAME if args.source is not None else None
         said_none = args.metrics is None and recipe is not None and recipe.is_file()

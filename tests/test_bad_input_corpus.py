@@ -274,7 +274,7 @@ CLI_CASES = [
     (
         "eval-unknown-metric",
         ["eval", "{not_run}", "--metrics", "fidd"],
-        ["--metrics: unknown metric 'fidd'"],
+        ["--metrics: unknown metric 'fidd'", "{not_run}: not a run directory (no recipe.toml"],
     ),
     ("list-unknown-kind", ["list", "widgets"], ["dltk list: unknown kind 'widgets'"]),
 ]

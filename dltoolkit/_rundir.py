@@ -74,9 +74,9 @@ def _not_empty(path: Path) -> bool:
 
 
 def _atomic_write(path: Path, text: str) -> None:
-    from dltoolkit import _checkpoint  # looked up at call time: the reliability tests patch it there
+    import dltoolkit._atomic  # looked up at call time: the reliability tests patch it there
 
-    _checkpoint.atomic_write(path, lambda h: h.write(text.encode()))
+    dltoolkit._atomic.atomic_write(path, lambda h: h.write(text.encode()))
 
 
 class RunDirectory:

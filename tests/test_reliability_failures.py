@@ -58,12 +58,12 @@ def test_run_directory_made_read_only_or_deleted_mid_run_is_exit_1(tiny_recipe, 
 
 
 def test_full_disk_before_a_run_is_one_line_and_leaves_nothing(dltk, tiny_recipe, tmp_path, monkeypatch):
-    from dltoolkit import _checkpoint
+    from dltoolkit import _atomic
 
     def full(path, write, **_):
         raise OSError(errno.ENOSPC, "No space left on device", str(path))
 
-    monkeypatch.setattr(_checkpoint, "atomic_write", full)
+    monkeypatch.setattr(_atomic, "atomic_write", full)
     run = tmp_path / "run"
     result = dltk("run", tiny_recipe(), "--run-dir", run)
     assert result.exit_code == 2, result.err

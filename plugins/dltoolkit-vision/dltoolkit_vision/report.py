@@ -13,12 +13,12 @@ from typing import Any
 import numpy as np
 import torch
 from ignite.engine import Engine, Events
+from ignite.metrics import ConfusionMatrix
 from torch import Tensor
 
 from dltoolkit import Run
 from dltoolkit.files import SAMPLES
 from dltoolkit.images import save_png
-from dltoolkit_vision.metrics import ConfusionCounts, class_accuracies
 
 CONFUSION_PREFIX = "confusion_"
 STATE_KEY = "confusion_counts"
@@ -71,17 +71,19 @@ def attach_class_report(run: Run, evaluator: Engine) -> None:
     ``samples/confusion_<iteration>.png`` (``confusion_train_<iteration>.png`` for metrics on the
     train split) and log each class's accuracy (``metrics.jsonl``, kind ``classes``; TensorBoard
     ``class_accuracy/<class>``)."""
-    ConfusionCounts().attach(evaluator, STATE_KEY)
+    assert run.data is not None and run.data.num_classes, "the classify recipe trains on labelled data"
+    ConfusionMatrix(num_classes=run.data.num_classes).attach(evaluator, STATE_KEY)  # rows: the true class
 
     @evaluator.on(Events.COMPLETED)
     def _report(engine: Engine) -> None:
         trainer = run.trainer
         if trainer is None:
             return
-        counts: Tensor = engine.state.metrics[STATE_KEY]
+        counts: Tensor = engine.state.metrics[STATE_KEY].cpu()
         names = list(run.data.class_names) if run.data is not None else []
         names += [str(i) for i in range(len(names), int(counts.shape[0]))]
-        per_class = class_accuracies(counts)
+        totals = counts.sum(dim=1).tolist()  # each class's accuracy; None for a class absent from the split
+        per_class = [float(counts[i, i]) / t if t > 0 else None for i, t in enumerate(totals)]
         split = _split_of(run, engine)
         iteration, epoch = trainer.state.iteration, trainer.state.epoch
         total = int(counts.sum())

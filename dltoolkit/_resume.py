@@ -132,6 +132,7 @@ class Checkpoints:
         self.metadata = _checkpoint.Metadata({})
         self.last: Any = None
         self.best: Any = None
+        self.best_handler: Any = None  # the Ignite Checkpoint behind self.best (what it saved last)
         self.trainer: Any = None
         self._summary: dict[str, Any] = {}
         self._started: float | None = None
@@ -185,8 +186,8 @@ class Checkpoints:
         if section.best_by is not None:
             higher = higher_is_better(self.run.recipe_file, section.best_by)
             same = same_score(self.run.recipe_file, section.best_by)
-            handler = _checkpoint.attach_best(to_save, self.folder, section.best_by, higher, same=same)
-            self.best = _checkpoint.guarded(handler, to_save)
+            self.best_handler = _checkpoint.attach_best(to_save, self.folder, section.best_by, higher, same=same)
+            self.best = _checkpoint.guarded(self.best_handler, to_save)
         return to_save
 
     def consider_best(self, record: Any) -> None:
@@ -202,8 +203,9 @@ class Checkpoints:
             self.metadata.data["best_by"] = best_by
             self.metadata.data["best_score"] = value
             self.trainer.state.metrics[best_by] = value
+            before = self.best_handler.last_checkpoint
             self.best(self.trainer)
-            if self._summary:  # a best checkpoint is one a resume may start from: its time is kept too
+            if self._summary and self.best_handler.last_checkpoint != before:  # a resume may start from it
                 self.write_summary(self.trainer)
 
     # -- run.json ------------------------------------------------------------------------

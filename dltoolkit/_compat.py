@@ -97,15 +97,25 @@ def data_problem(needed: Iterable[str], spec: Any, dataset: str, owner: str) -> 
     return None
 
 
-def component_problems(recipe_file: Any, *, stage: str) -> list[str]:
+def component_problems(recipe_file: Any, *, stage: str, registry: Any = None) -> list[str]:
     """What each component's own ``check`` finds wrong with its options, one line each, prefixed
     with the recipe file (see :class:`~dltoolkit.Component`'s ``check``); called before anything
-    is built by ``dltk check`` and ``dltk run`` (``stage``: ``"check"``, ``"run"`` or ``"resume"``)."""
+    is built by ``dltk check`` and ``dltk run`` (``stage``: ``"check"``, ``"run"`` or ``"resume"``).
+    Writers are checked too: ``[[writers]]`` tables, and (given ``registry``) those named in
+    ``[run] writers``, with their default options, at ``run.writers.N``."""
     from dltoolkit._component import accepted
 
     kinds = ("recipe", "model", "dataset")
     tables = {k: recipe_file.table(k) for k in kinds if recipe_file.table(k) is not None}
-    owners = [*tables.values(), *recipe_file.metrics, *recipe_file.callbacks]
+    writers = tuple(getattr(recipe_file, "writers", ()))
+    owners = [*tables.values(), *recipe_file.metrics, *recipe_file.callbacks, *writers]
+    if registry is not None:
+        given = {t.name for t in writers}
+        for index, name in enumerate(recipe_file.run.writers):
+            if name in given or registry.problem_with("writer", name) is not None:
+                continue
+            component = registry.get("writer", name)
+            owners.append(SimpleNamespace(component=component, config=component.config(), path=f"run.writers.{index}"))
     problems: list[str] = []
     for table in owners:
         if table.component.check is None:

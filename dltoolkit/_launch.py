@@ -67,7 +67,7 @@ def recipe_for(args: argparse.Namespace, host: PluginHost, registry: Registry, *
             raise DltkError(f"dltk run: the first argument must be the recipe file, got override '{args.args[0]}'")
         recipe_file = RecipeFile.from_toml(recipe_path, registry, overrides)
     check_batch_split(recipe_file, world_size)
-    problems = component_problems(recipe_file, stage="run" if args.resume is None else "resume")
+    problems = component_problems(recipe_file, stage="run" if args.resume is None else "resume", registry=registry)
     if problems:
         raise DltkError(problems)
     return recipe_file

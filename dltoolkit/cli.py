@@ -35,7 +35,7 @@ def check_command(args: argparse.Namespace) -> int:
     from dltoolkit._limits import check_device
 
     check_device(recipe_file)  # what dltk run would refuse at once
-    problems = component_problems(recipe_file, stage="check")  # each component's own check
+    problems = component_problems(recipe_file, stage="check", registry=registry)  # each component's own check
     if problems:
         raise DltkError(problems)
     parts = [f"recipe {recipe_file.recipe.name}"]

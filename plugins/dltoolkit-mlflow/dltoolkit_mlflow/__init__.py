@@ -1,0 +1,1 @@
+"""dltoolkit-mlflow: the ``mlflow`` writer (docs/tracking.md)."""

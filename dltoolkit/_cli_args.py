@@ -24,7 +24,8 @@ def _plugin_args(parser: argparse.ArgumentParser) -> None:
 
 def build_parser(host: PluginHost | None = None) -> argparse.ArgumentParser:
     """The ``dltk`` parser; with ``host``, ``generate``, ``predict`` and ``eval`` also take the
-    options its plugins add (the ``dltk_add_options`` hook)."""
+    options its plugins add (the ``dltk_add_options`` hook), and the commands its plugins add are
+    there too (the ``dltk_register_commands`` hook)."""
     parser = argparse.ArgumentParser(
         prog="dltk", description="Train and evaluate deep-learning models from recipe files."
     )
@@ -213,6 +214,10 @@ def build_parser(host: PluginHost | None = None) -> argparse.ArgumentParser:
     new_plugin.add_argument(
         "--out", type=Path, default=Path("."), metavar="DIR", help="write dltoolkit-NAME/ in this folder (default: .)"
     )
+    if host is not None:  # commands of plugins (dltk_register_commands), such as dltk sweep
+        from dltoolkit._plugin_commands import add_plugin_commands
+
+        add_plugin_commands(host, sub, set(sub.choices))
     return parser
 
 

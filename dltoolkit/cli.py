@@ -154,7 +154,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``dltk``; returns the exit code."""
     argv = sys.argv[1:] if argv is None else list(argv)
     command, plugin_modules = command_and_plugins(argv)
-    host = make_plugin_host(plugin_modules) if command in ("generate", "predict", "eval") else None
+    # plugins are loaded to parse the commands whose options they extend, and for a command that is
+    # not built in (a plugin's, such as sweep) or a bare `dltk --help`, which lists plugins' commands
+    with_plugins = command in ("generate", "predict", "eval") or command not in COMMANDS
+    host = make_plugin_host(plugin_modules) if with_plugins else None
     parser = build_parser(host)  # with the options the installed plugins add to this command
     args, extra = parser.parse_known_args(argv)
     args.host = host
@@ -175,6 +178,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     args.plugins = [*args.global_plugins, *getattr(args, "plugins", [])]
     try:
         _no_nul_bytes(args)
+        if args.command not in COMMANDS:  # a plugin's command
+            from dltoolkit._plugin_commands import run_plugin_command
+
+            return run_plugin_command(args, lambda a: host_and_registry(a)[1])
         return int(COMMANDS[args.command](args))
     except DltkError as exc:
         if exc.exit_code != ExitCode.BAD_INPUT or os.environ.get("RANK", "0") == "0":  # torchrun: rank 0 says it

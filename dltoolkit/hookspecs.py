@@ -290,6 +290,28 @@ def dltk_add_options(command: str, parser: argparse._ArgumentGroup) -> None:
     """
 
 
+@hookspec
+def dltk_register_commands(subparsers: argparse._SubParsersAction) -> None:
+    """Add commands to ``dltk`` (``dltk sweep`` of the dltoolkit-optuna plugin is one).
+
+    Called: when ``dltk`` builds its parser for a command it does not have itself, and for
+    ``dltk --help`` (which lists them); never for the built-in commands, so they do not load
+    plugins for it. Keep the module light: it is imported to build the parser (no torch, no
+    heavy libraries; import those in the handler).
+    Args: ``subparsers``, the ``dltk`` sub-parsers: call ``parser =
+    subparsers.add_parser("sweep", help=..., description=...)``, add its arguments, and name its
+    handler with ``parser.set_defaults(handler="module:function")`` (or the function itself).
+    The core adds ``-p MODULE`` to each added command.
+    The handler is called as ``handler(args)``, plus ``registry=`` when it takes that argument:
+    the registry of components of the loaded plugins, which :meth:`dltoolkit.RecipeFile.from_toml`
+    takes. It returns an :class:`~dltoolkit.ExitCode` (None: 0); a
+    :class:`~dltoolkit.DltkError` it raises is one line per problem and its exit code, as for
+    every command. A name already taken (a built-in command or another plugin's) is reported on
+    stderr naming the plugin, and that plugin's commands are skipped.
+    Returns: nothing. Result mode: each implementation is called once, in plugin load order.
+    """
+
+
 HOOK_NAMES: tuple[str, ...] = (
     "dltk_register_recipes",
     "dltk_register_models",
@@ -301,6 +323,7 @@ HOOK_NAMES: tuple[str, ...] = (
     "dltk_engine_created",
     "dltk_run_finished",
     "dltk_add_options",
+    "dltk_register_commands",
 )
 
 REGISTER_HOOKS: dict[str, str] = {

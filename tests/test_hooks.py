@@ -301,6 +301,45 @@ def test_hook_dltk_register_writers(tiny_recipe):
         RecipeFile.from_toml(tiny_recipe(), registry, ["run.writers=['mne']"])
 
 
+def test_hook_dltk_register_commands(dltk, monkeypatch, capsys):
+    """A plugin adds a command: listed by dltk --help, parsed with its own options, its handler
+    called with the registry; its one-line errors and exit code are any command's; the built-in
+    commands do not load plugins for it, and a plugin taking a built-in's name is reported."""
+    module = types.ModuleType("command_plugin")
+    calls: list = []
+
+    def handler(args, registry):
+        calls.append((args.count, "digits" in registry.names("dataset")))
+        if args.count < 0:
+            raise DltkError("--count: must be at least 0")
+        return ExitCode.OK
+
+    @hookimpl
+    def dltk_register_commands(subparsers):
+        parser = subparsers.add_parser("greet", help="say hello", description="Say hello COUNT times.")
+        parser.add_argument("--count", type=int, default=1)
+        parser.set_defaults(handler=handler)
+
+    module.dltk_register_commands = dltk_register_commands
+    monkeypatch.setitem(sys.modules, "command_plugin", module)
+    assert "greet" in dltk("--help", "-p", "command_plugin").out
+    assert "--count COUNT" in dltk("greet", "--help", "-p", "command_plugin").out
+    assert dltk("greet", "--count", "3", "-p", "command_plugin").exit_code == 0
+    assert calls == [(3, True)]
+    refused = dltk("-p", "command_plugin", "greet", "--count", "-1")
+    assert (refused.exit_code, refused.err_lines) == (2, ["--count: must be at least 0"])
+    assert dltk("greet").exit_code == 2  # without the plugin the command does not exist
+
+    clash = types.ModuleType("clash_plugin")
+    clash.dltk_register_commands = hookimpl(lambda subparsers: subparsers.add_parser("run"))
+    monkeypatch.setitem(sys.modules, "clash_plugin", clash)
+    result = dltk("--help", "-p", "clash_plugin")
+    if sys.version_info >= (3, 11):  # argparse refuses a second parser of one name from 3.11 on
+        assert result.err.startswith("warning: plugin 'clash_plugin': dltk_register_commands: ")
+        assert "conflicting subparser: run" in result.err
+    assert result.exit_code == 0
+
+
 def test_every_hook_is_documented_and_tested():
     """Each hook is in hookspecs.HOOK_NAMES, in docs/plugin_hooks.md, and has a test_hook_<name> here."""
     spec_names = sorted(n for n in dir(hookspecs) if n.startswith("dltk_"))

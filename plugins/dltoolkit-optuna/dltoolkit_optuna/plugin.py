@@ -27,7 +27,9 @@ def dltk_register_commands(subparsers: Any) -> None:
         ),
     )
     sweep.add_argument("sweep", type=Path, metavar="SWEEP", help="the sweep file (TOML; docs/sweeps.md)")
-    sweep.add_argument("--trials", type=int, metavar="N", help="finished or pruned trials to reach (default: the file's)")
+    sweep.add_argument(
+        "--trials", type=int, metavar="N", help="finished or pruned trials to reach (default: the file's)"
+    )
     sweep.add_argument("--jobs", type=int, default=1, metavar="J", help="trials run at once, each its own process")
     sweep.add_argument(
         "--storage",

@@ -25,7 +25,8 @@ def trial_rows(study: Any) -> tuple[list[str], list[list[Any]]]:
         value = trial.value if trial.value is not None else ""
         epochs = max(trial.intermediate_values) if trial.intermediate_values else ""
         params = [trial.params.get(k, "") for k in keys]
-        rows.append([trial.number, trial.state.name.lower(), value, *params, epochs, trial.user_attrs.get("run_dir", "")])
+        run_dir = trial.user_attrs.get("run_dir", "")
+        rows.append([trial.number, trial.state.name.lower(), value, *params, epochs, run_dir])
     return header, rows
 
 
@@ -50,7 +51,8 @@ def _plots(study: Any, folder: Path) -> list[str]:
     warnings_filter = __import__("warnings")
     with warnings_filter.catch_warnings():
         warnings_filter.simplefilter("ignore")  # "experimental" warnings of optuna's matplotlib views
-        for name, view in (("history.png", views.plot_optimization_history), ("importance.png", views.plot_param_importances)):
+        views_by_file = (("history.png", views.plot_optimization_history), ("importance.png", views.plot_param_importances))
+        for name, view in views_by_file:
             try:
                 axes = view(study.study)
                 figure = axes.figure if hasattr(axes, "figure") else axes.flat[0].figure
@@ -74,7 +76,8 @@ def write_report(study: Any) -> int:
     (folder / "trials.md").write_text(_markdown(header, rows), encoding="utf-8")
     state = optuna.trial.TrialState
     finished = study.study.get_trials(deepcopy=False, states=(state.COMPLETE,))
-    counts = {s: len(study.study.get_trials(deepcopy=False, states=(s,))) for s in (state.COMPLETE, state.PRUNED, state.FAIL)}
+    states = (state.COMPLETE, state.PRUNED, state.FAIL)
+    counts = {s: len(study.study.get_trials(deepcopy=False, states=(s,))) for s in states}
     print(
         f"dltk sweep: {counts[state.COMPLETE] + counts[state.PRUNED]} trials ({counts[state.COMPLETE]} finished, "
         f"{counts[state.PRUNED]} pruned, {counts[state.FAIL]} failed) in {folder}/"

@@ -57,8 +57,9 @@ class Param:
         if self.type == "categorical":
             return list(self.choices)
         assert self.low is not None and self.high is not None and self.step is not None
-        count = int(math.floor((self.high - self.low) / self.step + 1e-9)) + 1
-        return [self.low + i * self.step if self.type == "float" else int(self.low + i * self.step) for i in range(count)]
+        count = math.floor((self.high - self.low) / self.step + 1e-9) + 1
+        values = [self.low + i * self.step for i in range(count)]
+        return values if self.type == "float" else [int(v) for v in values]
 
     def edges(self) -> list[Any]:
         """The values that bound the dimension (checked against the recipe's own validators)."""
@@ -89,7 +90,9 @@ def toml_value(value: Any) -> str:
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, float):
-        return repr(value) if math.isfinite(value) else ("nan" if math.isnan(value) else ("inf" if value > 0 else "-inf"))
+        if math.isfinite(value):
+            return repr(value)
+        return "nan" if math.isnan(value) else ("inf" if value > 0 else "-inf")
     if isinstance(value, int):
         return str(value)
     return json.dumps(value)
@@ -121,7 +124,8 @@ def _param(key: str, value: Any, problems: list[str]) -> Param | None:
     if isinstance(value, list):  # a bare list: categorical
         value = {"type": "categorical", "choices": value}
     if not isinstance(value, Mapping):
-        problems.append(f"{where}: expected a table such as {{ type = \"float\", low = 0.001, high = 0.1, log = true }}")
+        example = '{ type = "float", low = 0.001, high = 0.1, log = true }'
+        problems.append(f"{where}: expected a table such as {example}")
         return None
     kind = value.get("type", "categorical" if "choices" in value else None)
     if kind not in TYPES:
@@ -231,7 +235,8 @@ def read_sweep(path: Path, registry: Any, *, trials: int | None = None) -> tuple
         overrides = []
     sampler, pruner = data.get("sampler", "tpe"), data.get("pruner", "median")
     if sampler not in SAMPLERS:
-        problems.append(f"sampler: expected one of {', '.join(SAMPLERS)}, got {sampler!r}{_suggest(str(sampler), SAMPLERS)}")
+        hint = _suggest(str(sampler), SAMPLERS)
+        problems.append(f"sampler: expected one of {', '.join(SAMPLERS)}, got {sampler!r}{hint}")
     if pruner not in PRUNERS:
         problems.append(f"pruner: expected one of {', '.join(PRUNERS)}, got {pruner!r}{_suggest(str(pruner), PRUNERS)}")
     count = _int(data, "trials", 20, 1, problems) if trials is None else trials
@@ -246,7 +251,7 @@ def read_sweep(path: Path, registry: Any, *, trials: int | None = None) -> tuple
     space_table = data.get("space")
     params: list[Param] = []
     if not isinstance(space_table, Mapping) or not space_table:
-        problems.append("space: give at least one recipe key to search, such as \"recipe.lr\" = { type = \"float\", ... }")
+        problems.append('space: give at least one recipe key to search, such as "recipe.lr" = { type = "float", ... }')
     else:
         for key, value in _flat_space(space_table).items():
             param = _param(key, value, problems)

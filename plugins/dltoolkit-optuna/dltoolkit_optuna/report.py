@@ -7,6 +7,7 @@ from __future__ import annotations
 import csv
 import subprocess
 import sys
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -48,10 +49,12 @@ def _plots(study: Any, folder: Path) -> list[str]:
     import optuna.visualization.matplotlib as views
 
     written = []
-    warnings_filter = __import__("warnings")
-    with warnings_filter.catch_warnings():
-        warnings_filter.simplefilter("ignore")  # "experimental" warnings of optuna's matplotlib views
-        views_by_file = (("history.png", views.plot_optimization_history), ("importance.png", views.plot_param_importances))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # "experimental" warnings of optuna's matplotlib views
+        views_by_file = (
+            ("history.png", views.plot_optimization_history),
+            ("importance.png", views.plot_param_importances),
+        )
         for name, view in views_by_file:
             try:
                 axes = view(study.study)

@@ -231,7 +231,7 @@ def read_sweep(path: Path, registry: Any, *, trials: int | None = None) -> tuple
         problems.append(f"recipe: no such recipe file {recipe_path}")
     overrides = data.get("overrides", [])
     if not isinstance(overrides, list) or not all(isinstance(o, str) and "=" in o for o in overrides):
-        problems.append("overrides: give a list of KEY=VALUE strings, such as [\"recipe.epochs=2\"]")
+        problems.append('overrides: give a list of KEY=VALUE strings, such as ["recipe.epochs=2"]')
         overrides = []
     sampler, pruner = data.get("sampler", "tpe"), data.get("pruner", "median")
     if sampler not in SAMPLERS:

@@ -83,6 +83,24 @@ SKIP: dict[str, str] = {
     "PYTHONPATH=tests/example_plugin uv run dltk generate runs/ae --num 2 --out g -p dltoolkit_example": (
         "needs a run of the example plugin's autoencode recipe (tests/test_contract.py makes one)"
     ),
+    # docs/tracking.md and docs/sweeps.md (issue 23)
+    "mlflow ui --backend-store-uri sqlite:///mlruns.db": (
+        "starts MLflow's web server (the full mlflow package); plugins/dltoolkit-mlflow/tests read the store back"
+    ),
+    "createdb dltk_sweeps": "a PostgreSQL server; CI has none",
+    "dltk sweep sweeps/digits_classifier.toml --jobs 2 --storage postgresql://me:secret@db.example:5432/dltk_sweeps": (
+        "a PostgreSQL server; CI has none (the same study code runs on SQLite in plugins/dltoolkit-optuna/tests)"
+    ),
+    "uv run dltk sweep sweeps/digits_classifier.toml --jobs 2": (
+        "8 trials, minutes of measuring (its figures are on docs/sweeps.md); plugins/dltoolkit-optuna/tests/"
+        "test_sweep_runs.py runs the same sweep on a tiny classifier, killed and restarted"
+    ),
+    "uv run dltk sweep sweeps/quickstart_gan.toml --jobs 2": (
+        "12 GAN trials of 60 epochs: an hour of CPU (plugins/dltoolkit-optuna/tests cover dltk sweep)"
+    ),
+    "uv run dltk generate runs/sweeps/quickstart_gan/trial-NNNN --num 100 --grid --out samples/best": (
+        "needs the GAN sweep above (NNNN: the best trial's number it prints)"
+    ),
 }
 # commands whose shown output is what dltoolkit should print but does not yet: each must still
 # differ (the test says when it is fixed, so the entry goes)

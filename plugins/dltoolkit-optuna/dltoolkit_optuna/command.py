@@ -13,7 +13,7 @@ from typing import Any
 from dltoolkit import DltkError, ExitCode
 from dltoolkit_optuna.spec import Sweep, read_sweep, toml_value
 
-DEFAULT_DIR = Path("sweeps")
+DEFAULT_DIR = Path("runs") / "sweeps"
 
 
 def sweep_command(args: argparse.Namespace, registry: Any) -> int:

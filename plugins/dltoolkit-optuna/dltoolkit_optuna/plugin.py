@@ -37,5 +37,7 @@ def dltk_register_commands(subparsers: Any) -> None:
         help="the study's database: sqlite:///FILE.db (default: study.db in the sweep's folder) or an RDB URL "
         "shared by several machines (postgresql://USER:PASSWORD@HOST/DB)",
     )
-    sweep.add_argument("--out", type=Path, metavar="DIR", help="the sweep's folder (default: sweeps/<sweep file stem>)")
+    sweep.add_argument(
+        "--out", type=Path, metavar="DIR", help="the sweep's folder (default: runs/sweeps/<the sweep file's stem>)"
+    )
     sweep.set_defaults(handler="dltoolkit_optuna.command:sweep_command")

@@ -133,7 +133,8 @@ def _param(key: str, value: Any, problems: list[str]) -> Param | None:
         return None
     for extra in value:
         if extra not in PARAM_KEYS[kind]:
-            problems.append(f"{where}.{extra}: unknown key for a {kind}{_suggest(extra, PARAM_KEYS[kind])}")
+            article = "an" if kind == "int" else "a"
+            problems.append(f"{where}.{extra}: unknown key for {article} {kind}{_suggest(extra, PARAM_KEYS[kind])}")
     if kind == "categorical":
         choices = value.get("choices")
         if not isinstance(choices, list) or not choices:

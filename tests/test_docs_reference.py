@@ -110,6 +110,8 @@ def test_the_reference_documents_the_plugins_of_the_checkout():
         "fidelity",
         "fidelity-commandline",
         "gan",
+        "mlflow",
+        "optuna",
         "sequence",
         "sequence-commandline",
         "vae",

@@ -86,6 +86,7 @@ def test_a_writer_named_in_run_writers_is_checked_with_its_defaults(dltk, recipe
     )
 
 
+@pytest.mark.slow
 def test_check_and_help_do_not_import_mlflow(recipe_file, tmp_path):
     recipe = recipe_file(CLASSIFY.format(uri="sqlite:///mlruns.db"))
     probe = (

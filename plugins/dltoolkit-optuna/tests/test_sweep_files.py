@@ -107,3 +107,20 @@ def test_a_storage_that_cannot_be_opened_is_refused(dltk, sweep_file, tmp_path):
 def test_sweep_is_a_plugin_command_listed_by_help(dltk):
     assert "sweep" in dltk("--help").out
     assert "--jobs J" in dltk("sweep", "--help").out
+
+
+@pytest.mark.slow
+def test_help_imports_neither_optuna_nor_torch(tmp_path):
+    """dltk --help loads the plugins' registration (to list their commands), which stays light."""
+    import subprocess
+    import sys
+
+    heavy = ("optuna", "torch", "mlflow", "sqlalchemy")
+    probe = (
+        "import sys\nfrom dltoolkit.cli import main\n"
+        "try:\n    code = main(sys.argv[1:])\nexcept SystemExit as exc:\n    code = exc.code\n"
+        f"print('EXIT', code, 'HEAVY', sorted(m for m in {heavy!r} if m in sys.modules))"
+    )
+    for args in (["--help"], ["sweep", "--help"]):
+        done = subprocess.run([sys.executable, "-c", probe, *args], capture_output=True, text=True, cwd=tmp_path)
+        assert done.stdout.strip().splitlines()[-1] == "EXIT 0 HEAVY []", done.stderr

@@ -125,6 +125,8 @@ class Study:
             raise
         if self.error is not None:
             raise self.error
+        if self.failures >= MAX_FAILURES:
+            say(f"{MAX_FAILURES} trials failed one after another; stopping (their logs: {self.folder / 'logs'})")
 
     def _work(self) -> None:
         from dltoolkit_optuna.command import owner, trial_command

@@ -77,6 +77,17 @@ def test_a_bad_sweep_file_is_one_line_naming_the_key(dltk, sweep_file, tmp_path,
     assert files(tmp_path) == before
 
 
+def test_a_sweep_table_is_read_as_the_sweep_file(dltk, sweep_file, tmp_path):
+    """The keys may sit in a [sweep] table (with [sweep.space]); its problems are named the same way."""
+    text = sweep_file("trails = 3").read_text().replace("[space]", "[sweep.space]")
+    (tmp_path / "sweep.toml").write_text("[sweep]\n" + text)
+    result = dltk("sweep", tmp_path / "sweep.toml")
+    assert (result.exit_code, result.err_lines) == (
+        2,
+        [f"{tmp_path / 'sweep.toml'}: trails: unknown key (did you mean 'trials'?)"],
+    )
+
+
 def test_an_objective_no_component_declares_is_refused(dltk, sweep_file, tmp_path):
     path = sweep_file().read_text().replace('objective = "accuracy"', 'objective = "fid"')
     (tmp_path / "sweep.toml").write_text(path)

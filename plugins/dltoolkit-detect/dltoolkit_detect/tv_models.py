@@ -73,25 +73,25 @@ def _builder_kwargs(arch: str, config: TorchvisionDetectorConfig) -> dict[str, A
 
 
 @contextlib.contextmanager
-def _backbone_patched(arch: str, frozen: bool, state: dict[str, Tensor] | None, where: str) -> Iterator[None]:
-    """While building ``arch``: its backbone classifier built with frozen batch norm (``frozen``) and
-    ``state`` loaded into it (what ``weights_backbone=`` would do, from a local file)."""
+def _backbone_patched(arch: str, config: TorchvisionDetectorConfig, captured: list[nn.Module]) -> Iterator[None]:
+    """While building ``arch``: its backbone classifier built as torchvision builds it for trained
+    weights (frozen batch norm; ssdlite's full tail for a backbone file), and kept in ``captured``:
+    the detector's backbone layers are that classifier's modules, so loading its state dict later
+    is what ``weights_backbone=`` does."""
     from torchvision.ops.misc import FrozenBatchNorm2d
 
     module_name, name, _ = ARCHS[arch]
     module = importlib.import_module(module_name)
     original = getattr(module, name)
+    trained = config.weights_path is not None or config.backbone_weights_path is not None
 
     def build_backbone(*args: Any, weights: Any = None, **kwargs: Any) -> nn.Module:
-        if frozen and kwargs.get("norm_layer") is nn.BatchNorm2d:
+        if trained and kwargs.get("norm_layer") is nn.BatchNorm2d:
             kwargs["norm_layer"] = FrozenBatchNorm2d
+        if "reduced_tail" in kwargs and config.backbone_weights_path is not None:
+            kwargs["reduced_tail"] = False  # ImageNet's mobilenet_v3_large has the full tail
         backbone = original(*args, weights=None, **kwargs)
-        if state is not None:
-            try:
-                backbone.load_state_dict(state)
-            except RuntimeError as exc:
-                first = str(exc).strip().splitlines()[0]
-                raise DltkError(f"{where}.backbone_weights_path: not {name} weights ({first})") from None
+        captured.append(backbone)
         return backbone
 
     setattr(module, name, build_backbone)
@@ -101,14 +101,16 @@ def _backbone_patched(arch: str, frozen: bool, state: dict[str, Tensor] | None, 
         setattr(module, name, original)
 
 
-def build_net(arch: str, num_classes: int, config: TorchvisionDetectorConfig, backbone: Any = None) -> nn.Module:
-    """torchvision's ``arch`` with ``num_classes`` outputs (background included), no weights downloaded."""
+def build_net(arch: str, num_classes: int, config: TorchvisionDetectorConfig) -> tuple[nn.Module, nn.Module]:
+    """torchvision's ``arch`` with ``num_classes`` outputs (background included), no weights
+    downloaded; and the backbone classifier whose modules its backbone holds."""
     import torchvision
 
-    frozen = config.weights_path is not None or config.backbone_weights_path is not None
-    with _backbone_patched(arch, frozen, backbone, "model"):
+    captured: list[nn.Module] = []
+    with _backbone_patched(arch, config, captured):
         builder = getattr(torchvision.models.detection, arch)
-        return builder(weights=None, weights_backbone=None, num_classes=num_classes, **_builder_kwargs(arch, config))
+        net = builder(weights=None, weights_backbone=None, num_classes=num_classes, **_builder_kwargs(arch, config))
+    return net, captured[0]
 
 
 class TorchvisionDetector(nn.Module):
@@ -121,7 +123,7 @@ class TorchvisionDetector(nn.Module):
         self.config = config
         self.num_classes = num_classes
         self.loss_groups = dict(ARCHS[arch][2])
-        self.net = build_net(arch, num_classes + 1, config)
+        self.net, _ = build_net(arch, num_classes + 1, config)
 
     def forward(self, images: Sequence[Tensor], targets: Sequence[dict[str, Tensor]] | None = None):  # type: ignore[override]
         inputs = [(image + 1.0) / 2.0 for image in images]
@@ -135,7 +137,15 @@ class TorchvisionDetector(nn.Module):
         config = self.config
         if config.backbone_weights_path is not None:
             state = load_state_dict(Path(config.backbone_weights_path), "model.backbone_weights_path")
-            fresh = build_net(self.arch, self.num_classes + 1, config, backbone=state)
+            fresh, classifier = build_net(self.arch, self.num_classes + 1, config)
+            try:
+                classifier.load_state_dict(state)
+            except RuntimeError as exc:
+                first = str(exc).strip().splitlines()[0]
+                raise DltkError(
+                    f"model.backbone_weights_path: '{config.backbone_weights_path}' is not "
+                    f"{ARCHS[self.arch][1]} weights ({first})"
+                ) from None
             self.net.backbone.load_state_dict(fresh.backbone.state_dict())
         if config.weights_path is not None:
             state = load_state_dict(Path(config.weights_path), "model.weights_path")

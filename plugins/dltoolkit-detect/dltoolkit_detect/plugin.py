@@ -61,7 +61,7 @@ def dltk_register_models() -> list[Component]:
             summary=f"torchvision's {arch}, num_classes from the data; starting weights from local files only.",
             provides="detector",
             needs=needs,
-            check="dltoolkit_detect.tv_models:check_detector",
+            check="dltoolkit_detect.checks:check_detector",
         )
         for arch in TORCHVISION_DETECTORS
     ]

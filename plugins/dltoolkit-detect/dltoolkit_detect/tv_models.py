@@ -159,39 +159,6 @@ class TorchvisionDetector(nn.Module):
             self.net.load_state_dict(fits, strict=False)
 
 
-def check_weights(config: TorchvisionDetectorConfig, where: str) -> list[str]:
-    """Problems with the weights files a torchvision detector names: each must be there and have its sha256."""
-    from dltoolkit.files import sha256_file
-
-    problems = []
-    for key in ("weights_path", "backbone_weights_path"):
-        value = getattr(config, key)
-        expected = getattr(config, key.replace("_path", "_sha256"))
-        if value is None:
-            continue
-        path = Path(value)
-        if not path.is_file():
-            problems.append(
-                f"{where}.{key}: no file '{path}' (nothing is downloaded: put the weights file there, or leave "
-                f"{where}.{key} out to start from random weights)"
-            )
-        elif expected is None:
-            problems.append(
-                f"{where}.{key.replace('_path', '_sha256')}: missing; set it to the sha256 of '{path}' "
-                f'({key.replace("_path", "_sha256")} = "{sha256_file(path)}")'
-            )
-        elif sha256_file(path) != expected.lower():
-            problems.append(
-                f"{where}.{key.replace('_path', '_sha256')}: '{path}' has sha256 {sha256_file(path)}, not {expected}"
-            )
-    return problems
-
-
-def check_detector(config: TorchvisionDetectorConfig, *, where: str, stage: str) -> list[str]:
-    """The weights files, at ``dltk check`` and when a run starts (not on resume: the checkpoint holds the weights)."""
-    return [] if stage == "resume" else check_weights(config, where)
-
-
 def _factory(arch: str):
     def build(config: TorchvisionDetectorConfig, *, data: DataSpec) -> TorchvisionDetector:
         if not data.num_classes:

@@ -3,11 +3,11 @@ before anything is built. Light: no torch here (``dltk check`` never imports it)
 
 from __future__ import annotations
 
+import hashlib
 import re
 from pathlib import Path
 from typing import Any
 
-from dltoolkit.files import sha256_file
 
 # torchvision's own files (their names carry the start of their sha256, as torch.hub checks it)
 OFFICIAL = {
@@ -21,6 +21,15 @@ OFFICIAL_BACKBONES = {
     "retinanet_resnet50_fpn": ("resnet50-0676ba61.pth", "resnet50-11ad3fa6.pth"),
 }
 HASH_IN_NAME = re.compile(r"-([0-9a-f]{8,})\.pth$")
+
+
+def sha256_file(path: Path) -> str:
+    """A file's sha256 hex digest (``dltoolkit.files.sha256_file`` imports torch; ``dltk check`` must not)."""
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
 
 
 def _official(path: Path, names: tuple[str, ...], actual: str) -> bool:

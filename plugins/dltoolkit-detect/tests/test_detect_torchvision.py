@@ -12,63 +12,15 @@ import subprocess
 import sys
 from pathlib import Path
 
-import numpy as np
 import pytest
 import torch
+from detect_helpers import ARCHS, recipe_text, write_coco_folder
 
 from dltoolkit.files import sha256_file
 from dltoolkit.testing import run_cli
 
 HELPERS = Path(__file__).resolve().parents[3] / "tests" / "helpers"  # fault_plugin
 DLTK = Path(sys.executable).parent / "dltk"
-ARCHS = {
-    "fasterrcnn_mobilenet_v3_large_fpn": "mobilenet_v3_large",
-    "ssdlite320_mobilenet_v3_large": "mobilenet_v3_large",
-    "retinanet_resnet50_fpn": "resnet50",
-}
-
-
-def write_coco_folder(root: Path, counts: dict[str, int] | None = None) -> Path:
-    """A tiny COCO-format folder: PNGs of different sizes with one or two filled rectangles each,
-    categories with ids 3 ('square') and 7 ('bar')."""
-    from PIL import Image
-
-    rng = np.random.default_rng(0)
-    (root / "annotations").mkdir(parents=True)
-    for split, count in (counts or {"train": 4, "test": 2}).items():
-        (root / split).mkdir()
-        images, annotations = [], []
-        for n in range(count):
-            width, height = (64, 48) if n % 2 else (48, 64)
-            pixels = rng.integers(0, 60, size=(height, width, 3), dtype=np.uint8)
-            for k in range(1 + n % 2):
-                x, y = int(rng.integers(0, width - 24)), int(rng.integers(0, height - 24))
-                w, h = (16, 16) if k == 0 else (20, 8)
-                pixels[y : y + h, x : x + w] = (220, 200, 40) if k == 0 else (40, 120, 230)
-                annotations.append({"id": len(annotations) + 1, "image_id": n + 1, "category_id": 3 if k == 0 else 7,
-                                    "bbox": [x, y, w, h], "area": w * h, "iscrowd": 0})  # fmt: skip
-            Image.fromarray(pixels).save(root / split / f"img{n}.png")
-            images.append({"id": n + 1, "file_name": f"img{n}.png", "width": width, "height": height})
-        instances = {"images": images, "annotations": annotations,
-                     "categories": [{"id": 3, "name": "square"}, {"id": 7, "name": "bar"}]}  # fmt: skip
-        (root / "annotations" / f"instances_{split}.json").write_text(json.dumps(instances))
-    return root
-
-
-def recipe_text(arch: str, root: Path, weights: dict[str, Path] | None, **recipe: object) -> str:
-    options = {"epochs": 1, "batch_size": 2, "optimizer": "sgd", "lr": 0.01, "warmup_iterations": 1, "log_every": 1,
-               "grid_images": 2, **recipe}  # fmt: skip
-    lines = [
-        "seed = 1", "", "[run]", 'device = "cpu"', "threads = 1", "", "[recipe]", 'name = "detect"',
-        *(f"{k} = {json.dumps(v)}" for k, v in options.items()),
-        "", "[model]", f'name = "{arch}"', "score_threshold = 0.0",
-    ]  # fmt: skip
-    if not arch.startswith("ssdlite"):
-        lines += ["min_size = 64", "max_size = 64"]
-    for key, path in (weights or {}).items():
-        lines += [f'{key}_path = "{path}"', f'{key}_sha256 = "{sha256_file(path)}"']
-    lines += ["", "[dataset]", 'name = "coco-folder"', f'root = "{root}"', "", "[[metrics]]", 'name = "map50"']
-    return "\n".join(lines) + "\n"
 
 
 @pytest.fixture(scope="module")
@@ -215,3 +167,20 @@ def test_sigkill_then_resume_gives_the_same_detector(coco, dltk, tmp_path):
         return [{k: v for k, v in json.loads(line).items() if k != "protocol"} for line in lines]
 
     assert scores(tmp_path / "straight") == scores(run)
+
+
+def test_torchvision_s_own_files_need_no_sha256_when_their_hash_starts_as_their_name_says(tmp_path, monkeypatch):
+    from dltoolkit_detect import checks
+    from dltoolkit_detect.options import TorchvisionDetectorConfig
+
+    official = tmp_path / "fasterrcnn_mobilenet_v3_large_fpn-fb6a3cc7.pth"
+    official.write_bytes(b"stand-in")
+    config = TorchvisionDetectorConfig(weights_path=str(official))
+    assert checks.check_weights(config, "model", "fasterrcnn_mobilenet_v3_large_fpn")[0].startswith(
+        "model.weights_sha256: missing"
+    )  # the name alone is not enough: the content must hash as the name says
+    monkeypatch.setattr(checks, "sha256_file", lambda path: "fb6a3cc7" + "0" * 56)
+    assert checks.check_weights(config, "model", "fasterrcnn_mobilenet_v3_large_fpn") == []
+    assert checks.check_weights(config, "model", "retinanet_resnet50_fpn")[0].startswith(
+        "model.weights_sha256: missing"
+    )

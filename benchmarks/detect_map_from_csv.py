@@ -15,8 +15,9 @@ import csv
 import io
 import json
 import sys
-import tomllib
 from pathlib import Path
+
+import tomllib
 
 
 def main(run: Path, boxes: Path, split: str = "test") -> None:

@@ -8,7 +8,6 @@ import re
 from pathlib import Path
 from typing import Any
 
-
 # torchvision's own files (their names carry the start of their sha256, as torch.hub checks it)
 OFFICIAL = {
     "fasterrcnn_mobilenet_v3_large_fpn": ("fasterrcnn_mobilenet_v3_large_fpn-fb6a3cc7.pth",),

@@ -130,13 +130,23 @@ class CocoMap(Metric):
         self._predictions.extend(_cpu(p) for p in output["predictions"])
         self._targets.extend(_cpu(t) for t in output["targets"])
 
+    def gathered(self) -> tuple[list[dict[str, Tensor]], list[dict[str, Tensor]]]:
+        """Every process's predictions and targets (the held-out split is shared among processes)."""
+        import ignite.distributed as idist
+
+        if idist.get_world_size() == 1:
+            return self._predictions, self._targets
+        parts = idist.all_gather((self._predictions, self._targets))
+        return [p for part in parts for p in part[0]], [t for part in parts for t in part[1]]
+
     def results(self) -> dict[str, Any]:
+        predictions, targets = self.gathered()
         classes = self.num_classes
         if classes is None:
-            labels = [int(t["labels"].max()) for t in self._targets if len(t["labels"])]
-            labels += [int(p["labels"].max()) for p in self._predictions if len(p["labels"])]
+            labels = [int(t["labels"].max()) for t in targets if len(t["labels"])]
+            labels += [int(p["labels"].max()) for p in predictions if len(p["labels"])]
             classes = max(labels, default=-1) + 1
-        return coco_evaluate(self._predictions, self._targets, classes)
+        return {**coco_evaluate(predictions, targets, classes), "count": len(targets)}
 
     def compute(self) -> float:
         self._last = self.results()
@@ -144,7 +154,7 @@ class CocoMap(Metric):
 
     def completed(self, engine: Engine, name: str) -> None:
         super().completed(engine, name)
-        setattr(engine.state, RESULTS_KEY, {**self._last, "count": len(self._targets)})
+        setattr(engine.state, RESULTS_KEY, self._last)
 
 
 def _classes(run: Any) -> int | None:

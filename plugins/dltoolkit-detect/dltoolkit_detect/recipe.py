@@ -145,8 +145,15 @@ def train_detect(config: DetectConfig, *, run: Run) -> None:
     """Train an object detector: the model's losses summed, SGD or AdamW with warm-up, COCO mAP held out."""
     from ignite.utils import manual_seed
 
+    import ignite.distributed as idist
+
     manual_seed(run.seed)
     path = run.recipe_file.path
+    if idist.get_world_size() > 1:
+        raise DltkError(
+            f"{path}: recipe.name: the 'detect' recipe trains in one process (its detectors are not wrapped for "
+            "several); run it without --nproc-per-node"
+        )
     dataset = run.build_dataset()
     spec = run.data
     assert spec is not None

@@ -106,3 +106,18 @@ def test_perfect_predictions_score_one() -> None:
     perfect = [{**t, "scores": torch.ones(len(t["labels"]))} for t in targets]
     result = coco_evaluate(perfect, targets, CLASSES)
     assert result["map"] == pytest.approx(1.0) and result["map50"] == pytest.approx(1.0)
+
+
+def test_with_several_processes_every_process_s_images_are_scored_together(monkeypatch):
+    """Each process holds its share of the held-out split: the metric gathers them all before scoring."""
+    import ignite.distributed as idist
+
+    predictions, targets = fixed_set(4)
+    half = len(targets) // 2
+    mine = CocoMap("map50", CLASSES)
+    mine.reset()
+    mine.update(({"predictions": predictions[:half], "targets": targets[:half]},))
+    other = (predictions[half:], targets[half:])
+    monkeypatch.setattr(idist, "get_world_size", lambda: 2)
+    monkeypatch.setattr(idist, "all_gather", lambda mine_: [mine_, other])
+    assert mine.compute() == pytest.approx(coco_evaluate(predictions, targets, CLASSES)["map50"], abs=1e-12)

@@ -143,9 +143,8 @@ def _in_file(run: Run, exc: DltkError) -> DltkError:
 
 def train_detect(config: DetectConfig, *, run: Run) -> None:
     """Train an object detector: the model's losses summed, SGD or AdamW with warm-up, COCO mAP held out."""
-    from ignite.utils import manual_seed
-
     import ignite.distributed as idist
+    from ignite.utils import manual_seed
 
     manual_seed(run.seed)
     path = run.recipe_file.path

@@ -216,3 +216,15 @@ def test_centernet_decodes_its_own_targets_back_to_the_boxes():
     top = found["scores"] > 0.99
     assert found["labels"][top].tolist() == [3, 7] or found["labels"][top].tolist() == [7, 3]
     assert box_iou(found["boxes"][top], target["boxes"]).max(dim=1).values.min() > 0.99
+
+
+def test_a_batch_larger_than_the_data_is_one_line_and_writes_nothing(dltk, tmp_path):
+    recipe = tmp_path / "tiny.toml"
+    recipe.write_text(TINY)
+    result = dltk("run", recipe, "recipe.batch_size=1000", "dataset.train_images=20", "--run-dir", tmp_path / "run")
+    assert result.exit_code == 2
+    assert result.err_lines == [
+        f"{recipe}: recipe.batch_size: 1000 is more than the 20 training images (the last partial batch is "
+        "dropped); lower it"
+    ]
+    assert not (tmp_path / "run").exists()

@@ -67,6 +67,10 @@ def check_weights(config: Any, where: str, arch: str) -> list[str]:
 
 def check_detector(config: Any, *, where: str, tables: Any, stage: str) -> list[str]:
     """The weights files, at ``dltk check`` and when a run starts (not on resume: the checkpoint holds the weights)."""
-    if stage == "resume":
-        return []
-    return check_weights(config, where, str(tables["model"].name))
+    arch = str(tables["model"].name)
+    problems = [
+        f"{where}.{key}: {arch} resizes every image to 320x320 itself; leave {where}.{key} out"
+        for key in ("min_size", "max_size")
+        if arch.startswith("ssdlite") and getattr(config, key)
+    ]
+    return problems if stage == "resume" else problems + check_weights(config, where, arch)

@@ -141,6 +141,5 @@ def coco_folder(config: CocoFolderConfig, split: str | None = None) -> Detection
 
     first = load(0)
     spec = detection_spec(tuple(first.shape), names, categories=category_ids)
-    identity = {"dataset": "coco-folder", "root": str(root.resolve()), "split": split, "images": len(files)}
     shown = [str(f.relative_to(root)) for f in files]
-    return DetectionImages(None, targets, spec, files=shown, load=load, identity=identity)
+    return DetectionImages(None, targets, spec, files=shown, load=load)

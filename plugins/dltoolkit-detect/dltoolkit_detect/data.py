@@ -10,7 +10,6 @@ loaders pass it through instead of stacking images of different sizes.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from pathlib import Path
 from typing import Any
 
 import torch
@@ -35,8 +34,7 @@ class DetectionImages(Dataset):
     """Images (uint8 ``(C, H, W)`` tensors in memory, or files read when served) with their targets.
 
     ``files`` names each image (for ``dltk predict``'s rows); ``load`` reads one image when the
-    images are files. ``spec`` is its :class:`~dltoolkit.DataSpec`; ``identity`` what evaluations
-    record about it.
+    images are files. ``spec`` is its :class:`~dltoolkit.DataSpec`.
     """
 
     def __init__(
@@ -47,7 +45,6 @@ class DetectionImages(Dataset):
         *,
         files: Sequence[str] = (),
         load: Callable[[int], Tensor] | None = None,
-        identity: dict[str, Any] | None = None,
     ):
         if images is None and load is None:
             raise ValueError("give images or load")
@@ -56,7 +53,6 @@ class DetectionImages(Dataset):
         self.spec = spec
         self.files = list(files) if files else None
         self._load = load
-        self.identity = identity or {}
 
     def __len__(self) -> int:
         return len(self.targets)
@@ -92,11 +88,3 @@ def as_batch(batch: Any) -> tuple[list[Tensor], list[dict[str, Tensor]]]:
     if isinstance(images, Tensor) and images.dim() == 3:
         images, targets = [images], [targets]
     return list(images), list(targets)
-
-
-def file_name(path: Path, root: Path) -> str:
-    """``path`` relative to ``root`` when it is inside it, for messages and CSV rows."""
-    try:
-        return str(path.relative_to(root))
-    except ValueError:
-        return str(path)

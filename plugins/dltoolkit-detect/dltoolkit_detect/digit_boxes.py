@@ -77,5 +77,4 @@ def digit_boxes(config: DigitBoxesConfig, split: str | None = None) -> Detection
     split = split or "train"
     images, targets, names = make_canvases(config, split)
     spec = detection_spec((3, config.canvas, config.canvas), CLASS_NAMES)
-    identity = {"dataset": "digit-boxes", "split": split, "images": len(images), "seed": config.seed}
-    return DetectionImages(images, targets, spec, files=names, identity=identity)
+    return DetectionImages(images, targets, spec, files=names)

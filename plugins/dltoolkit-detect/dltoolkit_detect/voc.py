@@ -128,6 +128,4 @@ def voc_folder(config: VocFolderConfig, split: str | None = None) -> DetectionIm
         return read_image(files[i], channels=3, what=where)
 
     spec = detection_spec(tuple(load(0).shape), classes)
-    identity = {"dataset": "voc-folder", "root": str(root.resolve()), "split": split, "images": len(files)}
-    return DetectionImages(None, targets, spec, files=[str(f.relative_to(root)) for f in files], load=load,
-                           identity=identity)  # fmt: skip
+    return DetectionImages(None, targets, spec, files=[str(f.relative_to(root)) for f in files], load=load)

@@ -184,3 +184,13 @@ def test_torchvision_s_own_files_need_no_sha256_when_their_hash_starts_as_their_
     assert checks.check_weights(config, "model", "retinanet_resnet50_fpn")[0].startswith(
         "model.weights_sha256: missing"
     )
+
+
+def test_ssdlite_refuses_a_resize_it_would_ignore(dltk, tmp_path):
+    recipe = tmp_path / "r.toml"
+    recipe.write_text(recipe_text("ssdlite320_mobilenet_v3_large", tmp_path, None))
+    result = dltk("check", recipe, "model.min_size=64")
+    assert result.err_lines == [
+        f"{recipe}: model.min_size: ssdlite320_mobilenet_v3_large resizes every image to 320x320 itself; leave "
+        "model.min_size out"
+    ]

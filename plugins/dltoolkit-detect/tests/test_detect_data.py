@@ -116,3 +116,22 @@ def test_bad_voc_annotations_are_one_line_each_naming_file_and_object(tmp_path):
         f"{root / 'ImageSets' / 'Main' / 'train.txt'}: line 2 (missing): no annotation file "
         f"'{root / 'Annotations' / 'missing.xml'}'",
     ]
+
+
+@pytest.mark.slow
+def test_a_voc_folder_trains_centernet_and_is_scored(dltk, tmp_path):
+    root = write_voc(tmp_path / "voc", {"a": [("dog", 1, 1, 20, 20)], "b": [("cat", 10, 10, 40, 30)], "c": []})
+    (root / "ImageSets" / "Main" / "test.txt").write_text("a\nb\n")
+    recipe = tmp_path / "voc.toml"
+    recipe.write_text(
+        '[run]\ndevice = "cpu"\n\n[recipe]\nname = "detect"\nepochs = 1\nbatch_size = 2\nwarmup_iterations = 1\n\n'
+        '[model]\nname = "centernet"\nwidth = 8\nblocks = 1\n\n'
+        f'[dataset]\nname = "voc-folder"\nroot = "{root}"\nclasses = ["cat", "dog"]\n\n[[metrics]]\nname = "map"\n'
+    )
+    result = dltk("run", recipe, "--run-dir", tmp_path / "run")
+    assert result.exit_code == 0, result.err
+    lines = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    assert [r["protocol"]["map"]["count"] for r in lines if r["kind"] == "eval"] == [2]
+    out = tmp_path / "boxes.csv"
+    assert dltk("predict", tmp_path / "run", "--input", root / "JPEGImages" / "a.png", "--out", out).exit_code == 0
+    assert out.read_text().startswith("file,label,score,x1,y1,x2,y2\n")

@@ -107,6 +107,7 @@ def test_constructors_are_laid_out_as_ruff_formats_them():
 
 def test_the_reference_documents_the_plugins_of_the_checkout():
     assert sorted(checkout_plugins(ROOT)) == [
+        "detect",
         "fidelity",
         "fidelity-commandline",
         "gan",

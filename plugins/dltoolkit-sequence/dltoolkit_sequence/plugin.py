@@ -64,8 +64,8 @@ def dltk_register_recipes() -> list[Component]:
             "language-model",
             f"{RECIPE}:train_language_model",
             LanguageModelConfig,
-            summary="Train a character language model: next-character prediction over windows (truncated BPTT), "
-            "Adam, clipping.",
+            summary="Train a character language model: next-character prediction over consecutive or random "
+            "windows; Adam or AdamW, warm-up and cosine, accumulation, clipping.",
             requires=("model", "dataset"),
             needs={"model": MODEL_TAG, "dataset": "text"},
             provides=LANGUAGE_PROVIDES,

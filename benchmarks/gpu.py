@@ -350,7 +350,7 @@ def scaling_part(args: argparse.Namespace, device: torch.device) -> None:
 NANOGPT_384 = [
     "model.layers=6", "model.heads=6", "model.width=384", "model.context=256", "model.dropout=0.2",
     "dataset.seq_len=256", "recipe.batch_size=64", "recipe.epochs=10", "recipe.steps_per_epoch=500",
-    "recipe.precision=bf16", "recipe.compile=true", "metrics.0.every=10",
+    "recipe.precision=bf16", "recipe.compile=true", "metrics.0.every=10", "recipe.lr=1e-3", "recipe.min_lr=1e-4",
 ]  # fmt: skip
 """nanoGPT's config/train_shakespeare_char.py over gpt_shakespeare.toml (which holds its optimiser,
 warm-up, cosine to 1e-4 and random windows): 10 x 500 = its 5,000 iterations."""

@@ -102,6 +102,34 @@ def test_random_windows_depend_on_the_seed_and_step_only():
     assert not torch.equal(windows(8)[0], x) and not torch.equal(RandomWindows(ids, 16, 4, seed=4)(7)[0], x)
 
 
+def one_step(accumulate: int, precision: str = "fp32") -> tuple[dict, torch.nn.Module]:
+    from types import SimpleNamespace
+
+    from dltoolkit_sequence.training import make_optimizer, make_transformer_language_step
+
+    model = tiny_gpt()
+    config = LanguageModelConfig(batch_size=4, accumulate=accumulate, precision=precision, optimizer="adamw")
+    optimizer = make_optimizer(config, model)
+    step = make_transformer_language_step(model, optimizer, config, device=CPU, total_steps=lambda _e: 10)
+    ids = torch.randint(10, (4, 9), generator=torch.Generator().manual_seed(0))
+    engine = SimpleNamespace(state=SimpleNamespace(iteration=1))
+    return step(engine, (ids[:, :-1], ids[:, 1:])), model
+
+
+def test_accumulating_micro_batches_takes_the_same_step():
+    whole, model = one_step(1)
+    parts, split = one_step(4)
+    assert parts["loss"].item() == pytest.approx(whole["loss"].item(), rel=1e-5)
+    for a, b in zip(model.parameters(), split.parameters(), strict=True):
+        assert torch.allclose(a, b, atol=1e-6)
+
+
+def test_bf16_autocast_trains_with_a_float32_loss():
+    result, _ = one_step(2, precision="bf16")
+    assert result["loss"].dtype == torch.float32 and math.isfinite(result["loss"].item())
+    assert result["lr"] == pytest.approx(LanguageModelConfig().lr)  # no warm-up: the peak at once
+
+
 def test_the_encoder_classifies_sequences_and_forecasts_series():
     config = EncoderConfig(layers=1, heads=2, width=8)
     classifier = transformer(config, data=DataSpec("sequences", (8, 8), num_classes=10, class_names=list("0123456789")))

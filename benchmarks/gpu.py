@@ -11,7 +11,11 @@ in-memory data, precision and memory format, alternating order):
    run's later evaluations; and the first evaluation, which also extracts the reference), against
    ``torch_fidelity.calculate_metrics`` on the same generator and reference (target: under 30 s);
 4. with several GPUs, ``dltk run --nproc-per-node k`` for k = 2..N (nccl, batch 128 per process)
-   against one process: images/s and the scaling factor (target: 2 processes at least 1.8x).
+   against one process: images/s and the scaling factor (target: 2 processes at least 1.8x);
+5. nanoGPT's character model of Shakespeare in its GPU configuration (6 layers, 6 heads, 384 wide,
+   context 256, batch 64, dropout 0.2, 5,000 steps, bf16, compiled) through ``dltk run
+   recipes/gpt_shakespeare.toml``: held-out bits/char and minutes (nanoGPT: 1.4697 nats = 2.12
+   bits/char in about 3 minutes on one A100). ``--text`` is tiny Shakespeare.
 
     uv run python benchmarks/gpu.py                      # everything, on cuda
     uv run python benchmarks/gpu.py --inception PATH     # FID with the real Inception weights file
@@ -24,6 +28,7 @@ cost does not depend on the weight values, the score does (it is not printed).
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import statistics
 import tempfile
@@ -342,6 +347,44 @@ def scaling_part(args: argparse.Namespace, device: torch.device) -> None:
         print("  target: 2 processes at least 1.8x one")
 
 
+NANOGPT_384 = [
+    "model.layers=6", "model.heads=6", "model.width=384", "model.context=256", "model.dropout=0.2",
+    "dataset.seq_len=256", "recipe.batch_size=64", "recipe.epochs=10", "recipe.steps_per_epoch=500",
+    "recipe.precision=bf16", "recipe.compile=true", "metrics.0.every=10", "recipe.lr=1e-3", "recipe.min_lr=1e-4",
+]  # fmt: skip
+"""nanoGPT's config/train_shakespeare_char.py over gpt_shakespeare.toml (which holds its optimiser,
+warm-up, cosine to 1e-4 and random windows): 10 x 500 = its 5,000 iterations."""
+
+
+def nanogpt_part(args: argparse.Namespace, device: torch.device) -> None:
+    import json
+    import subprocess
+    import sys
+
+    root = Path(__file__).resolve().parent.parent
+    text = Path(args.text)
+    if not text.is_file():
+        print(f"nanoGPT 384: no text at {text} (--text tiny Shakespeare); skipped")
+        return
+    overrides = [*NANOGPT_384, f"run.device={device}", f"dataset.path={text}", "run.writers=[]"]
+    if args.tiny:  # every code path, in seconds
+        overrides += ["model.layers=1", "model.width=48", "dataset.seq_len=32", "model.context=32"]
+        overrides += ["recipe.batch_size=4", "recipe.epochs=1", "recipe.steps_per_epoch=3", "recipe.compile=false"]
+        overrides += ["recipe.precision=fp32"] if device.type != "cuda" else []
+    with tempfile.TemporaryDirectory() as tmp:
+        run = Path(tmp) / "run"
+        command = [str(Path(sys.executable).parent / "dltk"), "run", str(root / "recipes" / "gpt_shakespeare.toml")]
+        start = time.perf_counter()
+        subprocess.run([*command, *overrides, "--run-dir", str(run)], check=True, stdout=subprocess.DEVNULL)
+        minutes = (time.perf_counter() - start) / 60
+        records = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    bpc = [r["bpc"] for r in records if r.get("kind") == "eval" and "bpc" in r]
+    size = "--tiny: 1 layer x 48, 3 steps" if args.tiny else "6 layers x 384, context 256, batch 64, 5,000 steps"
+    print(f"nanoGPT {size} (dltk run recipes/gpt_shakespeare.toml):")
+    print(f"  held-out {bpc[-1]:.3f} bits/char ({bpc[-1] * math.log(2):.4f} nats) in {minutes:.1f} minutes")
+    print("  nanoGPT on one A100: 1.4697 nats (2.120 bits/char) in about 3 minutes")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
@@ -356,7 +399,11 @@ def main() -> None:
     parser.add_argument("--fid-batch", type=int, default=500)
     parser.add_argument("--inception", type=Path, help="torch-fidelity Inception weights file (default: random)")
     parser.add_argument("--max-procs", type=int, help="scaling up to this many processes (default: every GPU)")
-    parser.add_argument("--skip", default="", help="comma-separated parts to skip: dcgan,steps,fid,scaling")
+    parser.add_argument("--skip", default="", help="comma-separated parts to skip: dcgan,steps,fid,scaling,nanogpt")
+    parser.add_argument(
+        "--text", default=str(Path(__file__).resolve().parents[2] / "shared" / "data" / "tinyshakespeare.txt"),
+        help="tiny Shakespeare for the nanoGPT part (default: ../shared/data/tinyshakespeare.txt)",
+    )  # fmt: skip
     args = parser.parse_args()
     if args.tiny:
         args.rounds, args.iterations, args.warmup, args.batch = 1, 4, 2, 8
@@ -373,7 +420,9 @@ def main() -> None:
         print(f"No GPU: {device} (figures from here are not GPU figures)")
     print(f"torch {torch.__version__}, batch {args.batch}, {args.rounds} alternating rounds", flush=True)
     skip = set(filter(None, args.skip.split(",")))
-    for part, run in (("dcgan", dcgan_part), ("steps", steps_part), ("fid", fid_part), ("scaling", scaling_part)):
+    parts = (("dcgan", dcgan_part), ("steps", steps_part), ("fid", fid_part), ("scaling", scaling_part),
+             ("nanogpt", nanogpt_part))  # fmt: skip
+    for part, run in parts:
         if part not in skip:
             run(args, device)
 

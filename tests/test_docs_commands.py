@@ -225,6 +225,8 @@ def tiny_recipe(data: dict) -> dict:
     recipe = data.setdefault("recipe", {})
     if isinstance(recipe.get("epochs"), int):
         recipe["epochs"] = 1
+    if recipe.get("steps_per_epoch"):  # random windows (language-model): a few steps
+        recipe["steps_per_epoch"] = min(int(recipe["steps_per_epoch"]), 5)
     data.setdefault("run", {}).update(device="cpu", threads=1)
     dataset = data.get("dataset", {})
     if "download" in dataset:

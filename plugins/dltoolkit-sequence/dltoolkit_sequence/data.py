@@ -140,7 +140,9 @@ def text_file(config: TextFileConfig, split: str | None = None) -> TensorSequenc
         )
     inputs, targets = char_windows(part, config.seq_len)
     spec = DataSpec("text", (config.seq_len,), vocab_size=len(vocab), vocab=vocab)
-    return TensorSequences(inputs, targets, spec)
+    dataset = TensorSequences(inputs, targets, spec)
+    dataset.ids = part  # the whole split, for random windows (recipe.windows = "random")
+    return dataset
 
 
 # --- time series ------------------------------------------------------------------------------

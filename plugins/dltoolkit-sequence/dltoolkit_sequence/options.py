@@ -13,6 +13,7 @@ CLASSIFY_REPORTS = (
 )
 LANGUAGE_REPORTS = (
     Scalar("loss", "Training cross-entropy per character, in nats (divide by ln 2 for bits).", "lower", group="loss"),
+    Scalar("lr", "The learning rate in effect (warm-up, then the schedule).", better="none", group="learning rate"),
 )
 FORECAST_REPORTS = (Scalar("loss", "Training mean squared error of the normalised forecast.", "lower", group="loss"),)
 FORECAST_MAE = Scalar(
@@ -77,13 +78,88 @@ class SequenceClassifyConfig:
     log_every: int = _log_every()
 
 
+OPTIMIZERS = ("adam", "adamw")
+SCHEDULES = ("constant", "cosine")
+WINDOWS = ("consecutive", "random")
+PRECISIONS = ("fp32", "bf16")
+
+
+def _betas(_instance: object, _attribute: attrs.Attribute, value: tuple[float, float]) -> None:
+    if len(value) != 2 or not all(0.0 <= b < 1.0 for b in value):
+        raise ValueError(f"expected two betas, each in [0, 1), got {list(value)}")
+
+
+def _divides_batch(instance: LanguageModelConfig, _attribute: attrs.Attribute, value: int) -> None:
+    if instance.batch_size % value:
+        raise ValueError(
+            f"{value} does not divide recipe.batch_size = {instance.batch_size} (each step splits its batch "
+            "into this many equal micro-batches)"
+        )
+
+
 @attrs.frozen
 class LanguageModelConfig:
     epochs: int = _epochs(20, "windows")
     batch_size: int = _batch_size(32, "Windows")
-    lr: float = _adam_lr(2e-3)
+    lr: float = option(
+        2e-3, doc="Peak learning rate (after warm-up).", validator=attrs.validators.gt(0), resumable=True
+    )
     clip_grad_norm: float = _clip_grad_norm()
     log_every: int = _log_every()
+    optimizer: str = option(
+        "adam",
+        doc="'adam', or 'adamw' (decoupled weight decay, Loshchilov & Hutter 2019).",
+        validator=attrs.validators.in_(OPTIMIZERS),
+    )
+    weight_decay: float = option(
+        0.0,
+        doc="Weight decay of the matrices only (linear, attention and recurrent weights); never of norms, biases "
+        "or embeddings (nor of a head tied to the embedding). Decoupled with 'adamw', L2 with 'adam'.",
+        validator=attrs.validators.ge(0.0),
+        resumable=True,
+    )
+    betas: tuple[float, float] = option(
+        (0.9, 0.999), doc="Adam's betas (nanoGPT uses 0.9, 0.99 for small data).", validator=_betas, resumable=True
+    )
+    warmup_steps: int = option(
+        0,
+        doc="Raise the learning rate linearly from lr / warmup_steps to lr over this many steps first.",
+        validator=attrs.validators.ge(0),
+        resumable=True,
+    )
+    schedule: str = option(
+        "constant",
+        doc="The learning rate after warm-up: 'constant', or 'cosine' (half a cosine from lr down to min_lr at "
+        "the last step).",
+        validator=attrs.validators.in_(SCHEDULES),
+        resumable=True,
+    )
+    min_lr: float = option(
+        0.0, doc="The floor the cosine schedule decays to.", validator=attrs.validators.ge(0.0), resumable=True
+    )
+    accumulate: int = option(
+        1,
+        doc="Split each batch into this many micro-batches whose gradients add up before one step: the same "
+        "step with less memory (gradient accumulation). Must divide batch_size.",
+        validator=[_positive, _divides_batch],
+    )
+    windows: str = option(
+        "consecutive",
+        doc="'consecutive': the dataset's windows, shuffled each epoch; 'random': each step draws batch_size "
+        "windows of dataset.seq_len characters at random offsets of the training text (as nanoGPT), from the "
+        "seed and the step (a resumed run draws the same).",
+        validator=attrs.validators.in_(WINDOWS),
+    )
+    steps_per_epoch: int = option(
+        0,
+        doc="With windows = 'random': steps per epoch (0: as many as the consecutive windows make).",
+        validator=attrs.validators.ge(0),
+    )
+    precision: str = option(
+        "fp32",
+        doc="'fp32', or 'bf16': the forward pass under bfloat16 autocast (for GPUs; the loss in float32).",
+        validator=attrs.validators.in_(PRECISIONS),
+    )
 
 
 @attrs.frozen
@@ -111,6 +187,56 @@ class RnnConfig:
         False, doc="Also read each sequence backwards (classification only: a language model may not see ahead)."
     )
     embedding_dim: int = option(64, doc="Size of the character embedding (text data only).", validator=_positive)
+
+
+def _divides_width(instance: object, _attribute: attrs.Attribute, value: int) -> None:
+    width = instance.width
+    if width % value:
+        raise ValueError(f"{value} heads do not divide model.width = {width} (each head gets width / heads)")
+
+
+def _layers() -> int:
+    return option(4, doc="Transformer blocks.", validator=[attrs.validators.ge(1), attrs.validators.le(96)])
+
+
+def _width() -> int:
+    return option(128, doc="Width of the token vectors (the model dimension).", validator=_positive)
+
+
+def _heads() -> int:
+    return option(4, doc="Attention heads per block; must divide width.", validator=[_positive, _divides_width])
+
+
+@attrs.frozen
+class GptConfig:
+    layers: int = _layers()
+    heads: int = _heads()
+    width: int = _width()
+    context: int = option(
+        256,
+        doc="Most tokens the model attends to (its learned positions); dataset.seq_len may not exceed it. "
+        "Generation beyond it keeps the last half of the context and goes on.",
+        validator=[attrs.validators.ge(2), attrs.validators.le(100_000)],
+    )
+    dropout: float = option(
+        0.1, doc="Dropout of embeddings, attention and MLP outputs (0: none).", validator=_unit_fraction
+    )
+    bias: bool = option(
+        False, doc="Biases in the linear layers and layer norms (GPT-2 has them; nanoGPT's default not)."
+    )
+
+
+@attrs.frozen
+class EncoderConfig:
+    layers: int = option(2, doc="Transformer blocks.", validator=[attrs.validators.ge(1), attrs.validators.le(96)])
+    heads: int = _heads()
+    width: int = option(64, doc="Width of the step vectors (the model dimension).", validator=_positive)
+    dropout: float = option(0.1, doc="Dropout of attention and MLP outputs (0: none).", validator=_unit_fraction)
+    pooling: str = option(
+        "mean",
+        doc="How the steps become one vector for the head: 'mean' over steps, or 'last' step.",
+        validator=attrs.validators.in_(("mean", "last")),
+    )
 
 
 # --- datasets -------------------------------------------------------------------------------

@@ -1,6 +1,6 @@
 """The dltoolkit-sequence plugin: registers the ``sequence-classify``, ``language-model`` and
-``forecast`` recipes, the ``lstm`` and ``gru`` models, the ``digit-rows``, ``mnist-rows``, ``text-file`` and
-``time-series`` datasets and the ``bpc``, ``perplexity``, ``forecast-mae`` and
+``forecast`` recipes, the ``lstm``, ``gru``, ``gpt`` and ``transformer`` models, the ``digit-rows``,
+``mnist-rows``, ``text-file`` and ``time-series`` datasets and the ``bpc``, ``perplexity``, ``forecast-mae`` and
 ``naive-mae`` metrics.
 
 Registration is light: this module holds names, options and docs, and names each factory by its
@@ -24,7 +24,9 @@ from dltoolkit_sequence.options import (
     NEXT_CHAR_TAG,
     PERPLEXITY,
     DigitRowsConfig,
+    EncoderConfig,
     ForecastConfig,
+    GptConfig,
     LanguageModelConfig,
     MnistRowsConfig,
     RnnConfig,
@@ -62,8 +64,8 @@ def dltk_register_recipes() -> list[Component]:
             "language-model",
             f"{RECIPE}:train_language_model",
             LanguageModelConfig,
-            summary="Train a character language model: next-character prediction over windows (truncated BPTT), "
-            "Adam, clipping.",
+            summary="Train a character language model: next-character prediction over consecutive or random "
+            "windows; Adam or AdamW, warm-up and cosine, accumulation, clipping.",
             requires=("model", "dataset"),
             needs={"model": MODEL_TAG, "dataset": "text"},
             provides=LANGUAGE_PROVIDES,
@@ -101,6 +103,25 @@ def dltk_register_models() -> list[Component]:
             RnnConfig,
             summary="GRU (Cho et al. 2014) with a classification or next-character head, per the data.",
             provides=MODEL_TAG,
+        ),
+        Component(
+            "gpt",
+            "dltoolkit_sequence.attention:gpt",
+            GptConfig,
+            summary="GPT (decoder-only Transformer, nanoGPT's layout) character language model; key/value cache "
+            "for generation.",
+            provides=MODEL_TAG,
+            needs={"dataset": "text"},
+            check="dltoolkit_sequence.checks:check_gpt",
+        ),
+        Component(
+            "transformer",
+            "dltoolkit_sequence.attention:transformer",
+            EncoderConfig,
+            summary="Transformer encoder (pre-norm, learned positions, mean or last pooling) for labelled "
+            "sequences and series.",
+            provides=MODEL_TAG,
+            check="dltoolkit_sequence.checks:check_transformer",
         ),
     ]
 

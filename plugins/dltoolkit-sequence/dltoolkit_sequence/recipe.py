@@ -15,14 +15,9 @@ from torch import Tensor, nn
 
 from dltoolkit import DltkError, Run, Trained
 from dltoolkit.data import make_loader
+from dltoolkit_sequence.generate import make_generate
 from dltoolkit_sequence.models import SequenceModel
 from dltoolkit_sequence.options import ForecastConfig, LanguageModelConfig, SequenceClassifyConfig
-
-DEFAULT_NUM_CHARS = 500
-MAX_NUM_CHARS = 1_000_000
-"""Most characters ``dltk generate --num-chars`` draws (one model step each)."""
-SAMPLE_NAME = "sample.txt"
-
 
 # --- steps ----------------------------------------------------------------------------------
 
@@ -205,88 +200,6 @@ def make_forecast_predict(model: SequenceModel, device: torch.device) -> Callabl
     return predict
 
 
-def sample_text(
-    model: SequenceModel,
-    device: torch.device,
-    *,
-    prompt: str,
-    num_chars: int,
-    temperature: float,
-    generator: torch.Generator,
-) -> str:
-    """``prompt`` continued by ``num_chars`` characters drawn one at a time from the model's softmax
-    at ``temperature``, with ``generator`` (on the CPU) for every draw."""
-    lookup = {ch: i for i, ch in enumerate(model.vocab)}
-    unknown = sorted({ch for ch in prompt if ch not in lookup})
-    if unknown:
-        shown = ", ".join(repr(ch) for ch in unknown)
-        raise DltkError(f"--prompt: characters not in the training text's vocabulary: {shown}")
-    with evaluating(model):
-        if prompt:
-            ids = [lookup[ch] for ch in prompt]
-        else:  # no prompt: a first character drawn uniformly
-            ids = [int(torch.randint(len(model.vocab), (1,), generator=generator).item())]
-        logits, state = model(torch.tensor([ids], device=device))
-        drawn = [] if prompt else list(ids)
-        for _ in range(num_chars - len(drawn)):
-            nxt = _draw(logits[0, -1].float().cpu(), temperature, generator)
-            drawn.append(nxt)
-            logits, state = model(torch.tensor([[nxt]], device=device), state)
-    return prompt + "".join(model.vocab[i] for i in drawn)
-
-
-def _draw(logits: Tensor, temperature: float, generator: torch.Generator) -> int:
-    """One id drawn from ``softmax(logits / temperature)``; a temperature so small that the scaled
-    logits overflow (``1e-45``) draws the most likely id, the limit of sampling as it goes to 0."""
-    probs = torch.softmax(logits / temperature, dim=0)
-    if not torch.isfinite(probs).all():
-        scaled = logits.double() / temperature
-        if not torch.isfinite(scaled).all():
-            return int(torch.argmax(logits).item())
-        probs = torch.softmax(scaled, dim=0)
-    return int(torch.multinomial(probs, 1, generator=generator).item())
-
-
-def make_generate(model: SequenceModel, device: torch.device) -> Callable[..., list[Path]]:
-    """``generate(out, num=, seed=, prompt=, num_chars=, temperature=)`` for ``dltk generate``."""
-
-    def generate(
-        out: Path,
-        num: int | None = None,
-        seed: int | None = None,
-        prompt: str | None = None,
-        num_chars: int | None = None,
-        temperature: float | None = None,
-        **_options: Any,
-    ) -> list[Path]:
-        given = [key for key, value in _options.items() if value not in (None, False)]
-        if given:  # e.g. --grid: options of image samples
-            flags = ", ".join(f"--{k.replace('_', '-')}" for k in given)
-            raise DltkError(f"{flags}: a language model writes text; these options do not apply")
-        num_chars = DEFAULT_NUM_CHARS if num_chars is None else num_chars
-        temperature = 1.0 if temperature is None else temperature
-        if num_chars < 1:
-            raise DltkError(f"--num-chars: must be at least 1, got {num_chars}")
-        if num_chars > MAX_NUM_CHARS:
-            raise DltkError(f"--num-chars: at most {MAX_NUM_CHARS}, got {num_chars}")
-        if not temperature > 0:
-            raise DltkError(f"--temperature: must be more than 0, got {temperature:g}")
-        generator = torch.Generator().manual_seed(0 if seed is None else seed)
-        count = 1 if num is None else num
-        texts = [
-            sample_text(
-                model, device, prompt=prompt or "", num_chars=num_chars, temperature=temperature, generator=generator
-            )
-            for _ in range(count)
-        ]
-        paths = [Path(out) / SAMPLE_NAME] if count == 1 else [Path(out) / f"sample_{i:04d}.txt" for i in range(count)]
-        for path, text in zip(paths, texts, strict=True):
-            path.write_text(text, encoding="utf-8")
-        return paths
-
-    return generate
-
-
 def sequence_offers(model: SequenceModel, device: torch.device) -> Trained:
     """What a trained sequence model offers: the model (exported, loaded), an ``eval_step`` for the
     held-out metrics and, for a language model, text generation."""
@@ -360,10 +273,69 @@ def train_classifier(config: SequenceClassifyConfig, *, run: Run) -> None:
 
 
 def train_language_model(config: LanguageModelConfig, *, run: Run) -> None:
-    """Train a character language model: next-character cross-entropy over windows, Adam, gradient clipping."""
-    dataset, model, optimizer = _prepare(run, config.batch_size, config.lr)
-    step = make_language_step(model, optimizer, device=run.device, clip_grad_norm=config.clip_grad_norm)
-    _fit(run, Engine(step), dataset, model, optimizer, config, "a lower recipe.lr or recipe.clip_grad_norm helps")
+    """Train a character language model: next-character cross-entropy over windows (consecutive or
+    random), Adam or AdamW with decay on matrices only, warm-up and a schedule, accumulation, clipping."""
+    from ignite.utils import manual_seed
+
+    from dltoolkit_sequence.training import (
+        RandomWindows,
+        Steps,
+        make_optimizer,
+        make_transformer_language_step,
+        text_ids,
+    )
+
+    manual_seed(run.recipe_file.seed)
+    dataset = run.build_dataset()
+    path = run.recipe_file.path
+    windows = None
+    if config.windows == "random":
+        length = int(dataset.spec.shape[0]) if getattr(dataset, "spec", None) is not None else 0
+        try:
+            ids = text_ids(dataset)
+        except DltkError as exc:
+            raise DltkError(f"{path}: {exc.problems[0]}") from None
+        per_process = config.batch_size // idist.get_world_size()
+        windows = RandomWindows(ids, length, per_process, run.recipe_file.seed, idist.get_rank())
+        steps = config.steps_per_epoch or max(len(dataset) // config.batch_size, 1)
+        data: Any = Steps(steps * config.batch_size)
+    else:
+        if len(dataset) < config.batch_size:
+            raise DltkError(
+                f"{path}: recipe.batch_size: {config.batch_size} is more than the {len(dataset)} training "
+                "windows (the last partial batch is dropped); lower it"
+            )
+        data = dataset
+    model: SequenceModel = run.build_model().to(run.device)
+    if idist.get_world_size() > 1:
+        model = idist.auto_model(model)
+    optimizer = idist.auto_optim(make_optimizer(config, model))
+    loader: Any = None
+
+    def total_steps(_engine: Engine) -> int:
+        return config.epochs * len(loader)
+
+    step = make_transformer_language_step(
+        model, optimizer, config, device=run.device, total_steps=total_steps, windows=windows
+    )
+    trainer = Engine(step)
+    loader = make_loader(data, config.batch_size, seed=run.recipe_file.seed, engine=trainer)
+
+    def on_resume() -> None:
+        for group in optimizer.param_groups:  # the recipe file (with its overrides) wins
+            group["betas"] = config.betas
+        optimizer.param_groups[0]["weight_decay"] = config.weight_decay  # the matrices' group
+
+    run.fit(
+        trainer,
+        loader,
+        epochs=config.epochs,
+        state={"model": model, "optimizer": optimizer},
+        trained=sequence_offers(getattr(model, "module", model), run.device),  # unwrapped from DDP
+        log_every=config.log_every,
+        on_resume=on_resume,
+        failure_hint="a lower recipe.lr, recipe.warmup_steps or recipe.clip_grad_norm helps",
+    )
 
 
 def train_forecaster(config: ForecastConfig, *, run: Run) -> None:

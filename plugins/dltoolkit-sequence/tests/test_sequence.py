@@ -330,7 +330,7 @@ def test_check_refuses_parts_of_other_families(dltk, tmp_path):
     assert (result.exit_code, len(result.err_lines)) == (2, 2)  # and mlp-vae needs images
     assert result.err_lines[0] == (
         f"{recipe}: model.name: model 'mlp-vae' provides 'vae', but the recipe 'sequence-classify' needs a model "
-        "that provides 'sequence-model' (models that do: gru, lstm)"
+        "that provides 'sequence-model' (models that do: gpt, gru, lstm, transformer)"
     )
     result = dltk("check", recipe, "dataset.name=digits")
     assert result.exit_code == 2 and result.err_lines[0].startswith(

@@ -19,6 +19,9 @@ from dltoolkit_vision.options import (
     ResnetConfig,
     TorchvisionConfig,
 )
+from dltoolkit_vision.vit import VitConfig
+
+VIT_SUMMARY = "Vision Transformer (Dosovitskiy et al. 2021): patches, class token or mean pooling, pre-norm blocks."
 
 if TYPE_CHECKING:
     pass
@@ -85,6 +88,9 @@ def dltk_register_models() -> list[Component]:
             provides="classifier",
             needs=needs,
             check="dltoolkit_vision.checks:check_torchvision",
+        ),
+        Component(
+            "vit", "dltoolkit_vision.vit:vit", VitConfig, summary=VIT_SUMMARY, provides="classifier", needs=needs
         ),
     ]
 

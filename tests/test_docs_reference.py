@@ -112,6 +112,8 @@ def test_the_reference_documents_the_plugins_of_the_checkout():
         "gan",
         "sequence",
         "sequence-commandline",
+        "translate",
+        "translate-commandline",
         "vae",
         "vision",
     ]

@@ -22,7 +22,9 @@ BATCH = 64
 def lr_factor(epoch: int, epochs: int, decay_epochs: int) -> float:
     """The reference's linear policy for 1-based ``epoch``: 1 for the first ``epochs - decay_epochs``
     epochs, then ``1 - (epoch - (epochs - decay_epochs)) / (decay_epochs + 1)`` (lambda_rule in
-    networks.py, stepped once an epoch)."""
+    networks.py, stepped once an epoch). ``decay_epochs`` beyond ``epochs`` (a run shortened with
+    ``recipe.epochs=1``) decay over every epoch."""
+    decay_epochs = min(decay_epochs, epochs)
     constant = epochs - decay_epochs
     return 1.0 - max(0, epoch - constant) / float(decay_epochs + 1)
 

@@ -23,12 +23,6 @@ GENERATORS = ("unet", "resnet")
 SPLITS = ("train", "test")
 
 
-def _decay_fits(instance: object, attribute: attrs.Attribute, value: int) -> None:
-    epochs = getattr(instance, "epochs", 0)
-    if value > epochs:
-        raise ValueError(f"must be at most recipe.epochs ({epochs}), got {value}")
-
-
 @attrs.frozen
 class Pix2PixConfig:
     """Options of the ``pix2pix`` recipe (Isola et al. 2017)."""
@@ -40,9 +34,9 @@ class Pix2PixConfig:
     )
     decay_epochs: int = option(
         100,
-        doc="The last this many epochs decay the learning rate linearly towards 0 (the reference's "
-        "n_epochs_decay); the epochs before run at recipe.lr.",
-        validator=[attrs.validators.ge(0), _decay_fits],
+        doc="The last this many epochs (at most all of them) decay the learning rate linearly towards 0 (the "
+        "reference's n_epochs_decay); the epochs before run at recipe.lr.",
+        validator=attrs.validators.ge(0),
     )
     batch_size: int = option(1, doc="Pairs per step (the paper: 1).", validator=_positive)
     lr: float = option(2e-4, doc="Adam learning rate of G and D.", validator=attrs.validators.gt(0))
@@ -79,8 +73,9 @@ class CycleGanConfig:
     )
     decay_epochs: int = option(
         100,
-        doc="The last this many epochs decay the learning rate linearly towards 0 (the reference's n_epochs_decay).",
-        validator=[attrs.validators.ge(0), _decay_fits],
+        doc="The last this many epochs (at most all of them) decay the learning rate linearly towards 0 (the "
+        "reference's n_epochs_decay).",
+        validator=attrs.validators.ge(0),
     )
     batch_size: int = option(1, doc="Images of each domain per step (the paper: 1).", validator=_positive)
     lr: float = option(

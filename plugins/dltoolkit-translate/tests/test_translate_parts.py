@@ -101,6 +101,7 @@ def test_linear_decay_is_the_references_lambda_rule():
     factors = [lr_factor(epoch, 200, 100) for epoch in (1, 100, 101, 150, 200)]
     assert factors == pytest.approx([1.0, 1.0, 1 - 1 / 101, 1 - 50 / 101, 1 - 100 / 101])
     assert lr_factor(3, 3, 0) == 1.0
+    assert lr_factor(1, 1, 10) == pytest.approx(1 - 1 / 2)  # more decay epochs than epochs: all of them decay
 
 
 def test_image_pool_fills_then_swaps_half_of_the_time_and_round_trips_its_state():

@@ -88,11 +88,7 @@ def move_pools_to(pools: list[ImagePool], device: torch.device) -> None:
 
 def fixed_inputs(dataset: Any, count: int) -> tuple[Tensor, ...]:
     """The first ``count`` items of ``dataset`` as batched tensors (a fixed preview batch)."""
-    count = min(count, len(dataset))
-    if hasattr(dataset, "__getitems__"):
-        return tuple(dataset.__getitems__(list(range(count))))
-    items = [dataset[i] for i in range(count)]
-    return tuple(torch.stack([torch.as_tensor(item[k]) for item in items]) for k in range(len(items[0])))
+    return fixed_inputs_range(dataset, 0, min(count, len(dataset)))
 
 
 def side_by_side(*images: Tensor) -> Tensor:
@@ -212,6 +208,7 @@ def make_predict(
 
 
 def fixed_inputs_range(dataset: Any, start: int, stop: int) -> tuple[Tensor, ...]:
+    """Items ``start`` to ``stop - 1`` of ``dataset`` as batched tensors (cut by ``__getitems__`` when it has one)."""
     index = list(range(start, stop))
     if hasattr(dataset, "__getitems__"):
         return tuple(dataset.__getitems__(index))

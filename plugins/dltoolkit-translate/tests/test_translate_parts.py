@@ -274,3 +274,13 @@ def test_check_pairs_the_models_with_their_recipes_and_refuses_others(dltk):
         "'paired-translation', but the metric 'label-preservation-ba' needs a recipe that provides 'evaluate' + "
         "'two-way-translation' (recipes that do: cyclegan)"
     ]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("args", [["check", "recipes/pix2pix_digits.toml"], ["predict", "--help"]])
+def test_checking_and_the_predict_options_import_no_torch(args):
+    from runs import heavy_imports
+
+    root = RECIPES.parent
+    last = heavy_imports([str(root / a) if a.startswith("recipes/") else a for a in args], root)
+    assert last == "EXIT 0 HEAVY -", last

@@ -18,7 +18,7 @@ from torch import Tensor
 
 from dltoolkit import DltkError, MetricConfig
 from dltoolkit_translate.options import ClassifierMetricConfig, SsimConfig
-from dltoolkit_vision.classifier_fid import Classifier, frechet_distance, load_classifier
+from dltoolkit_vision import Classifier, frechet_distance, load_classifier
 
 
 def _pair(output: dict[str, Tensor]) -> tuple[Tensor, Tensor]:

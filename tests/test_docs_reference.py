@@ -115,6 +115,8 @@ def test_the_reference_documents_the_plugins_of_the_checkout():
         "optuna",
         "sequence",
         "sequence-commandline",
+        "translate",
+        "translate-commandline",
         "vae",
         "vision",
     ]

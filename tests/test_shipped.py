@@ -11,7 +11,7 @@ import pytest
 from runs import heavy_imports
 
 ROOT = Path(__file__).resolve().parent.parent
-FIRST_PARTY = ("gan", "vae", "vision", "sequence", "fidelity", "mlflow", "optuna", "detect")
+FIRST_PARTY = ("gan", "vae", "vision", "sequence", "fidelity", "mlflow", "optuna", "detect", "translate")
 MISSING = [f"dltoolkit-{name}" for name in FIRST_PARTY if importlib.util.find_spec(f"dltoolkit_{name}") is None]
 # what the repository ships for the first-party plugins, so not the core's: checked where they are installed
 pytestmark = pytest.mark.skipif(bool(MISSING), reason=f"the first-party plugins are not installed: {MISSING}")

@@ -25,6 +25,7 @@ CLASSIFIER = """
 seed = 0
 [run]
 device = "cpu"
+threads = 1  # the killed run is a process of its own: the same thread count, the same sums
 [recipe]
 name = "classify"
 epochs = 2
@@ -42,6 +43,7 @@ PIX2PIX = """
 seed = 1
 [run]
 device = "cpu"
+threads = 1  # the killed run is a process of its own: the same thread count, the same sums
 [recipe]
 name = "pix2pix"
 epochs = 2
@@ -74,6 +76,7 @@ CYCLEGAN = """
 seed = 2
 [run]
 device = "cpu"
+threads = 1  # the killed run is a process of its own: the same thread count, the same sums
 [recipe]
 name = "cyclegan"
 epochs = 2

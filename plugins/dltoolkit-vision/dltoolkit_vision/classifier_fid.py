@@ -218,11 +218,16 @@ class Classifier:
 
 def load_classifier(source: str | Path, where: str = "classifier-fid.classifier", registry: Any = None) -> Classifier:
     """The classifier of a classify run (its directory or checkpoint), cached while the file is unchanged;
-    ``registry`` (the run's) rebuilds models of any plugin."""
+    ``registry`` (the run's) rebuilds models of any plugin.
+
+    Loading never moves torch's global RNG (the model is rebuilt, with its random initialisation, on a
+    forked one): a run that loads a scorer trains the same whether this process loaded it before
+    (cached) or not, so an in-process run and a ``dltk`` process of its own agree bit for bit."""
     path = Path(source).expanduser()
     key = (str(path.resolve()), str(path.stat().st_mtime_ns) if path.exists() else "")
     if key not in _CLASSIFIERS:
-        _CLASSIFIERS[key] = Classifier(path, where, registry)
+        with torch.random.fork_rng(devices=[]):
+            _CLASSIFIERS[key] = Classifier(path, where, registry)
     return _CLASSIFIERS[key]
 
 

@@ -178,3 +178,19 @@ def test_dltk_eval_takes_metric_options_with_set(classifier, dltk, tiny_gan, tmp
     assert result.exit_code == 0, result.err
     scored = json.loads(out.read_text())["classifier-fid"]
     assert scored["value"] > 0 and scored["num_samples"] == 300 and scored["classifier_model"] == "lenet"
+
+
+def test_loading_a_classifier_leaves_the_global_rng_where_it_was(classifier):
+    """A scorer loaded at a run's start must not shift the run's random draws: the first load in a
+    process (a fresh model, randomly initialised, then the weights) and a cached one agree."""
+    import torch
+
+    from dltoolkit_vision import classifier_fid
+
+    classifier_fid._CLASSIFIERS.clear()
+    torch.manual_seed(3)
+    expected = torch.rand(4)
+    torch.manual_seed(3)
+    loaded = classifier_fid.load_classifier(classifier)
+    assert torch.equal(torch.rand(4), expected)
+    assert classifier_fid.load_classifier(classifier) is loaded  # cached while the file is unchanged

@@ -25,6 +25,7 @@ seed = 1
 [run]
 dir = "{runs}"
 device = "cpu"
+threads = 1  # the in-process reference and the killed process add in the same order
 
 [recipe]
 name = "vae"
@@ -161,11 +162,11 @@ def test_samples_follow_the_mixture():
 @pytest.mark.parametrize(
     ("override", "message"),
     [
-        ("recipe.prior=gaussian", "recipe.prior: must be one of 'normal', 'mixture', got 'gaussian'"),
+        ("recipe.prior=gaussian", "recipe.prior: must be one of ('normal', 'mixture'), got 'gaussian'"),
         ("recipe.prior_components=0", "recipe.prior_components: must be >= 1, got 0"),
         (
             "recipe.prior_covariance=spherical",
-            "recipe.prior_covariance: must be one of 'full', 'diagonal', got 'spherical'",
+            "recipe.prior_covariance: must be one of ('full', 'diagonal'), got 'spherical'",
         ),
         (
             "recipe.prior_components=5",
@@ -181,6 +182,7 @@ def test_bad_prior_options_are_one_line_each(dltk, tmp_path, override, message):
     assert (result.exit_code, result.err_lines) == (2, [f"{recipe}: {message}"])
 
 
+@pytest.mark.slow
 def test_more_components_than_training_images_is_refused_before_building(dltk, tmp_path):
     recipe = write_recipe(tmp_path)
     result = dltk("run", recipe, "recipe.prior_components=2000", "--run-dir", tmp_path / "run")

@@ -33,7 +33,7 @@ ELBO = Scalar("negative-elbo", "Negative ELBO per image on the held-out split, i
 RECONSTRUCTIONS = ("bce", "mse")
 PRIORS = ("normal", "mixture")
 COVARIANCES = ("full", "diagonal")
-DEFAULT_COMPONENTS = 10
+DEFAULT_COMPONENTS = 20
 DEFAULT_COVARIANCE = "full"
 CONV_SIZES = (16, 32, 64, 128)
 

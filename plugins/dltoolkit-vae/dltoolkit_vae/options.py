@@ -110,7 +110,7 @@ def check_recipe(config: VaeRecipeConfig, *, where: str) -> list[str]:
         return []
     return [
         f"{where}.{name}: applies to the mixture prior, and {where}.prior is '{config.prior}'; set "
-        f"{where}.prior = \"mixture\" or remove {where}.{name}"
+        f'{where}.prior = "mixture" or remove {where}.{name}'
         for name in ("prior_components", "prior_covariance")
         if getattr(config, name) is not None
     ]

@@ -31,6 +31,10 @@ REPORTS = (
 STAT_NAMES = tuple(s.name for s in REPORTS)
 ELBO = Scalar("negative-elbo", "Negative ELBO per image on the held-out split, in nats.", "lower", formerly=["elbo"])
 RECONSTRUCTIONS = ("bce", "mse")
+PRIORS = ("normal", "mixture")
+COVARIANCES = ("full", "diagonal")
+DEFAULT_COMPONENTS = 20
+DEFAULT_COVARIANCE = "full"
 CONV_SIZES = (16, 32, 64, 128)
 
 _positive = attrs.validators.ge(1)
@@ -70,6 +74,46 @@ class VaeRecipeConfig:
     num_workers: int = option(
         0, doc="DataLoader worker processes (for image-folder data).", validator=attrs.validators.ge(0), resumable=True
     )
+    prior: str = option(
+        "normal",
+        doc="Where samples draw their codes from: 'normal' (N(0, I), the prior trained against) or 'mixture' (a "
+        "Gaussian mixture fitted by EM to the training images' codes after training, as in Ghosh et al. 2020; "
+        "refitted for every checkpoint and carried by it and by exports).",
+        validator=attrs.validators.in_(PRIORS),
+    )
+    prior_components: int | None = option(
+        None,
+        doc=f"Components of the 'mixture' prior (default {DEFAULT_COMPONENTS}).",
+        validator=attrs.validators.optional(_positive),
+    )
+    prior_covariance: str | None = option(
+        None,
+        doc=f"Covariance of each component of the 'mixture' prior: 'full' or 'diagonal' (default "
+        f"'{DEFAULT_COVARIANCE}').",
+        validator=attrs.validators.optional(attrs.validators.in_(COVARIANCES)),
+    )
+
+    @property
+    def components(self) -> int:
+        """The mixture prior's components, its default filled in."""
+        return self.prior_components if self.prior_components is not None else DEFAULT_COMPONENTS
+
+    @property
+    def covariance(self) -> str:
+        """The mixture prior's covariance, its default filled in."""
+        return self.prior_covariance if self.prior_covariance is not None else DEFAULT_COVARIANCE
+
+
+def check_recipe(config: VaeRecipeConfig, *, where: str) -> list[str]:
+    """The mixture prior's options apply only to ``prior = "mixture"``."""
+    if config.prior == "mixture":
+        return []
+    return [
+        f"{where}.{name}: applies to the mixture prior, and {where}.prior is '{config.prior}'; set "
+        f'{where}.prior = "mixture" or remove {where}.{name}'
+        for name in ("prior_components", "prior_covariance")
+        if getattr(config, name) is not None
+    ]
 
 
 # --- models ---------------------------------------------------------------------------------

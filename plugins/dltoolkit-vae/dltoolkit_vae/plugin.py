@@ -29,6 +29,7 @@ def dltk_register_recipes() -> list[Component]:
             provides=PROVIDES,
             reports=REPORTS,
             offers="dltoolkit_vae.recipe:vae_offers",
+            check="dltoolkit_vae.options:check_recipe",
         )
     ]
 

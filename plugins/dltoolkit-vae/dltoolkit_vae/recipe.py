@@ -19,6 +19,7 @@ from dltoolkit.images import image_grid, save_png
 from dltoolkit.sampling import ImageSampler
 from dltoolkit_vae.models import ImageFromLogits, VaeModel
 from dltoolkit_vae.options import RECONSTRUCTIONS, VaeRecipeConfig
+from dltoolkit_vae.prior import MixturePrior, PriorFitter, SavedPrior, images_at
 
 RECONSTRUCTION_IMAGES = 32  # a fixed batch of held-out images: 4 pairs of rows of 8
 RECONSTRUCTION_ROW = 8
@@ -127,15 +128,39 @@ def make_eval_step(encoder: nn.Module, decoder: nn.Module, device: torch.device)
     return eval_step
 
 
-def vae_offers(model: Any, device: torch.device) -> Trained:
-    """What a trained VAE offers: encoder and decoder (exported, loaded), a sampler decoding N(0, I)
-    noise to images, and an ``eval_step`` for the held-out ELBO."""
+def make_prior(config: VaeRecipeConfig | None, latent_dim: int) -> MixturePrior | None:
+    """The module samples draw their codes through: a :class:`MixturePrior` for ``prior = "mixture"``,
+    else None (codes are the N(0, I) noise itself)."""
+    if config is None or config.prior != "mixture":
+        return None
+    return MixturePrior(config.components, latent_dim)
+
+
+def trained_vae(model: Any, device: torch.device, prior: MixturePrior | None = None) -> Trained:
+    """What a trained VAE offers: encoder and decoder (and the mixture ``prior``, if any: exported,
+    loaded), a sampler decoding codes drawn from the prior to images, and an ``eval_step`` for the
+    held-out ELBO. With a mixture prior the sampler's noise has ``latent_dim + 1`` numbers, which
+    the prior maps to codes (see :class:`MixturePrior`)."""
     device = torch.device(device)
+    modules = {"encoder": model.encoder, "decoder": model.decoder}
+    if prior is None:
+        decode = nn.Sequential(model.decoder, ImageFromLogits())
+        noise_dim = int(model.latent_dim)
+    else:
+        modules["prior"] = prior.to(device)
+        decode = nn.Sequential(prior, model.decoder, ImageFromLogits())
+        noise_dim = prior.noise_dim
     return Trained(
-        modules={"encoder": model.encoder, "decoder": model.decoder},
-        sampler=ImageSampler(nn.Sequential(model.decoder, ImageFromLogits()), int(model.latent_dim), device),
+        modules=modules,
+        sampler=ImageSampler(decode, noise_dim, device),
         eval_step=make_eval_step(model.encoder, model.decoder, device),
     )
+
+
+def vae_offers(model: Any, device: torch.device, config: VaeRecipeConfig | None = None) -> Trained:
+    """What a trained VAE offers (:func:`trained_vae`), with the prior ``config`` names (a run
+    recorded before the ``prior`` option: N(0, I))."""
+    return trained_vae(model, device, make_prior(config, int(model.latent_dim)))
 
 
 # --- reconstructions and interpolations ------------------------------------------------------
@@ -144,10 +169,7 @@ def vae_offers(model: Any, device: torch.device) -> Trained:
 def fixed_images(dataset: Any, count: int) -> Tensor:
     """``count`` images of ``dataset`` spread evenly over it (the same ones on every call)."""
     count = min(count, len(dataset))
-    index = torch.linspace(0, len(dataset) - 1, count).round().long().tolist()
-    if hasattr(dataset, "__getitems__"):
-        return dataset.__getitems__(index)[0]
-    return torch.stack([dataset[i][0] for i in index])
+    return images_at(dataset, torch.linspace(0, len(dataset) - 1, count).round().long().tolist())
 
 
 class VaeImages:
@@ -255,6 +277,11 @@ def train_vae(config: VaeRecipeConfig, *, run: Run) -> None:
             f"{run.recipe_file.path}: recipe.batch_size: {config.batch_size} is more than the "
             f"{len(dataset)} training images (the last partial batch is dropped); lower it"
         )
+    if config.prior == "mixture" and config.components > len(dataset):
+        raise DltkError(
+            f"{run.recipe_file.path}: recipe.prior_components: {config.components} components for the "
+            f"{len(dataset)} training images' codes; lower it"
+        )
     model: VaeModel = run.build_model()
     encoder = _place(model.encoder, run)
     decoder = _place(model.decoder, run)
@@ -277,6 +304,16 @@ def train_vae(config: VaeRecipeConfig, *, run: Run) -> None:
     images = VaeImages(encoder, decoder, _held_out_images(run, RECONSTRUCTION_IMAGES), run.device)
     images.attach(trainer, run, config.images_every)  # before run.fit: checkpoints then include them
 
+    prior = make_prior(config, int(model.latent_dim))
+    state: dict[str, Any] = {"encoder": encoder, "decoder": decoder, "optimizer": optimizer}
+    if prior is not None:
+        prior = prior.to(run.device)
+        fitter = PriorFitter(
+            prior, encoder, dataset, covariance=config.covariance, seed=run.recipe_file.seed, device=run.device
+        )
+        fitter.attach(trainer)  # refitted whenever a checkpoint, a sample grid or a metric reads it
+        state["prior"] = SavedPrior(prior)
+
     def on_resume() -> None:
         for group in optimizer.param_groups:  # the recipe file (with its overrides) wins
             group["lr"] = config.lr
@@ -285,8 +322,8 @@ def train_vae(config: VaeRecipeConfig, *, run: Run) -> None:
         trainer,
         loader,
         epochs=config.epochs,
-        state={"encoder": encoder, "decoder": decoder, "optimizer": optimizer},
-        trained=vae_offers(VaeModel(encoder, decoder, model.latent_dim), run.device),
+        state=state,
+        trained=trained_vae(VaeModel(encoder, decoder, model.latent_dim), run.device, prior),
         log_every=config.log_every,
         on_resume=on_resume,
         failure_hint="a lower recipe.lr or a recipe.kl_warmup_epochs often helps",

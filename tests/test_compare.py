@@ -30,7 +30,7 @@ def runs(tmp_path_factory) -> dict[str, Path]:
     base = tmp_path_factory.mktemp("runs")
     made = {
         "gan": [ROOT / "recipes" / "gan_digits.toml", *SMALL, "recipe.ema_decay=0"],  # one generator kept
-        "vae": [ROOT / "recipes" / "vae_digits.toml", *SMALL, "metrics.0.every=1"],
+        "vae": [ROOT / "recipes" / "vae_digits.toml", *SMALL, "metrics.0.every=1", "dataset.image_size=16"],
         "vae8": [ROOT / "recipes" / "vae_digits.toml", *SMALL, "dataset.image_size=8"],
     }
     for name, args in made.items():

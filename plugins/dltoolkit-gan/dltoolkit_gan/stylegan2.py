@@ -285,9 +285,10 @@ class SynthesisNetwork(nn.Module):
 class StyleGan2Generator(nn.Module):
     """``generator(z, labels=None) -> images``: the mapping network, then the synthesis network.
 
-    The output is not squashed (no tanh, as NVlabs'): it is trained towards images in [-1, 1]
-    and clamped when written. ``style_mixing`` (a probability, training only) switches the
-    batch's styles at one random layer to those of a second noise batch (Karras et al. 2019);
+    The output is not squashed (no tanh, as NVlabs'): it is trained towards images in [-1, 1],
+    and clamped to [-1, 1] in ``eval()`` mode (samples, metrics, ``dltk generate``).
+    ``style_mixing`` (a probability, training only) switches the batch's styles at one random
+    layer to those of a second noise batch (Karras et al. 2019);
     ``return_ws`` also returns the styles ``(N, num_ws, w_dim)`` (path-length regularisation
     differentiates the images in them)."""
 
@@ -307,6 +308,8 @@ class StyleGan2Generator(nn.Module):
         if style_mixing > 0:
             ws = mix_styles(ws, self.mapping(torch.randn_like(z), labels), draw_cutoff(self.num_ws, style_mixing, z))
         img = self.synthesis(ws)
+        if not self.training:  # samples, evaluation, dltk generate: in the data's range, as written
+            img = img.clamp(-1.0, 1.0)
         return (img, ws) if return_ws else img
 
 

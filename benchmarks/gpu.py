@@ -19,7 +19,7 @@ in-memory data, precision and memory format, alternating order):
 6. StyleGAN2 in NVlabs' CIFAR-10 setting (``recipes/stylegan2_cifar10.toml``: 32x32, 512 feature
    maps, batch 64, lazy R1, ADA, EMA) through ``dltk run`` for ``--iterations`` iterations on
    in-memory images of CIFAR-10's shape (no download): images/s, and the hours NVlabs' 100,000
-   kimg would take at that speed (NVlabs: about 2 days on 2 V100s for its CIFAR-10 figure).
+   kimg would take at that speed.
 
     uv run python benchmarks/gpu.py                      # everything, on cuda
     uv run python benchmarks/gpu.py --inception PATH     # FID with the real Inception weights file

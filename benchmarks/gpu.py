@@ -15,7 +15,11 @@ in-memory data, precision and memory format, alternating order):
 5. nanoGPT's character model of Shakespeare in its GPU configuration (6 layers, 6 heads, 384 wide,
    context 256, batch 64, dropout 0.2, 5,000 steps, bf16, compiled) through ``dltk run
    recipes/gpt_shakespeare.toml``: held-out bits/char and minutes (nanoGPT: 1.4697 nats = 2.12
-   bits/char in about 3 minutes on one A100). ``--text`` is tiny Shakespeare.
+   bits/char in about 3 minutes on one A100). ``--text`` is tiny Shakespeare;
+6. StyleGAN2 in NVlabs' CIFAR-10 setting (``recipes/stylegan2_cifar10.toml``: 32x32, 512 feature
+   maps, batch 64, lazy R1, ADA, EMA) through ``dltk run`` for ``--iterations`` iterations on
+   in-memory images of CIFAR-10's shape (no download): images/s, and the hours NVlabs' 100,000
+   kimg would take at that speed.
 
     uv run python benchmarks/gpu.py                      # everything, on cuda
     uv run python benchmarks/gpu.py --inception PATH     # FID with the real Inception weights file
@@ -385,6 +389,34 @@ def nanogpt_part(args: argparse.Namespace, device: torch.device) -> None:
     print("  nanoGPT on one A100: 1.4697 nats (2.120 bits/char) in about 3 minutes")
 
 
+STYLEGAN2_DATA = """
+[dataset]
+name = "bench-images"
+count = {count}
+image_size = 32
+channels = 3
+
+[checkpoint]
+every = 1
+keep = 1
+"""
+
+
+def stylegan2_part(args: argparse.Namespace, device: torch.device) -> None:
+    recipe = (Path(__file__).resolve().parent.parent / "recipes" / "stylegan2_cifar10.toml").read_text()
+    # the recipe's own settings up to its data; in-memory images instead of CIFAR-10, no metrics or callbacks
+    text = recipe.split("\n[dataset]")[0] + STYLEGAN2_DATA.format(count=args.iterations * 64)
+    overrides = [f"run.device={device}", "recipe.epochs=1", "run.writers=[]"]
+    if args.tiny:  # every code path, in seconds
+        overrides += ["model.channel_base=256", "model.channel_max=16", "model.latent_dim=16", "model.w_dim=16"]
+        overrides += ["recipe.batch_size=8", "model.mbstd_group=4", f"dataset.count={args.iterations * 8}"]
+    batch = 8 if args.tiny else 64
+    seconds = dltk_seconds_per_iteration(text, overrides, args.warmup)
+    print(f"StyleGAN2 CIFAR-10 setting (dltk run recipes/stylegan2_cifar10.toml), batch {batch}, "
+          f"{args.iterations} iterations after {args.warmup} warm-up:")  # fmt: skip
+    print(f"  {batch / seconds:,.0f} img/s; NVlabs' 100,000 kimg would take {1e8 / (batch / seconds) / 3600:,.1f} h")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
@@ -399,7 +431,9 @@ def main() -> None:
     parser.add_argument("--fid-batch", type=int, default=500)
     parser.add_argument("--inception", type=Path, help="torch-fidelity Inception weights file (default: random)")
     parser.add_argument("--max-procs", type=int, help="scaling up to this many processes (default: every GPU)")
-    parser.add_argument("--skip", default="", help="comma-separated parts to skip: dcgan,steps,fid,scaling,nanogpt")
+    parser.add_argument(
+        "--skip", default="", help="comma-separated parts to skip: dcgan,steps,fid,scaling,nanogpt,stylegan2"
+    )
     parser.add_argument(
         "--text", default=str(Path(__file__).resolve().parents[2] / "shared" / "data" / "tinyshakespeare.txt"),
         help="tiny Shakespeare for the nanoGPT part (default: ../shared/data/tinyshakespeare.txt)",
@@ -421,7 +455,7 @@ def main() -> None:
     print(f"torch {torch.__version__}, batch {args.batch}, {args.rounds} alternating rounds", flush=True)
     skip = set(filter(None, args.skip.split(",")))
     parts = (("dcgan", dcgan_part), ("steps", steps_part), ("fid", fid_part), ("scaling", scaling_part),
-             ("nanogpt", nanogpt_part))  # fmt: skip
+             ("nanogpt", nanogpt_part), ("stylegan2", stylegan2_part))  # fmt: skip
     for part, run in parts:
         if part not in skip:
             run(args, device)

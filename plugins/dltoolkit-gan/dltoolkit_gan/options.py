@@ -50,6 +50,13 @@ LOSSES = {
 """Each ``recipe.loss`` with its one-line definition and paper (the losses are in ``losses.py``)."""
 
 WGAN_GP = "wasserstein-gp"
+R1_LOSSES = ("non-saturating", "minimax")
+"""Losses on logits, the logistic GAN for which R1 was analysed (Mescheder et al. 2018) and StyleGAN2 uses."""
+R1_INTERVAL = 16
+PATH_LENGTH_WEIGHT = 2.0
+PATH_LENGTH_INTERVAL = 4
+PATH_LENGTH_DECAY = 0.01
+ADA_INTERVAL = 4
 DIFFAUGMENT = ("color", "translation", "cutout")
 RADFORD_BETAS = (0.5, 0.999)
 GULRAJANI_BETAS = (0.0, 0.9)
@@ -123,6 +130,54 @@ class GanRecipeConfig:
         "both steps (Zhao et al. 2020): any of 'color', 'translation' (up to 1/8 of the size), 'cutout' "
         "(a square of half the size). Helps on small datasets. Default: none.",
     )
+    ada_target: float | None = option(
+        None,
+        doc="Adaptive augmentation, ADA-style (Karras et al. 2020, 'Training generative adversarial networks "
+        "with limited data'): each recipe.diffaugment policy (all three when none is named) is applied to "
+        "each image D sees with a probability p, raised when D overfits and lowered when it does not: every "
+        f"{ADA_INTERVAL} iterations p moves by batch_size * {ADA_INTERVAL} / (ada_kimg * 1000) towards "
+        "keeping r_t = E[sign(D(x_real))] at this target (the paper's 0.6). p starts at 0 and is kept in "
+        "checkpoints (regularisers.augment_p). Default: off (recipe.diffaugment alone augments every image).",
+        validator=attrs.validators.optional([attrs.validators.gt(0.0), attrs.validators.lt(1.0)]),
+    )
+    ada_kimg: float = option(
+        500.0,
+        doc="How fast ADA's p may move: from 0 to 1 in this many thousand real images at the most "
+        "(NVlabs' 500; short runs on small data want far less, e.g. 20).",
+        validator=attrs.validators.gt(0.0),
+    )
+    r1_gamma: float | None = option(
+        None,
+        doc="R1 regularisation (Mescheder et al. 2018): the discriminator's loss adds "
+        "r1_gamma / 2 * |grad_x D(x)|^2 on real images, computed lazily every r1_interval-th iteration "
+        "in a step of its own and weighted by r1_interval (Karras et al. 2020, StyleGAN2); its Adam "
+        "learning rate and betas are then scaled by c = r1_interval / (r1_interval + 1) as lr * c and "
+        "beta ** c, as NVlabs do. Only for the logistic losses 'non-saturating' and 'minimax'. "
+        "Typical gamma: 10 at 256x256 (FFHQ), 0.01 on CIFAR-10. Default: off.",
+        validator=attrs.validators.optional(attrs.validators.ge(0.0)),
+    )
+    r1_interval: int = option(
+        R1_INTERVAL,
+        doc="Iterations between two lazy R1 steps (1: every iteration, not lazy).",
+        validator=[attrs.validators.ge(1), attrs.validators.le(1000)],
+    )
+    path_length: bool = option(
+        False,
+        doc=f"Path-length regularisation of a StyleGAN2 generator (Karras et al. 2020): every "
+        f"{PATH_LENGTH_INTERVAL}th generator step, a step of its own on half a batch penalises "
+        f"{PATH_LENGTH_WEIGHT:g} * (|J_w^T y| - a)^2, J_w the Jacobian of the image in the styles w, y "
+        f"Gaussian noise over the pixels scaled by 1/sqrt(height * width), a a moving mean of the "
+        f"lengths (decay {PATH_LENGTH_DECAY}, kept in checkpoints), weighted by the interval; the "
+        "generator's Adam learning rate and betas are scaled lazily as for r1_gamma. Needs a model with "
+        "a mapping network (stylegan2, cstylegan2).",
+    )
+    style_mixing: float = option(
+        0.0,
+        doc="Style mixing probability (Karras et al. 2019): with this probability a training batch's "
+        "styles switch, at one random layer, to those of a second noise batch. NVlabs: 0.9, 0 on "
+        "CIFAR-10. Needs a model with a mapping network (stylegan2, cstylegan2).",
+        validator=[attrs.validators.ge(0.0), attrs.validators.le(1.0)],
+    )
     precision: str = option(
         "fp32",
         doc="'fp32', 'bf16' or 'fp16' (autocast; fp16 adds a GradScaler).",
@@ -152,8 +207,22 @@ class GanRecipeConfig:
                 'remove gp_weight or set recipe.loss = "wasserstein-gp"'
             )
 
+    @r1_gamma.validator
+    def _r1_only_for_logistic(self, attribute: Any, value: float | None) -> None:
+        if value is not None and self.loss not in R1_LOSSES:
+            raise ValueError(
+                f"R1 regularises the logistic GAN losses 'non-saturating' and 'minimax' (recipe.loss is "
+                f"'{self.loss}'{', which has its own gp_weight' if self.loss == WGAN_GP else ''}); remove "
+                'r1_gamma or set recipe.loss = "non-saturating"'
+            )
+
     @precision.validator
     def _no_fp16_penalty(self, attribute: Any, value: str) -> None:
+        if value == "fp16" and (self.r1_gamma or self.path_length):
+            raise ValueError(
+                "'fp16' cannot be used with recipe.r1_gamma or recipe.path_length (their penalties "
+                "differentiate through gradients a GradScaler scales); use 'bf16' or 'fp32'"
+            )
         if value == "fp16" and self.loss == WGAN_GP:
             raise ValueError(
                 "'fp16' cannot be used with the 'wasserstein-gp' loss (its gradient penalty differentiates "
@@ -180,6 +249,13 @@ class GanRecipeConfig:
         if self.n_critic is not None:
             return self.n_critic
         return WGAN_GP_N_CRITIC if self.loss == WGAN_GP else 1
+
+    @property
+    def augment_policies(self) -> tuple[str, ...]:
+        """The augmentation policies in effect: recipe.diffaugment, or all three under ADA when none is named."""
+        if self.ada_target is not None and not self.diffaugment:
+            return DIFFAUGMENT
+        return self.diffaugment
 
     @property
     def penalty_weight(self) -> float:
@@ -243,4 +319,57 @@ class DcganConfig:
         "whose per-image gradient penalty BatchNorm would mix across the batch) or 'none' (e.g. with "
         "recipe.spectral_norm).",
         validator=attrs.validators.in_(("batch", "layer", "none")),
+    )
+
+
+STYLEGAN2_SIZES = (8, 16, 32, 64, 128, 256)
+
+
+@attrs.frozen
+class StyleGan2Config:
+    latent_dim: int = option(512, doc="Size of the noise vector z.", validator=attrs.validators.ge(1))
+    w_dim: int | None = option(
+        None,
+        doc="Size of the intermediate latent (style) vector w. Default: latent_dim.",
+        validator=attrs.validators.optional(attrs.validators.ge(1)),
+    )
+    mapping_layers: int = option(
+        8,
+        doc="Fully connected layers of the mapping network z -> w (8 in the paper; 2 in NVlabs' CIFAR-10 "
+        "setting and for small data).",
+        validator=[attrs.validators.ge(1), attrs.validators.le(32)],
+    )
+    mapping_lr_mult: float = option(
+        0.01,
+        doc="Learning-rate multiplier of the mapping network (equalised learning rate; the paper's 0.01).",
+        validator=attrs.validators.gt(0.0),
+    )
+    channel_base: int = option(
+        16384,
+        doc="Feature maps at resolution r are min(channel_base // r, channel_max) in G and D (NVlabs: 32768 "
+        "with fmaps=1, as on CIFAR-10; 16384 with fmaps=0.5).",
+        validator=attrs.validators.ge(1),
+    )
+    channel_max: int = option(512, doc="The most feature maps of any layer.", validator=attrs.validators.ge(1))
+    mbstd_group: int = option(
+        4,
+        doc="Minibatch standard deviation group size of the discriminator (NVlabs: 4, 32 on CIFAR-10); a "
+        "batch that it does not divide uses the largest group size below it that does.",
+        validator=attrs.validators.ge(1),
+    )
+    d_architecture: str = option(
+        "resnet",
+        doc="'resnet': residual discriminator blocks (the StyleGAN2 default); 'orig': plain ones, as NVlabs' "
+        "CIFAR-10 setting.",
+        validator=attrs.validators.in_(("resnet", "orig")),
+    )
+    image_size: int | None = option(
+        None,
+        doc="8, 16, 32, 64, 128 or 256; the depth follows it. Default: the dataset's image size.",
+        validator=attrs.validators.optional(attrs.validators.in_(STYLEGAN2_SIZES)),
+    )
+    channels: int | None = option(
+        None,
+        doc="1 or 3. Default: the dataset's channels.",
+        validator=attrs.validators.optional(attrs.validators.in_((1, 3))),
     )

@@ -1,5 +1,5 @@
-"""The dltoolkit-gan plugin: registers the ``gan`` recipe and the ``mlp-gan``, ``dcgan``, ``cgan`` and
-``cdcgan`` models.
+"""The dltoolkit-gan plugin: registers the ``gan`` recipe and the ``mlp-gan``, ``dcgan``, ``cgan``,
+``cdcgan``, ``stylegan2`` and ``cstylegan2`` models.
 
 Registration is light: this module holds names, options and docs, and names each factory by its
 ``"module:attr"`` string, imported when a run builds it; so ``dltk list``, ``plugins`` and
@@ -9,7 +9,7 @@ Registration is light: this module holds names, options and docs, and names each
 from __future__ import annotations
 
 from dltoolkit import Component, hookimpl
-from dltoolkit_gan.options import REPORTS, DcganConfig, GanRecipeConfig, MlpGanConfig
+from dltoolkit_gan.options import REPORTS, DcganConfig, GanRecipeConfig, MlpGanConfig, StyleGan2Config
 
 LEGACY_EXPORT = "dltoolkit-generator/1"  # exports of dltoolkit 0.1: the generator's state dict alone
 IMAGES = {"dataset": "images"}
@@ -67,6 +67,24 @@ def dltk_register_models() -> list[Component]:
             DcganConfig,
             summary="Class-conditional DCGAN: one-hot class joined to z in G, a projection discriminator "
             "(Miyato & Koyama 2018).",
+            provides="gan",
+            needs=LABELLED_IMAGES,
+        ),
+        Component(
+            "stylegan2",
+            "dltoolkit_gan.stylegan2:stylegan2",
+            StyleGan2Config,
+            summary="StyleGAN2 (Karras et al. 2020): mapping network, modulated convolutions, noise inputs, "
+            "skip G, residual D; 8 to 256 pixels.",
+            provides="gan",
+            needs=IMAGES,
+        ),
+        Component(
+            "cstylegan2",
+            "dltoolkit_gan.stylegan2:cstylegan2",
+            StyleGan2Config,
+            summary="Class-conditional StyleGAN2: the class embedded next to z in the mapping network, a "
+            "projection discriminator.",
             provides="gan",
             needs=LABELLED_IMAGES,
         ),

@@ -22,7 +22,22 @@ from dltoolkit.sampling import ImageSampler
 from dltoolkit_gan.augment import diff_augment
 from dltoolkit_gan.losses import discriminator_loss, generator_loss, gradient_penalty
 from dltoolkit_gan.models import GanModel
-from dltoolkit_gan.options import WGAN_GP, GanRecipeConfig
+from dltoolkit_gan.options import (
+    ADA_INTERVAL,
+    PATH_LENGTH_DECAY,
+    PATH_LENGTH_INTERVAL,
+    PATH_LENGTH_WEIGHT,
+    R1_INTERVAL,
+    WGAN_GP,
+    GanRecipeConfig,
+)
+from dltoolkit_gan.regularisers import (
+    AdaptiveAugment,
+    RegulariserState,
+    lazy_adam,
+    path_length_penalty,
+    r1_penalty,
+)
 
 PROBABILITY_LOSSES = ("non-saturating", "minimax")
 """Losses whose discriminator output is a logit: d_x and d_g_z are reported as probabilities."""
@@ -68,6 +83,12 @@ def make_gan_step(
     gp_weight: float = 0.0,
     augment: Sequence[str] = (),
     conditional: bool = False,
+    r1_gamma: float = 0.0,
+    r1_interval: int = R1_INTERVAL,
+    path_length: bool = False,
+    style_mixing: float = 0.0,
+    regularisers: RegulariserState | None = None,
+    ada: AdaptiveAugment | None = None,
 ) -> Callable[..., Tensor]:
     """One GAN iteration: a discriminator step on fresh noise, then, every ``n_critic``-th
     iteration, a generator step on the same generated batch.
@@ -77,12 +98,28 @@ def make_gan_step(
     generator steps (``iteration % n_critic == 0``). A conditional model (``conditional``) gets
     the batch's ``labels`` for real and generated images alike, so the generated classes follow
     the data's. ``augment`` (DiffAugment policies) transforms every image D sees, real or
-    generated, in both steps. With ``gp_weight`` the critic's loss adds WGAN-GP's penalty.
+    generated, in both steps; with ``ada`` they are applied with its adaptive probability instead,
+    which moves every ``ADA_INTERVAL`` iterations. With ``gp_weight`` the critic's loss adds
+    WGAN-GP's penalty.
+
+    StyleGAN2's regularisers, each a step of its own (lazy regularisation, Karras et al. 2020):
+    with ``r1_gamma``, every ``r1_interval``-th iteration a discriminator step on
+    ``r1_interval * r1_gamma / 2 * mean |grad D(x)|^2`` over the real batch; with ``path_length``
+    (a generator with a mapping network), every ``PATH_LENGTH_INTERVAL``-th generator step a
+    generator step on half a batch of ``PATH_LENGTH_INTERVAL * PATH_LENGTH_WEIGHT`` times the
+    path-length penalty, whose moving mean lives in ``regularisers``. ``style_mixing`` is passed
+    to such a generator in its main steps.
     """
     dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(precision)
     autocast = (lambda: torch.autocast(device.type, dtype=dtype)) if dtype is not None else contextlib.nullcontext
     memory_format = torch.channels_last if channels_last else torch.contiguous_format
     probabilities = loss in PROBABILITY_LOSSES
+    mixing = {"style_mixing": style_mixing} if style_mixing else {}
+    if path_length and regularisers is None:
+        raise TypeError("path-length regularisation keeps its moving mean in a RegulariserState")
+
+    def seen(x: Tensor) -> Tensor:  # what D sees of an image batch
+        return ada(x) if ada is not None else diff_augment(x, augment)
 
     def step(real: Tensor, labels: Tensor | None = None, iteration: int = 1) -> Tensor:
         real = real.to(device, non_blocking=True, memory_format=memory_format)
@@ -94,36 +131,62 @@ def make_gan_step(
             cond = (labels.to(device, non_blocking=True),)
         z = shard_randn(batch, latent_dim, device=device)  # N ranks x B/N draw what 1 x B draws
         with autocast():
-            fake = generator(z, *cond)
-            real_seen = diff_augment(real, augment)
+            fake = generator(z, *cond, **mixing)
+            real_seen = seen(real)
             d_real = discriminator(real_seen, *cond).float()
-            d_fake = discriminator(diff_augment(fake.detach(), augment), *cond).float()
+            d_fake = discriminator(seen(fake.detach()), *cond).float()
             loss_d = discriminator_loss(loss, d_real, d_fake)
         if gp_weight:
-            fake_seen = diff_augment(fake.detach(), augment)
+            fake_seen = seen(fake.detach())
             loss_d = loss_d + gp_weight * gradient_penalty(
                 lambda x: discriminator(x, *cond), real_seen.float(), fake_seen.float()
             )
         opt_d.zero_grad(set_to_none=True)
         scaler.scale(loss_d).backward()
         scaler.step(opt_d)
+        if ada is not None:
+            ada.observe(d_real)
+        if r1_gamma and iteration % r1_interval == 0:
+            with autocast():
+                penalty = r1_penalty(lambda x: discriminator(seen(x), *cond), real.float())
+            loss_r1 = penalty.mean() * (r1_gamma / 2 * r1_interval)
+            opt_d.zero_grad(set_to_none=True)
+            loss_r1.backward()
+            opt_d.step()
 
         if iteration % n_critic == 0:
             with autocast():
-                d_fake_g = discriminator(diff_augment(fake, augment), *cond).float()
+                d_fake_g = discriminator(seen(fake), *cond).float()
                 loss_g = generator_loss(loss, d_fake_g)
             opt_g.zero_grad(set_to_none=True)
             scaler.scale(loss_g).backward()
             scaler.step(opt_g)
+            if path_length and (iteration // n_critic) % PATH_LENGTH_INTERVAL == 0:
+                assert regularisers is not None
+                half = max(1, batch // 2)
+                z_pl = shard_randn(half, latent_dim, device=device)
+                with autocast():
+                    images, ws = generator(z_pl, *(c[:half] for c in cond), return_ws=True)
+                penalties, pl_mean = path_length_penalty(images.float(), ws, regularisers.pl_mean, PATH_LENGTH_DECAY)
+                regularisers.pl_mean.copy_(pl_mean)
+                opt_g.zero_grad(set_to_none=True)
+                (penalties.mean() * (PATH_LENGTH_WEIGHT * PATH_LENGTH_INTERVAL)).backward()
+                opt_g.step()
         else:  # a critic-only iteration: the generator's loss on this batch, for the record
             loss_g = generator_loss(loss, d_fake.detach())
         scaler.update()
+        if ada is not None and iteration % ADA_INTERVAL == 0:
+            ada.adjust(_sum_over_processes)
         shown_real, shown_fake = d_real.detach(), d_fake.detach()
         if probabilities:
             shown_real, shown_fake = torch.sigmoid(shown_real), torch.sigmoid(shown_fake)
         return torch.stack([loss_d.detach(), loss_g.detach(), shown_real.mean(), shown_fake.mean()])
 
     return step
+
+
+def _sum_over_processes(x: Tensor) -> Tensor:
+    return idist.all_reduce(x) if idist.get_world_size() > 1 else x
 
 
 class ClassConditionalSampler(ImageSampler):
@@ -201,6 +264,12 @@ def _check_model(config: GanRecipeConfig, model: Any, run: Run) -> None:
             f'discriminator mixes across the batch; set model.d_norm = "layer" or "none" (dcgan, cdcgan) '
             "or use a discriminator without BatchNorm"
         )
+    styled = [key for key, on in (("path_length", config.path_length), ("style_mixing", config.style_mixing)) if on]
+    if styled and not hasattr(model.generator, "mapping"):
+        raise DltkError(
+            f"{path}: recipe.{styled[0]}: needs a generator with a mapping network to styles w "
+            f'(model.name = "stylegan2" or "cstylegan2"), model.name is \'{run.recipe_file.model.name}\''
+        )
     k = getattr(model, "num_classes", None)
     if k and (run.data is None or run.data.num_classes != k):
         raise DltkError(
@@ -238,8 +307,17 @@ def train_gan(config: GanRecipeConfig, *, run: Run) -> None:
     generator = _place(model.generator, run, config.channels_last)
     discriminator = _place(model.discriminator, run, config.channels_last)
     betas_g, betas_d = config.adam_betas
-    opt_g = idist.auto_optim(torch.optim.Adam(generator.parameters(), lr=config.lr_g, betas=betas_g))
-    opt_d = idist.auto_optim(torch.optim.Adam(discriminator.parameters(), lr=config.lr_d, betas=betas_d))
+    # lazy regularisation: the regularised network's Adam slowed as NVlabs' mb_ratio does
+    lr_g, betas_g = lazy_adam(config.lr_g, betas_g, PATH_LENGTH_INTERVAL if config.path_length else None)
+    lr_d, betas_d = lazy_adam(config.lr_d, betas_d, config.r1_interval if config.r1_gamma else None)
+    opt_g = idist.auto_optim(torch.optim.Adam(generator.parameters(), lr=lr_g, betas=betas_g))
+    opt_d = idist.auto_optim(torch.optim.Adam(discriminator.parameters(), lr=lr_d, betas=betas_d))
+    regularisers = RegulariserState().to(run.device) if config.path_length or config.ada_target else None
+    ada = (
+        AdaptiveAugment(regularisers, config.augment_policies, config.ada_target, config.ada_kimg)
+        if regularisers is not None and config.ada_target
+        else None
+    )
     scaler = torch.amp.GradScaler(run.device.type, enabled=config.precision == "fp16")
     n_critic = config.critic_steps
     step = make_gan_step(
@@ -257,6 +335,12 @@ def train_gan(config: GanRecipeConfig, *, run: Run) -> None:
         gp_weight=config.penalty_weight,
         augment=config.diffaugment,
         conditional=conditional,
+        r1_gamma=config.r1_gamma or 0.0,
+        r1_interval=config.r1_interval,
+        path_length=config.path_length,
+        style_mixing=config.style_mixing,
+        regularisers=regularisers,
+        ada=ada,
     )
 
     def process(engine: Engine, batch: Any) -> Tensor:
@@ -290,9 +374,11 @@ def train_gan(config: GanRecipeConfig, *, run: Run) -> None:
         state["generator_ema"] = offered = ema.ema_model
     if scaler.is_enabled():
         state["scaler"] = scaler
+    if regularisers is not None:
+        state["regularisers"] = regularisers
 
     def on_resume() -> None:
-        for opt, lr, betas in ((opt_g, config.lr_g, betas_g), (opt_d, config.lr_d, betas_d)):
+        for opt, lr, betas in ((opt_g, lr_g, betas_g), (opt_d, lr_d, betas_d)):
             for group in opt.param_groups:  # the recipe file (with its overrides) wins
                 group["lr"], group["betas"] = lr, betas
 

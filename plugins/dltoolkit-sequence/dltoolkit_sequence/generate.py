@@ -3,10 +3,12 @@ softmax of the last logits, at a temperature, optionally restricted to the ``top
 to the smallest set holding ``top_p`` of the probability.
 
 A model that returns a state (an LSTM's hidden state, a GPT's key/value cache) is fed only the new
-character at each step; with ``cache=False`` it reads its whole window again each time instead (the
-same text, slower: a measure of what the cache buys). A model with positions up to ``context``
-(``gpt``) reads at most that many characters: when the text outgrows them, it goes on from the last
-half of its context.
+character at each step; a model with a ``decoder()`` method (``gpt``'s
+:class:`~dltoolkit_sequence.attention.GptDecoder`: preallocated key/value buffers and a one-token
+step on vectors) goes through that instead. With ``cache=False`` it reads its whole window again
+each time with its ordinary forward pass (the same text, slower: a measure of what the cache
+buys). A model with positions up to ``context`` (``gpt``) reads at most that many characters: when
+the text outgrows them, it goes on from the last half of its context, both ways alike.
 """
 
 from __future__ import annotations

@@ -127,6 +127,86 @@ class Gpt(nn.Module):
             present.append(kv)
         return self.head(self.norm(x)), present
 
+    def decoder(self) -> GptDecoder:
+        """A :class:`GptDecoder`: generation's fast path, one token at a time against buffers."""
+        return GptDecoder(self)
+
+
+class GptDecoder:
+    """Generation's fast path through a :class:`Gpt`, for one sequence and inference only.
+
+    The keys and values of every block live in buffers allocated once for the whole context, and a
+    step for one new token calls a few operations per block on vectors (``mv``, ``addmv``, two
+    ``bmm``), without :meth:`Gpt.forward`'s modules, concatenations and masks: with one query, the
+    whole past is what it may see. Its logits are those of ``Gpt.forward`` on the same tokens up to
+    float rounding (tested); :func:`dltoolkit_sequence.generate.sample_text` uses it when the cache
+    is on. The weights are read when it is made: make a new one after changing them.
+    """
+
+    def __init__(self, model: Gpt):
+        weight = model.token.weight
+        self.model = model
+        self.context = model.context
+        width, heads = weight.shape[1], model.blocks[0].attention.heads
+        self.width, self.heads, self.head_width = width, heads, width // heads
+        self.length = 0
+        # (layer, keys or values, head, position, head width): a layer's keys up to a position are one slice
+        self.cache = torch.zeros(
+            len(model.blocks), 2, heads, model.context, width // heads, dtype=weight.dtype, device=weight.device
+        )
+        scale = torch.ones(3 * width, dtype=weight.dtype, device=weight.device)
+        scale[:width] = 1.0 / math.sqrt(width // heads)  # the attention's scale, folded into the queries
+        self.layers = []
+        for index, block in enumerate(model.blocks):
+            attention, up, down = block.attention, block.mlp[0], block.mlp[2]
+            qkv_bias = None if attention.qkv.bias is None else attention.qkv.bias.detach() * scale
+            self.layers.append(
+                (
+                    block.norm1,
+                    attention.qkv.weight.detach() * scale[:, None],
+                    qkv_bias,
+                    attention.proj,
+                    block.norm2,
+                    up,
+                    down,
+                    self.cache[index],
+                )
+            )
+
+    def read(self, ids: Tensor) -> Tensor:
+        """Forget what was read, read the token ids ``(T,)`` from position 0 (one call of the model)
+        and keep their keys and values; the logits ``(V,)`` after the last of them."""
+        logits, present = self.model(ids[None])
+        length = ids.shape[0]
+        for index, (keys, values) in enumerate(present):
+            self.cache[index, 0, :, :length] = keys[0]
+            self.cache[index, 1, :, :length] = values[0]
+        self.length = length
+        return logits[0, -1]
+
+    def step(self, token: int) -> Tensor:
+        """The logits ``(V,)`` after one more token (an id), read at the next position."""
+        position = self.length
+        if position >= self.context:
+            raise ValueError(f"{position + 1} positions are more than the model's context of {self.context}")
+        model, width, heads, head_width = self.model, self.width, self.heads, self.head_width
+        x = model.token.weight[token] + model.position.weight[position]
+        for norm1, qkv_weight, qkv_bias, proj, norm2, up, down, cache in self.layers:
+            h = F.layer_norm(x, (width,), norm1.weight, norm1.bias, norm1.eps)
+            qkv = torch.mv(qkv_weight, h) if qkv_bias is None else torch.addmv(qkv_bias, qkv_weight, h)
+            cache.select(2, position).copy_(qkv[width:].view(2, heads, head_width))
+            keys_values = cache.narrow(2, 0, position + 1)
+            query = qkv[:width].view(heads, 1, head_width)
+            weights = torch.softmax(torch.bmm(query, keys_values[0].transpose(1, 2)), dim=2)
+            y = torch.bmm(weights, keys_values[1]).view(width)
+            x = torch.addmv(x, proj.weight, y) if proj.bias is None else torch.addmv(x + proj.bias, proj.weight, y)
+            h = F.layer_norm(x, (width,), norm2.weight, norm2.bias, norm2.eps)
+            h = F.gelu(torch.mv(up.weight, h) if up.bias is None else torch.addmv(up.bias, up.weight, h))
+            x = torch.addmv(x, down.weight, h) if down.bias is None else torch.addmv(x + down.bias, down.weight, h)
+        self.length = position + 1
+        x = F.layer_norm(x, (width,), model.norm.weight, model.norm.bias, model.norm.eps)
+        return torch.mv(model.head.weight, x)
+
 
 class Encoder(nn.Module):
     """A Transformer encoder over float sequences ``(N, T, F)``: a linear embedding of each step plus a

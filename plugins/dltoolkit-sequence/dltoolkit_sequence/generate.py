@@ -3,15 +3,20 @@ softmax of the last logits, at a temperature, optionally restricted to the ``top
 to the smallest set holding ``top_p`` of the probability.
 
 A model that returns a state (an LSTM's hidden state, a GPT's key/value cache) is fed only the new
-character at each step; with ``cache=False`` it reads its whole window again each time instead (the
-same text, slower: a measure of what the cache buys). A model with positions up to ``context``
-(``gpt``) reads at most that many characters: when the text outgrows them, it goes on from the last
-half of its context.
+character at each step; a model with a ``decoder()`` method (``gpt``'s
+:class:`~dltoolkit_sequence.attention.GptDecoder`: preallocated key/value buffers and a one-token
+step on vectors) goes through that instead. With ``cache=False`` it reads its whole window again
+each time with its ordinary forward pass (the same text, slower: a measure of what the cache
+buys). A model with positions up to ``context`` (``gpt``) reads at most that many characters: when
+the text outgrows them, it goes on from the last half of its context, both ways alike.
 """
 
 from __future__ import annotations
 
+import bisect
 import contextlib
+import itertools
+import math
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -64,7 +69,12 @@ def sample_text(
     context = int(getattr(model, "context", 0) or 0)
     keep = max(context // 2, 1)
 
+    # a model's own fast path for one sequence (gpt's preallocated key/value buffers), when it has one
+    decoder = model.decoder() if cache and callable(getattr(model, "decoder", None)) else None
+
     def read(ids: list[int], state: Any = None) -> tuple[Tensor, Any]:
+        if decoder is not None and state is None:  # a new window: the decoder forgets and reads it
+            return decoder.read(torch.tensor(ids, device=device)).float().cpu(), None
         logits, state = model(torch.tensor([ids], device=device), state)
         return logits[0, -1].float().cpu(), state
 
@@ -84,6 +94,8 @@ def sample_text(
             if context and len(ids) - start > context:  # out of positions: go on from the last half
                 start = len(ids) - keep
                 logits, state = read(ids[start:])
+            elif decoder is not None:
+                logits = decoder.step(ids[-1]).float().cpu()
             elif cache:
                 logits, state = read(ids[-1:], state)
             else:
@@ -97,22 +109,29 @@ def _draw(
     """One id drawn from ``softmax(logits / temperature)`` over the ``top_k`` most likely ids and the
     fewest most likely ids holding ``top_p`` of the probability (both when given); a temperature so
     small that the scaled logits overflow (``1e-45``) draws the most likely id, the limit of sampling
-    as it goes to 0."""
+    as it goes to 0.
+
+    The draw inverts the cumulative distribution at one uniform number of ``generator`` (a handful
+    of tensor operations per character: at one character per model step, they count)."""
     if top_k is not None and top_k < len(logits):
         kth = torch.topk(logits, top_k).values[-1]
         logits = logits.masked_fill(logits < kth, float("-inf"))
-    probs = torch.softmax(logits / temperature, dim=0)
-    if not torch.isfinite(probs).all():
-        scaled = logits.double() / temperature
-        if not torch.isfinite(scaled).all() or torch.isnan(torch.softmax(scaled, dim=0)).any():
+    probs = torch.softmax(logits if temperature == 1.0 else logits / temperature, dim=0)
+    cumulative = list(itertools.accumulate(probs.tolist()))
+    if not math.isfinite(cumulative[-1]):  # overflow: again in double precision, else the limit
+        probs = torch.softmax(logits.double() / temperature, dim=0)
+        cumulative = list(itertools.accumulate(probs.tolist()))
+        if not math.isfinite(cumulative[-1]):
             return int(torch.argmax(logits).item())
-        probs = torch.softmax(scaled, dim=0)
     if top_p is not None and top_p < 1.0:
         ordered, order = torch.sort(probs, descending=True)
         before = torch.cumsum(ordered, 0) - ordered  # the probability of the ids more likely than each
         ordered[before >= top_p] = 0.0  # the most likely id always stays
-        probs = torch.zeros_like(probs).scatter(0, order, ordered)
-    return int(torch.multinomial(probs, 1, generator=generator).item())
+        cumulative = list(itertools.accumulate(torch.zeros_like(probs).scatter(0, order, ordered).tolist()))
+    total = cumulative[-1]
+    target = torch.rand((), generator=generator, dtype=torch.float64).item() * total
+    # the first id whose cumulative probability passes the target; never one of probability 0
+    return min(bisect.bisect_right(cumulative, target), bisect.bisect_left(cumulative, total))
 
 
 def make_generate(model: nn.Module, device: torch.device) -> Callable[..., list[Path]]:

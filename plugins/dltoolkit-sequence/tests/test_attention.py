@@ -58,6 +58,26 @@ def test_gpt_is_causal_and_its_cache_gives_the_logits_of_the_whole_sequence():
         model(torch.zeros(1, 5, dtype=torch.int64), state)
 
 
+@pytest.mark.parametrize("bias", [False, True])
+def test_the_decoder_of_generation_gives_the_logits_of_the_model(bias):
+    torch.manual_seed(0)
+    model = gpt(GptConfig(layers=2, heads=2, width=16, context=16, dropout=0.0, bias=bias), data=TEXT_SPEC).eval()
+    for module in model.modules():  # biases and norms away from their starting 0 and 1
+        if isinstance(module, (torch.nn.Linear, torch.nn.LayerNorm)) and module.bias is not None:
+            torch.nn.init.normal_(module.bias, std=0.1)
+    ids = torch.randint(10, (16,))
+    with torch.inference_mode():
+        full = model(ids[None])[0][0]
+        decoder = model.decoder()
+        steps = [decoder.read(ids[:5])] + [decoder.step(int(token)) for token in ids[5:]]
+        assert torch.allclose(torch.stack(steps), full[4:], atol=1e-5)
+        with pytest.raises(ValueError, match="17 positions are more than the model's context of 16"):
+            decoder.step(0)
+        assert torch.allclose(decoder.read(ids[8:]), model(ids[None, 8:])[0][0, -1], atol=1e-6)
+        after = model(torch.cat([ids[8:], ids[:1]])[None])[0][0, -1]
+        assert torch.allclose(decoder.step(int(ids[0])), after, atol=1e-5)
+
+
 def test_gpt_ties_its_head_to_the_embedding_and_starts_as_gpt2():
     model = gpt(GptConfig(layers=4, heads=4, width=128, context=64, dropout=0.0), data=TEXT_SPEC)
     assert model.head.weight is model.token.weight
@@ -170,6 +190,17 @@ def test_top_k_and_top_p_keep_only_the_most_likely():
     assert generated(model, prompt="a", top_k=1) == greedy
     assert generated(model, prompt="a", top_p=1e-6) == greedy
     assert generated(model, prompt="a", top_k=3) != greedy or generated(model, prompt="a", top_k=10) != greedy
+
+
+def test_a_draw_never_picks_a_character_outside_the_top_k_or_top_p():
+    from dltoolkit_sequence.generate import _draw
+
+    logits = torch.tensor([0.0, 3.0, 2.9, -1.0, 1.0])
+    generator = torch.Generator().manual_seed(0)
+    assert {_draw(logits, 1.0, generator, 2, None) for _ in range(200)} == {1, 2}
+    assert {_draw(logits, 1.0, generator, None, 0.5) for _ in range(200)} == {1, 2}  # 0.40 + 0.37 of it
+    assert {_draw(logits, 1.0, generator, None, None) for _ in range(400)} == {0, 1, 2, 3, 4}
+    assert _draw(torch.tensor([0.0, float("-inf"), 1.0]), 1e-45, generator, None, None) == 2
 
 
 # --- recipe files --------------------------------------------------------------------------------

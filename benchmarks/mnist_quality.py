@@ -176,7 +176,7 @@ def train_judge(data: Path, runs: Path) -> Path:
     return run
 
 
-def gan_overrides(recipe: Path, data: Path, epochs: int) -> list[str]:
+def gan_overrides(recipe: Path, data: Path, epochs: int, every: int | None = None) -> list[str]:
     """The overrides that point ``recipe`` at the 4,000 digits: data, epochs, no metrics or image callbacks."""
     import tomllib
 
@@ -187,10 +187,18 @@ def gan_overrides(recipe: Path, data: Path, epochs: int) -> list[str]:
         f"recipe.epochs={epochs}",
         "metrics=[]",
         "callbacks=[]",
-        f"checkpoint={{every={epochs},keep=1}}",
+        f"checkpoint={{every={every or epochs},keep={epochs // (every or epochs)}}}",
         "run.threads=1",
         "run.device='cpu'",
     ]
+
+
+def _real(data: Path, size: int) -> torch.Tensor:
+    """The 4,000 training digits as the GANs see them at ``size`` (in [-1, 1])."""
+    from dltoolkit.builtin.datasets import ImageFolderConfig, image_folder
+
+    train = image_folder(ImageFolderConfig(root=str(data / "gan"), channels=1, image_size=size), split="train")
+    return torch.stack([train[i][0] for i in range(len(train))])
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -207,6 +215,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="one more override")
     parser.add_argument("--name", help="run directory name (default: the recipe's stem)")
     parser.add_argument("--score", type=Path, action="append", default=[], metavar="RUN", help="score a run only")
+    parser.add_argument(
+        "--every", type=int, help="also checkpoint and score every this many epochs (default: the last only)"
+    )
     parser.add_argument("--num", type=int, default=1000, help="samples per run")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threshold", type=float, default=0.9)
@@ -214,16 +225,18 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     torch.set_num_threads(1)
 
-    from dltoolkit.builtin.datasets import ImageFolderConfig, image_folder
     from dltoolkit_vision.classifier_fid import load_classifier
 
     prepare(args.data, args.source)
     judge = load_classifier(train_judge(args.data, args.runs), "--judge")
-    train = image_folder(ImageFolderConfig(root=str(args.data / "gan"), channels=1, image_size=28), split="train")
-    real = torch.stack([train[i][0] for i in range(len(train))])
+    real = _real(args.data, 28)
     _, _, reference = read(judge, real)
     results: list[dict[str, Any]] = [
-        {"run": "real training digits (4,000; the judge never saw them)", **scores(judge, real, reference, 0.9)}
+        {"run": "real training digits (4,000; the judge never saw them)", **scores(judge, real, reference, 0.9)},
+        {
+            "run": "the same at 32x32 (dcgan_mnist's size), read back at 28x28",
+            **scores(judge, _real(args.data, 32), reference, 0.9),
+        },
     ]
 
     todo = [(run, None) for run in args.score]
@@ -234,15 +247,15 @@ def main(argv: list[str] | None = None) -> None:
             run = args.runs / (args.name or recipe.stem)
             if run.exists():
                 shutil.rmtree(run)
-            overrides = gan_overrides(recipe, args.data, int(epochs)) + args.set
+            overrides = gan_overrides(recipe, args.data, int(epochs), args.every) + args.set
             print(f"training {file} for {epochs} epochs: {' '.join(args.set)}")
             cpu = dltk_run([str(recipe), "--run-dir", str(run), *overrides], args.runs / f"{run.name}.log")
             todo.append((run, cpu))
     for run, cpu in todo:
-        result = score_run(run, judge, reference, args)
-        result["cpu_s"] = cpu
-        result["overrides"] = args.set
-        results.append(result)
+        checkpoints = sorted(run.glob("checkpoints/checkpoint_*.pt"), key=lambda p: int(p.stem.split("_")[-1]))
+        for source in checkpoints[:-1] if args.every else []:  # the trajectory; the last is the run's row
+            results.append({**score_run(source, judge, reference, args), "overrides": args.set})
+        results.append({**score_run(run, judge, reference, args), "cpu_s": cpu, "overrides": args.set})
 
     print(
         f"judge: {judge.path} (accuracy on the 4,000 training digits {judge.accuracy}); FID reference: the "
@@ -253,9 +266,9 @@ def main(argv: list[str] | None = None) -> None:
     for r in results:
         digits = " ".join(f"{d}:{s:.0%}" for d, s in enumerate(r["per_digit"]))
         cpu = f"{r['cpu_s']:.0f}" if r.get("cpu_s") else ""
+        name = f"{Path(r['run']).name} ({Path(r['checkpoint']).stem})" if "checkpoint" in r else r["run"]
         print(
-            f"| {r['run']} | {cpu} | {r['confident']:.1%} | {r['min_digit']:.1%} | "
-            f"{r['classifier_fid']:.2f} | {digits} |"
+            f"| {name} | {cpu} | {r['confident']:.1%} | {r['min_digit']:.1%} | {r['classifier_fid']:.2f} | {digits} |"
         )
     if args.json:
         args.json.write_text(json.dumps(results, indent=1))

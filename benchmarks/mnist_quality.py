@@ -193,6 +193,26 @@ def gan_overrides(recipe: Path, data: Path, epochs: int, every: int | None = Non
     ]
 
 
+def _score_raw(args: argparse.Namespace, judge: Any, reference: torch.Tensor) -> None:
+    """Score the training generator (``generator``) of checkpoints of ``ema_decay`` runs."""
+    from dltoolkit._generate import load_trained
+    from dltoolkit._manager import make_plugin_host
+    from dltoolkit._registry import Registry
+
+    registry = Registry(make_plugin_host([]))
+    for source in args.score:
+        trained, _meta, path = load_trained(registry, source, "cpu")
+        state = torch.load(path, map_location="cpu", weights_only=False)["generator"]
+        trained.sampler.module.load_state_dict(state)
+        images = torch.cat(list(trained.sampler.batches(args.num, seed=args.seed)))
+        r = scores(judge, images, reference, args.threshold)
+        digits = " ".join(f"{d}:{s:.0%}" for d, s in enumerate(r["per_digit"]))
+        print(
+            f"| {path.name}, training generator | | {r['confident']:.1%} | {r['min_digit']:.1%} | "
+            f"{r['classifier_fid']:.2f} | {digits} |"
+        )
+
+
 def _real(data: Path, size: int) -> torch.Tensor:
     """The 4,000 training digits as the GANs see them at ``size`` (in [-1, 1])."""
     from dltoolkit.builtin.datasets import ImageFolderConfig, image_folder
@@ -218,6 +238,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument(
         "--every", type=int, help="also checkpoint and score every this many epochs (default: the last only)"
     )
+    parser.add_argument(
+        "--raw",
+        action="store_true",
+        help="with --score: sample the training generator of an ema_decay run, not its moving average",
+    )
     parser.add_argument("--num", type=int, default=1000, help="samples per run")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threshold", type=float, default=0.9)
@@ -239,6 +264,8 @@ def main(argv: list[str] | None = None) -> None:
         },
     ]
 
+    if args.raw:
+        return _score_raw(args, judge, reference)
     todo = [(run, None) for run in args.score]
     if not args.score:
         for spec in args.recipe or DEFAULT_RECIPES:

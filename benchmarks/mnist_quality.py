@@ -58,7 +58,7 @@ SOURCES = (ROOT.parent / "shared" / "data", ROOT / "shared" / "data", ROOT.paren
 IMAGES = "mnist-5k-images-idx3-ubyte.gz"
 LABELS = "mnist-5k-labels-idx1-ubyte.gz"
 HELD_OUT_PER_DIGIT = 100
-DEFAULT_RECIPES = ("gan_mnist.toml:200", "dcgan_mnist.toml:25")
+DEFAULT_RECIPES = ("gan_mnist.toml:30", "dcgan_mnist.toml:20")
 
 JUDGE_RECIPE = """\
 # The judge of benchmarks/mnist_quality.py: LeNet-5 (as recipes/cnn_mnist.toml) on the 1,000

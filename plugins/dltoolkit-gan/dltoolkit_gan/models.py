@@ -12,7 +12,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from dltoolkit import DataSpec, DltkError
-from dltoolkit_gan.options import DCGAN_SIZES, DcganConfig, MlpGanConfig
+from dltoolkit_gan.options import DCGAN_SIZES, DcganConfig, MlpGanConfig, StyleGan2Config
 
 
 @attrs.define
@@ -221,14 +221,10 @@ def dcgan_init(module: nn.Module) -> None:
         nn.init.zeros_(module.bias)
 
 
-def _dcgan_problems(config: DcganConfig, image_shape: tuple[int, int, int], name: str) -> None:
+def declared_shape_problems(config: DcganConfig | StyleGan2Config, image_shape: tuple[int, int, int]) -> list[str]:
+    """The lines for a model's optional ``image_size``/``channels`` that disagree with the data's images."""
     channels, height, width = image_shape
     problems = []
-    if height != width or height not in DCGAN_SIZES:
-        problems.append(
-            f"model: {name} needs square images of 16, 32, 64 or 128 pixels, the dataset gives "
-            f"{height}x{width}; set dataset.image_size (for example 32 or 64)"
-        )
     if config.image_size is not None and config.image_size != height:
         problems.append(
             f"model.image_size: {config.image_size} but the dataset gives {height}x{width} images; "
@@ -239,6 +235,18 @@ def _dcgan_problems(config: DcganConfig, image_shape: tuple[int, int, int], name
             f"model.channels: {config.channels} but the dataset gives {channels}-channel images; "
             f"set dataset.channels = {config.channels}"
         )
+    return problems
+
+
+def _dcgan_problems(config: DcganConfig, image_shape: tuple[int, int, int], name: str) -> None:
+    _, height, width = image_shape
+    problems = []
+    if height != width or height not in DCGAN_SIZES:
+        problems.append(
+            f"model: {name} needs square images of 16, 32, 64 or 128 pixels, the dataset gives "
+            f"{height}x{width}; set dataset.image_size (for example 32 or 64)"
+        )
+    problems += declared_shape_problems(config, image_shape)
     if problems:
         raise DltkError(problems)
 

@@ -23,7 +23,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from dltoolkit import DataSpec, DltkError
-from dltoolkit_gan.models import GanModel, _classes
+from dltoolkit_gan.models import GanModel, _classes, declared_shape_problems
 from dltoolkit_gan.options import STYLEGAN2_SIZES, StyleGan2Config
 
 LRELU_GAIN = math.sqrt(2.0)
@@ -420,16 +420,7 @@ def _stylegan2_problems(config: StyleGan2Config, image_shape: tuple[int, int, in
         )
     if channels not in (1, 3):
         problems.append(f"model: {name} draws 1- or 3-channel images, the dataset gives {channels} channels")
-    if config.image_size is not None and config.image_size != height:
-        problems.append(
-            f"model.image_size: {config.image_size} but the dataset gives {height}x{width} images; "
-            f"set dataset.image_size = {config.image_size}"
-        )
-    if config.channels is not None and config.channels != channels:
-        problems.append(
-            f"model.channels: {config.channels} but the dataset gives {channels}-channel images; "
-            f"set dataset.channels = {config.channels}"
-        )
+    problems += declared_shape_problems(config, image_shape)
     if problems:
         raise DltkError(problems)
 

@@ -10,7 +10,7 @@ For each run directory (or checkpoint, or export) of a GAN trained on digits, th
 * **classifier FID**: the Frechet distance between the classifier's penultimate features of the
   samples and of the training split (1,437 digits), as ``classifier-fid`` of dltoolkit-vision
   computes it (its classifier loading, input fitting and ``frechet_distance``);
-* for a class-conditional run, per label: the share of ``--num`` samples drawn with
+* for a class-conditional run (not a self-conditioned one, whose classes are clusters), per label: the share of ``--num`` samples drawn with
   ``label = c`` that the classifier reads as ``c`` (argmax) -- ``dltk generate --label c``.
 
 The first row is the reference line: the real held-out digits (the test split's 360, which
@@ -102,7 +102,7 @@ def score_run(source: Path, classifier: Any, reference: torch.Tensor, args: argp
     images = torch.cat(list(sampler.batches(args.num, seed=args.seed)))
     result = {"run": str(source), "checkpoint": str(path), **scores(classifier, images, reference, args.threshold)}
     classes = tuple(getattr(sampler, "classes", None) or ())
-    if classes:
+    if classes and "clusters" not in trained.modules:  # a self-conditioned run's classes are clusters
         per_label = []
         for c in range(len(classes)):
             drawn = torch.cat(list(sampler.batches(args.num, seed=args.seed, label=c)))

@@ -26,14 +26,20 @@ class GanModel:
     being int64 class indices ``(N,)``; the recipe trains it on the dataset's labels, and its runs
     draw a chosen class (``dltk generate --label``).
 
+
+    A self-conditioned model (``self_conditioned``, an unconditional model with ``model.clusters``)
+    is built as a class-conditional one of ``num_classes`` clusters: the recipe finds the clusters
+    in the training images and trains it on them instead of on labels.
+
     The recipe reads only these attributes, so a model plugin may return any object that
-    has them (a ``types.SimpleNamespace`` will do; ``num_classes`` may be left out) without
-    importing this package; it registers its component with ``provides="gan"``."""
+    has them (a ``types.SimpleNamespace`` will do; ``num_classes`` and ``self_conditioned`` may be
+    left out) without importing this package; it registers its component with ``provides="gan"``."""
 
     generator: nn.Module
     discriminator: nn.Module
     latent_dim: int
     num_classes: int | None = None
+    self_conditioned: bool = False
 
 
 def _with_labels(x: Tensor, labels: Tensor | None, num_classes: int) -> Tensor:
@@ -113,16 +119,24 @@ class MlpDiscriminator(nn.Module):
 def mlp_gan(config: MlpGanConfig, *, image_shape: tuple[int, int, int]) -> GanModel:
     """Fully connected GAN (Goodfellow et al. 2014 style) for small images such as MNIST."""
     widths = [config.hidden_dim * 2**i for i in range(config.depth)]
+    k = config.clusters or 0
     return GanModel(
-        generator=MlpGenerator(config.latent_dim, widths, image_shape),
+        generator=MlpGenerator(config.latent_dim, widths, image_shape, num_classes=k),
         discriminator=MlpDiscriminator(
-            list(reversed(widths)), image_shape, config.dropout, minibatch_std=config.minibatch_std
+            list(reversed(widths)), image_shape, config.dropout, num_classes=k, minibatch_std=config.minibatch_std
         ),
         latent_dim=config.latent_dim,
+        num_classes=k or None,
+        self_conditioned=bool(k),
     )
 
 
-def _classes(data: DataSpec | None, model: str) -> int:
+def _classes(data: DataSpec | None, model: str, clusters: int | None = None) -> int:
+    if clusters is not None:
+        raise DltkError(
+            f"model.clusters: {model} is conditioned on the dataset's labels; clusters are for the "
+            "unconditional models (mlp-gan, dcgan, stylegan2), which they make self-conditioned"
+        )
     if data is None or not data.num_classes:
         shown = data.describe() if data is not None else "no description"
         raise DltkError(
@@ -134,7 +148,7 @@ def _classes(data: DataSpec | None, model: str) -> int:
 
 def cgan(config: MlpGanConfig, *, image_shape: tuple[int, int, int], data: DataSpec | None = None) -> GanModel:
     """Class-conditional MLP GAN (Mirza & Osindero 2014): the one-hot class joins z and the image."""
-    k = _classes(data, "cgan")
+    k = _classes(data, "cgan", config.clusters)
     widths = [config.hidden_dim * 2**i for i in range(config.depth)]
     return GanModel(
         generator=MlpGenerator(config.latent_dim, widths, image_shape, num_classes=k),
@@ -254,6 +268,10 @@ def _dcgan_problems(config: DcganConfig, image_shape: tuple[int, int, int], name
 def dcgan(config: DcganConfig, *, image_shape: tuple[int, int, int]) -> GanModel:
     """DCGAN (Radford et al. 2015): convolutional G and D for 16 to 128 pixel square images."""
     _dcgan_problems(config, image_shape, "dcgan")
+    if config.clusters:  # self-conditioned: cdcgan's networks, on clusters the recipe finds
+        model = _conditional_dcgan(config, image_shape, config.clusters)
+        model.self_conditioned = True
+        return model
     channels, height, _ = image_shape
     generator = DcganGenerator(config.latent_dim, config.base_channels, height, channels)
     discriminator = DcganDiscriminator(config.base_channels, height, channels, config.d_norm)
@@ -283,7 +301,10 @@ class ProjectionDiscriminator(nn.Module):
 def cdcgan(config: DcganConfig, *, image_shape: tuple[int, int, int], data: DataSpec | None = None) -> GanModel:
     """Class-conditional DCGAN: one-hot class joined to z in G, a projection discriminator (Miyato & Koyama 2018)."""
     _dcgan_problems(config, image_shape, "cdcgan")
-    k = _classes(data, "cdcgan")
+    return _conditional_dcgan(config, image_shape, _classes(data, "cdcgan", config.clusters))
+
+
+def _conditional_dcgan(config: DcganConfig, image_shape: tuple[int, int, int], k: int) -> GanModel:
     channels, height, _ = image_shape
     generator = DcganGenerator(config.latent_dim, config.base_channels, height, channels, num_classes=k)
     discriminator = ProjectionDiscriminator(config.base_channels, height, channels, k, config.d_norm)

@@ -20,6 +20,14 @@ from dltoolkit import DataSpec, DltkError, Run, Trained
 from dltoolkit.data import make_loader, shard_randn
 from dltoolkit.sampling import ImageSampler
 from dltoolkit_gan.augment import diff_augment
+from dltoolkit_gan.clusters import (
+    ClusterAssignment,
+    ClusterLabelled,
+    ClusterShares,
+    cluster_names,
+    kmeans,
+    pooled_images,
+)
 from dltoolkit_gan.losses import discriminator_loss, generator_loss, gradient_penalty
 from dltoolkit_gan.models import GanModel
 from dltoolkit_gan.options import (
@@ -233,19 +241,42 @@ class ClassConditionalSampler(ImageSampler):
             yield self.generate(z[start : start + batch_size])
 
 
+class ClusterSampler(ClassConditionalSampler):
+    """The sampler of a self-conditioned generator: a :class:`ClassConditionalSampler` over its
+    clusters whose rows, without a label, draw each cluster with its share of the training images
+    (:meth:`ClusterShares.labels`) instead of equally, so samples keep the data's proportions."""
+
+    def __init__(self, generator: nn.Module, latent_dim: int, shares: ClusterShares, device: torch.device | str):
+        super().__init__(generator, latent_dim, cluster_names(len(shares.shares)), device)
+        self.shares = shares
+
+    def labels(self, n: int, label: int | None = None) -> Tensor:
+        return super().labels(n, label) if label is not None else self.shares.labels(n)
+
+
 def gan_offers(
-    model: Any, device: torch.device, config: GanRecipeConfig | None = None, data: DataSpec | None = None
+    model: Any,
+    device: torch.device,
+    config: GanRecipeConfig | None = None,
+    data: DataSpec | None = None,
+    shares: ClusterShares | None = None,
 ) -> Trained:
     """What a trained GAN offers: its generator (exported, loaded) and a sampler drawing from it.
 
     With ``recipe.ema_decay`` the generator offered is the moving average, stored as
     ``generator_ema`` (the training generator stays ``generator`` in checkpoints). A
     class-conditional model (``num_classes``) gets a :class:`ClassConditionalSampler` whose
-    classes are the data's class names (else ``0`` to ``k - 1``).
+    classes are the data's class names (else ``0`` to ``k - 1``); a self-conditioned one a
+    :class:`ClusterSampler` and a second module, ``clusters``, the shares of its clusters
+    (``shares``: the ones training found, else uniform ones for a checkpoint to load into).
     """
     device = torch.device(device)
     name = "generator_ema" if config is not None and config.ema_decay else "generator"
     k = getattr(model, "num_classes", None)
+    if k and getattr(model, "self_conditioned", False):
+        shares = (shares or ClusterShares(int(k))).to(device)
+        sampler = ClusterSampler(model.generator, int(model.latent_dim), shares, device)
+        return Trained(modules={name: model.generator, "clusters": shares}, sampler=sampler)
     if k:
         names = tuple(data.class_names) if data is not None and len(data.class_names) == k else ()
         sampler: ImageSampler = ClassConditionalSampler(
@@ -271,11 +302,27 @@ def _check_model(config: GanRecipeConfig, model: Any, run: Run) -> None:
             f'(model.name = "stylegan2" or "cstylegan2"), model.name is \'{run.recipe_file.model.name}\''
         )
     k = getattr(model, "num_classes", None)
-    if k and (run.data is None or run.data.num_classes != k):
+    if k and not getattr(model, "self_conditioned", False) and (run.data is None or run.data.num_classes != k):
         raise DltkError(
             f"{path}: model: a class-conditional model of {k} classes, but the dataset gives "
             f"{run.data.describe() if run.data is not None else 'no description'}"
         )
+
+
+def self_condition(model: Any, dataset: Any, run: Run) -> tuple[ClusterLabelled, ClusterShares, ClusterAssignment]:
+    """For a self-conditioned model: ``dataset`` labelled with its k-means clusters (seeded by the
+    recipe's seed), the clusters' shares, and the assignment a checkpoint keeps."""
+    k = int(model.num_classes)
+    if k > len(dataset):
+        raise DltkError(
+            f"{run.recipe_file.path}: model.clusters: {k} clusters of {len(dataset)} training images; "
+            f"use at most {len(dataset)}"
+        )
+    assert run.data is not None
+    assignment = kmeans(pooled_images(dataset), k, seed=run.recipe_file.seed)
+    shares = ClusterShares(k)
+    shares.set(assignment)
+    return ClusterLabelled(dataset, assignment, k, run.data.shape), shares, ClusterAssignment(assignment)
 
 
 def ema_decay_at(steps: int, decay: float) -> float:
@@ -302,6 +349,10 @@ def train_gan(config: GanRecipeConfig, *, run: Run) -> None:
     model: GanModel = run.build_model()
     _check_model(config, model, run)
     conditional = bool(getattr(model, "num_classes", None))
+    shares: ClusterShares | None = None
+    assignment: ClusterAssignment | None = None
+    if conditional and getattr(model, "self_conditioned", False):
+        dataset, shares, assignment = self_condition(model, dataset, run)
     if config.spectral_norm:
         apply_spectral_norm(model.discriminator)
     generator = _place(model.generator, run, config.channels_last)
@@ -376,6 +427,8 @@ def train_gan(config: GanRecipeConfig, *, run: Run) -> None:
         state["scaler"] = scaler
     if regularisers is not None:
         state["regularisers"] = regularisers
+    if shares is not None and assignment is not None:
+        state["clusters"], state["cluster_assignment"] = shares, assignment
 
     def on_resume() -> None:
         for opt, lr, betas in ((opt_g, lr_g, betas_g), (opt_d, lr_d, betas_d)):
@@ -388,10 +441,17 @@ def train_gan(config: GanRecipeConfig, *, run: Run) -> None:
         epochs=config.epochs,
         state=state,
         trained=gan_offers(
-            GanModel(offered, discriminator, model.latent_dim, getattr(model, "num_classes", None)),
+            GanModel(
+                offered,
+                discriminator,
+                model.latent_dim,
+                getattr(model, "num_classes", None),
+                getattr(model, "self_conditioned", False),
+            ),
             run.device,
             config=config,
             data=run.data,
+            shares=shares,
         ),
         log_every=config.log_every,
         on_resume=on_resume,

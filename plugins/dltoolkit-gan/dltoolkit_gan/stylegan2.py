@@ -429,17 +429,20 @@ def stylegan2(config: StyleGan2Config, *, image_shape: tuple[int, int, int]) -> 
     """StyleGAN2 (Karras et al. 2020): mapping network, modulated convolutions, skip G, residual D."""
     _stylegan2_problems(config, image_shape, "stylegan2")
     channels, size, _ = image_shape
+    k = config.clusters or 0  # self-conditioned: cstylegan2's networks, on clusters the recipe finds
     return GanModel(
-        generator=StyleGan2Generator(config, size, channels),
-        discriminator=StyleGan2Discriminator(config, size, channels),
+        generator=StyleGan2Generator(config, size, channels, num_classes=k),
+        discriminator=StyleGan2Discriminator(config, size, channels, num_classes=k),
         latent_dim=config.latent_dim,
+        num_classes=k or None,
+        self_conditioned=bool(k),
     )
 
 
 def cstylegan2(config: StyleGan2Config, *, image_shape: tuple[int, int, int], data: DataSpec | None = None) -> GanModel:
     """Class-conditional StyleGAN2: the class embedded next to z in the mapping network, a projection D."""
     _stylegan2_problems(config, image_shape, "cstylegan2")
-    k = _classes(data, "cstylegan2")
+    k = _classes(data, "cstylegan2", config.clusters)
     channels, size, _ = image_shape
     return GanModel(
         generator=StyleGan2Generator(config, size, channels, num_classes=k),

@@ -1,0 +1,161 @@
+"""Self-conditioning (Liu et al. 2020): clusters of the training images stand in for labels.
+
+The ``gan`` recipe, given a model built with ``model.clusters = k``, finds ``k`` clusters in the
+training images by k-means (:func:`kmeans`, on the images average-pooled to a small size), trains the
+model class-conditionally on the cluster of each image (:class:`ClusterLabelled`), and keeps the
+share of each cluster (:class:`ClusterShares`, a module checkpoints and exports carry) so that
+samples draw each cluster as often as the data holds it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+from torch.utils.data import Dataset
+
+from dltoolkit import DataSpec
+from dltoolkit_gan.options import CLUSTER_SIDE
+
+KMEANS_ITERATIONS = 100
+"""Lloyd iterations at most (k-means stops earlier once no image changes cluster)."""
+CHUNK = 4096
+"""Images per block of the distance computation (bounds its memory on large datasets)."""
+
+
+def cluster_names(k: int) -> tuple[str, ...]:
+    """The class names of ``k`` clusters, what ``dltk generate --label`` accepts."""
+    return tuple(f"cluster {i}" for i in range(k))
+
+
+def pooled_images(dataset: Any, side: int = CLUSTER_SIDE, batch: int = 1024) -> Tensor:
+    """Every image of ``dataset`` as one float row ``(N, C * s * s)``, average-pooled so that no side
+    exceeds ``side`` pixels (``s = min(H, side)``). Reads batches through ``__getitems__`` when the
+    dataset has it (the in-memory datasets), else item by item."""
+    rows = []
+    n = len(dataset)
+    for start in range(0, n, batch):
+        index = list(range(start, min(n, start + batch)))
+        getitems = getattr(dataset, "__getitems__", None)
+        if getitems is not None:
+            images = getitems(index)[0]
+        else:
+            images = torch.stack([torch.as_tensor(dataset[i][0]) for i in index])
+        images = images.float()
+        if images.shape[-1] > side or images.shape[-2] > side:
+            images = F.adaptive_avg_pool2d(images, (min(side, images.shape[-2]), min(side, images.shape[-1])))
+        rows.append(images.flatten(1))
+    return torch.cat(rows)
+
+
+def _nearest(x: Tensor, centres: Tensor) -> tuple[Tensor, Tensor]:
+    """For each row of ``x``: the index of its nearest centre and the squared distance to it."""
+    index, distance = [], []
+    c2 = (centres * centres).sum(1)
+    for block in x.split(CHUNK):
+        d = (block * block).sum(1, keepdim=True) - 2 * block @ centres.T + c2
+        best = d.min(dim=1)
+        index.append(best.indices)
+        distance.append(best.values.clamp_min(0))
+    return torch.cat(index), torch.cat(distance)
+
+
+def kmeans(x: Tensor, k: int, *, seed: int, iterations: int = KMEANS_ITERATIONS) -> Tensor:
+    """The cluster (0 to ``k - 1``) of each row of ``x`` ``(N, D)``: k-means++ seeding (Arthur &
+    Vassilvitskii 2007) then Lloyd's iterations until no row moves. Deterministic for a given
+    ``seed`` and thread count; draws from its own generator, never the global RNG. An emptied
+    cluster is re-seeded at the row farthest from its centre, so every cluster keeps rows."""
+    if not 1 <= k <= len(x):
+        raise ValueError(f"k-means of {len(x)} images into {k} clusters: k must be in [1, {len(x)}]")
+    x = x.double()
+    generator = torch.Generator().manual_seed(seed)
+    first = int(torch.randint(len(x), (1,), generator=generator))
+    centres = x[first : first + 1]
+    _, distance = _nearest(x, centres)
+    for _ in range(1, k):
+        total = float(distance.sum())
+        pick = int(torch.multinomial(distance / total, 1, generator=generator)) if total > 0 else len(centres)
+        centres = torch.cat([centres, x[pick : pick + 1]])
+        distance = torch.minimum(distance, ((x - x[pick]) ** 2).sum(1))
+    assignment = torch.full((len(x),), -1, dtype=torch.int64)
+    for _ in range(iterations):
+        new, distance = _nearest(x, centres)
+        counts = torch.bincount(new, minlength=k)
+        for empty in torch.nonzero(counts == 0).flatten().tolist():  # the farthest row starts it anew
+            far = int(distance.argmax())
+            counts[new[far]] -= 1
+            new[far], distance[far] = empty, 0.0
+            counts[empty] = 1
+        if torch.equal(new, assignment):
+            break
+        assignment = new
+        sums = torch.zeros_like(centres).index_add_(0, assignment, x)
+        centres = sums / counts.clamp_min(1).unsqueeze(1).to(x.dtype)
+    return assignment
+
+
+class ClusterShares(nn.Module):
+    """The share of the training images in each cluster (buffer ``shares``, summing to 1): what a
+    self-conditioned run's samples draw clusters by. A module, so checkpoints and exports carry it."""
+
+    def __init__(self, k: int):
+        super().__init__()
+        self.register_buffer("shares", torch.full((k,), 1.0 / k, dtype=torch.float64))
+
+    def set(self, assignment: Tensor) -> None:
+        counts = torch.bincount(assignment, minlength=len(self.shares)).to(self.shares.dtype)
+        self.shares.copy_(counts / counts.sum())
+
+    def labels(self, n: int) -> Tensor:
+        """``n`` cluster indices in contiguous blocks sized by the shares (row ``i`` draws the
+        cluster whose cumulative share first exceeds ``(i + 0.5) / n``): deterministic, so the
+        same seed gives the same samples, and a grid shows one cluster after another."""
+        edges = torch.cumsum(self.shares.detach().cpu().double(), 0)
+        points = (torch.arange(n, dtype=torch.float64) + 0.5) / n
+        return torch.searchsorted(edges, points).clamp_max(len(edges) - 1)
+
+
+class ClusterAssignment:
+    """The cluster of every training image, a checkpointed object: a resumed run trains on exactly
+    the clusters it started with, whatever k-means would give on another machine."""
+
+    def __init__(self, assignment: Tensor):
+        self.assignment = assignment
+
+    def state_dict(self) -> dict[str, Tensor]:
+        return {"assignment": self.assignment}
+
+    def load_state_dict(self, state: dict[str, Tensor]) -> None:
+        loaded = state["assignment"]
+        if loaded.shape != self.assignment.shape:
+            raise ValueError(
+                f"the checkpoint's clusters are of {len(loaded)} images, the dataset has {len(self.assignment)}"
+            )
+        self.assignment.copy_(loaded)
+
+
+class ClusterLabelled(Dataset):
+    """``dataset``'s images, each labelled with its cluster (read from ``assignment`` at each access,
+    so a resume's loaded clusters take effect); described as images of ``k`` classes."""
+
+    def __init__(self, dataset: Any, assignment: Tensor, k: int, shape: Sequence[int]):
+        self.dataset, self.assignment = dataset, assignment
+        self.spec = DataSpec.images(shape, num_classes=k, class_names=cluster_names(k))
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getitem__(self, index: int) -> tuple[Tensor, Tensor]:
+        return self.dataset[index][0], self.assignment[index]
+
+    def __getitems__(self, indices: Iterable[int]) -> tuple[Tensor, Tensor]:
+        index = list(indices)
+        getitems = getattr(self.dataset, "__getitems__", None)
+        if getitems is not None:
+            images = getitems(index)[0]
+        else:
+            images = torch.stack([torch.as_tensor(self.dataset[i][0]) for i in index])
+        return images, self.assignment[torch.as_tensor(index, dtype=torch.int64)]

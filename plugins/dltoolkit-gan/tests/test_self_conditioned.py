@@ -1,0 +1,176 @@
+"""Self-conditioned GANs (``model.clusters``): k-means on the training images, training on the
+clusters instead of labels, sampling by the clusters' shares, and checkpoints and exports that
+carry those shares."""
+
+from __future__ import annotations
+
+import json
+import signal
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from runs import ITERATION_CHECKPOINTS, subprocess_run
+
+from dltoolkit._checkpoint import checkpoints_in, load_checkpoint
+from dltoolkit_gan.clusters import ClusterLabelled, ClusterShares, kmeans, pooled_images
+
+SELF_CONDITIONED = ["model.clusters=4", "run.threads=1"]
+
+
+def _blobs() -> tuple[torch.Tensor, torch.Tensor]:
+    """Three tight groups of 2-d points around (0, 0), (10, 0) and (0, 10), of 5, 7 and 9 points."""
+    generator = torch.Generator().manual_seed(0)
+    centres = torch.tensor([[0.0, 0.0], [10.0, 0.0], [0.0, 10.0]])
+    truth = torch.tensor([0] * 5 + [1] * 7 + [2] * 9)
+    return centres[truth] + 0.1 * torch.randn(len(truth), 2, generator=generator), truth
+
+
+def test_kmeans_finds_separated_groups_whatever_their_order():
+    x, truth = _blobs()
+    found = kmeans(x, 3, seed=0)
+    # the same partition up to the clusters' numbering: each group is one cluster, and no two share one
+    assert sorted({(int(t), int(f)) for t, f in zip(truth, found, strict=True)}) == sorted(
+        {(g, int(found[truth == g][0])) for g in range(3)}
+    )
+    assert len(set(found.tolist())) == 3
+    shuffled = torch.randperm(len(x), generator=torch.Generator().manual_seed(1))
+    again = kmeans(x[shuffled], 3, seed=5)
+    for g in range(3):
+        assert len(set(again[truth[shuffled] == g].tolist())) == 1
+
+
+def test_kmeans_is_seeded_and_leaves_the_global_rng_alone():
+    x = torch.randn(200, 5, generator=torch.Generator().manual_seed(2))
+    before = torch.random.get_rng_state()
+    a, b = kmeans(x, 6, seed=3), kmeans(x, 6, seed=3)
+    assert torch.equal(torch.random.get_rng_state(), before)
+    assert torch.equal(a, b)
+    # a Lloyd fixed point: every row is nearest to the mean of its own cluster
+    centres = torch.stack([x[a == j].mean(0) for j in range(6)])
+    assert torch.equal(torch.cdist(x.double(), centres.double()).argmin(1), a)
+
+
+def test_kmeans_keeps_every_cluster_when_points_repeat():
+    x = torch.tensor([[0.0], [0.0], [0.0], [1.0], [1.0], [5.0]])
+    found = kmeans(x, 4, seed=0)
+    assert torch.bincount(found, minlength=4).min() >= 1  # three distinct values, yet four clusters
+    with pytest.raises(ValueError, match=r"k-means of 6 images into 7 clusters: k must be in \[1, 6\]"):
+        kmeans(x, 7, seed=0)
+
+
+def test_shares_draw_each_cluster_in_proportion_in_contiguous_blocks():
+    shares = ClusterShares(3)
+    shares.set(torch.tensor([0, 0, 0, 0, 1, 1, 2, 2]))
+    assert shares.shares.tolist() == [0.5, 0.25, 0.25]
+    assert shares.labels(8).tolist() == [0, 0, 0, 0, 1, 1, 2, 2]
+    assert torch.bincount(shares.labels(1000), minlength=3).tolist() == [500, 250, 250]
+
+
+def test_images_are_pooled_to_sixteen_pixels_a_side_before_clustering():
+    from dltoolkit.data import InMemoryImages
+
+    images = torch.zeros(3, 1, 32, 32, dtype=torch.uint8)
+    images[1, :, :16] = 255  # top half white
+    pooled = pooled_images(InMemoryImages(images))
+    assert pooled.shape == (3, 256)
+    assert pooled[1].view(16, 16)[:8].eq(1).all() and pooled[1].view(16, 16)[8:].eq(-1).all()
+    labelled = ClusterLabelled(InMemoryImages(images), torch.tensor([2, 0, 1]), 3, (1, 32, 32))
+    batch, labels = labelled.__getitems__([2, 0])
+    assert labels.tolist() == [1, 2] and batch.shape == (2, 1, 32, 32)
+    assert labelled.spec.class_names == ("cluster 0", "cluster 1", "cluster 2")
+
+
+# --- a run ------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory, tiny_gan_text) -> Path:
+    """A tiny self-conditioned MLP GAN (4 clusters) on the digits, 2 epochs, checkpoints every 10 iterations."""
+    from dltoolkit.testing import run_cli
+
+    folder = tmp_path_factory.mktemp("self-conditioned")
+    recipe = folder / "tiny.toml"
+    recipe.write_text(tiny_gan_text.format(runs=folder.as_posix()))
+    result = run_cli("run", recipe, *SELF_CONDITIONED, *ITERATION_CHECKPOINTS, "--run-dir", folder / "run")
+    assert result.exit_code == 0, result.err
+    return folder / "run"
+
+
+def pixels(path: Path) -> np.ndarray:
+    with Image.open(path) as image:
+        return np.asarray(image).copy()
+
+
+def test_a_run_trains_on_the_kmeans_clusters_of_its_images(trained):
+    from dltoolkit.builtin.datasets import ImageDatasetConfig, digits
+
+    data = load_checkpoint(checkpoints_in(trained / "checkpoints")[0])
+    assert json.loads(data["meta"]["modules"]) == ["generator", "clusters"]
+    expected = kmeans(pooled_images(digits(ImageDatasetConfig(), split="train")), 4, seed=1)  # the recipe's seed
+    assert torch.equal(data["cluster_assignment"]["assignment"], expected)
+    counts = torch.bincount(expected, minlength=4).double()
+    assert torch.equal(data["clusters"]["shares"], counts / counts.sum())
+    assert data["generator"]["net.0.weight"].shape[1] == 8 + 4  # z and the one-hot cluster
+
+
+def test_generate_from_the_run_and_its_export_agree_and_follow_the_shares(trained, dltk, tmp_path):
+    result = dltk("generate", trained, "--num", "16", "--out", tmp_path / "run")
+    assert result.exit_code == 0, result.err
+    assert dltk("export", trained, "--out", tmp_path / "f.safetensors").exit_code == 0
+    from safetensors import safe_open
+
+    with safe_open(str(tmp_path / "f.safetensors"), framework="pt") as handle:
+        assert json.loads(handle.metadata()["modules"]) == ["generator", "clusters"]
+        assert "clusters.shares" in list(handle.keys())
+    result = dltk("generate", tmp_path / "f.safetensors", "--num", "16", "--out", tmp_path / "export")
+    assert result.exit_code == 0, result.err
+    for i in range(16):
+        name = f"{i:04d}.png"
+        assert np.array_equal(pixels(tmp_path / "run" / name), pixels(tmp_path / "export" / name)), name
+    one = dltk("generate", trained, "--num", "4", "--label", "cluster 2", "--out", tmp_path / "one")
+    assert one.exit_code == 0, one.err
+    bad = dltk("generate", trained, "--num", "4", "--label", "7", "--out", tmp_path / "bad")
+    assert bad.exit_code == 2
+    assert "cluster 0" in bad.err
+
+
+@pytest.mark.slow
+def test_sigkill_then_resume_trains_on_the_same_clusters_bit_exactly(trained, tiny_gan_text, dltk, tmp_path):
+    recipe = tmp_path / "tiny.toml"
+    recipe.write_text(tiny_gan_text.format(runs=tmp_path.as_posix()))
+    run = tmp_path / "killed"
+    options = [*SELF_CONDITIONED, *ITERATION_CHECKPOINTS]
+    killed = subprocess_run(recipe, run, *options, env={"DLTK_FAULT_KILL_AT": "57"})
+    assert killed.returncode == -signal.SIGKILL, killed.stderr
+    result = dltk("run", "--resume", run)
+    assert result.exit_code == 0, result.err
+    left = load_checkpoint(checkpoints_in(trained / "checkpoints")[0])
+    right = load_checkpoint(checkpoints_in(run / "checkpoints")[0])
+    for name in ("generator", "discriminator", "clusters", "cluster_assignment"):
+        assert left[name].keys() == right[name].keys()
+        assert all(torch.equal(left[name][k], right[name][k]) for k in left[name]), name
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        (["model.clusters=1"], "model.clusters: must be >= 2, got 1"),
+        (
+            ["model.name=cgan", "model.clusters=4"],
+            "model.clusters: cgan is conditioned on the dataset's labels; clusters are for the unconditional "
+            "models (mlp-gan, dcgan, stylegan2), which they make self-conditioned",
+        ),
+        (
+            ["model.clusters=500", "dataset.split=test"],
+            "model.clusters: 500 clusters of 360 training images; use at most 360",
+        ),
+    ],
+)
+def test_wrong_clusters_are_one_line_each_before_training(dltk, tiny_gan, tmp_path, overrides, message):
+    recipe = tiny_gan()
+    result = dltk("run", recipe, *overrides)
+    assert (result.exit_code, result.err_lines) == (2, [f"{recipe}: {message}"])
+    assert not (tmp_path / "runs").exists() or not any((tmp_path / "runs").iterdir())

@@ -10,8 +10,9 @@ For each run directory (or checkpoint, or export) of a GAN trained on digits, th
 * **classifier FID**: the Frechet distance between the classifier's penultimate features of the
   samples and of the training split (1,437 digits), as ``classifier-fid`` of dltoolkit-vision
   computes it (its classifier loading, input fitting and ``frechet_distance``);
-* for a class-conditional run (not a self-conditioned one, whose classes are clusters), per label: the share of ``--num`` samples drawn with
-  ``label = c`` that the classifier reads as ``c`` (argmax) -- ``dltk generate --label c``.
+* for a class-conditional run (not a self-conditioned one, whose classes are clusters), per
+  label: the share of ``--num`` samples drawn with ``label = c`` that the classifier reads as
+  ``c`` (argmax) -- ``dltk generate --label c``.
 
 The first row is the reference line: the real held-out digits (the test split's 360, which
 neither the GAN nor the classifier trained on) scored the same way, so a figure can be read

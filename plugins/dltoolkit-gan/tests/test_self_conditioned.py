@@ -12,10 +12,10 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
-from runs import ITERATION_CHECKPOINTS, subprocess_run
 
 from dltoolkit._checkpoint import checkpoints_in, load_checkpoint
 from dltoolkit_gan.clusters import ClusterLabelled, ClusterShares, kmeans, pooled_images
+from runs import ITERATION_CHECKPOINTS, subprocess_run
 
 SELF_CONDITIONED = ["model.clusters=4", "run.threads=1"]
 

@@ -72,7 +72,8 @@ CLUSTERS_DOC = (
     "and samples draw each cluster with its share of the training images, so no label is used anywhere and "
     "the data's proportions are kept. Fewer in-between shapes and missing modes on data with distinct "
     "modes (digits); any dataset, labelled or not. The shares are in checkpoints and exports (module "
-    "'clusters'); dltk generate --label 'cluster 3' draws one cluster. Default: off (unconditional)."
+    "'clusters'); dltk generate --label 'cluster 3' draws one cluster. For the unconditional models "
+    "(mlp-gan, dcgan, stylegan2); the class-conditional ones refuse it. Default: off."
 )
 """The ``clusters`` option of the unconditional models."""
 

@@ -132,7 +132,7 @@ def mlp_gan(config: MlpGanConfig, *, image_shape: tuple[int, int, int]) -> GanMo
 
 
 def _classes(data: DataSpec | None, model: str, clusters: int | None = None) -> int:
-    if clusters is not None:
+    if clusters:
         raise DltkError(
             f"model.clusters: {model} is conditioned on the dataset's labels; clusters are for the "
             "unconditional models (mlp-gan, dcgan, stylegan2), which they make self-conditioned"

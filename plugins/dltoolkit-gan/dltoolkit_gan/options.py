@@ -73,13 +73,19 @@ CLUSTERS_DOC = (
     "the data's proportions are kept. Fewer in-between shapes and missing modes on data with distinct "
     "modes (digits); any dataset, labelled or not. The shares are in checkpoints and exports (module "
     "'clusters'); dltk generate --label 'cluster 3' draws one cluster. For the unconditional models "
-    "(mlp-gan, dcgan, stylegan2); the class-conditional ones refuse it. Default: off."
+    "(mlp-gan, dcgan, stylegan2); the class-conditional ones refuse it. Default: off (0 also turns it "
+    "off, e.g. model.clusters=0 on the command line)."
 )
 """The ``clusters`` option of the unconditional models."""
 
 
 def _loss_doc() -> str:
     return "The GAN objective: " + "; ".join(f"'{name}': {text}" for name, text in LOSSES.items()) + "."
+
+
+def _clusters_ok(value: int | None) -> None:
+    if value and not 2 <= value <= 1000:
+        raise ValueError(f"must be from 2 to 1000 clusters, or 0 for none, got {value}")
 
 
 def _betas_ok(value: tuple[float, float] | None) -> None:
@@ -305,11 +311,7 @@ class MlpGanConfig:
         "of too-similar images from a real one: fewer missing or rare modes. The statistic is over each "
         "process's share of the batch.",
     )
-    clusters: int | None = option(
-        None,
-        doc=CLUSTERS_DOC,
-        validator=attrs.validators.optional([attrs.validators.ge(2), attrs.validators.le(1000)]),
-    )
+    clusters: int | None = option(None, doc=CLUSTERS_DOC, validator=lambda _s, _a, v: _clusters_ok(v))
 
 
 DCGAN_SIZES = (16, 32, 64, 128)
@@ -339,11 +341,7 @@ class DcganConfig:
         "recipe.spectral_norm).",
         validator=attrs.validators.in_(("batch", "layer", "none")),
     )
-    clusters: int | None = option(
-        None,
-        doc=CLUSTERS_DOC,
-        validator=attrs.validators.optional([attrs.validators.ge(2), attrs.validators.le(1000)]),
-    )
+    clusters: int | None = option(None, doc=CLUSTERS_DOC, validator=lambda _s, _a, v: _clusters_ok(v))
 
 
 STYLEGAN2_SIZES = (8, 16, 32, 64, 128, 256)
@@ -397,8 +395,4 @@ class StyleGan2Config:
         doc="1 or 3. Default: the dataset's channels.",
         validator=attrs.validators.optional(attrs.validators.in_((1, 3))),
     )
-    clusters: int | None = option(
-        None,
-        doc=CLUSTERS_DOC,
-        validator=attrs.validators.optional([attrs.validators.ge(2), attrs.validators.le(1000)]),
-    )
+    clusters: int | None = option(None, doc=CLUSTERS_DOC, validator=lambda _s, _a, v: _clusters_ok(v))

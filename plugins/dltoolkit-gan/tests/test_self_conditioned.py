@@ -157,7 +157,8 @@ def test_sigkill_then_resume_trains_on_the_same_clusters_bit_exactly(trained, ti
 @pytest.mark.parametrize(
     ("overrides", "message"),
     [
-        (["model.clusters=1"], "model.clusters: must be >= 2, got 1"),
+        (["model.clusters=1"], "model.clusters: must be from 2 to 1000 clusters, or 0 for none, got 1"),
+        (["model.clusters=1001"], "model.clusters: must be from 2 to 1000 clusters, or 0 for none, got 1001"),
         (
             ["model.name=cgan", "model.clusters=4"],
             "model.clusters: cgan is conditioned on the dataset's labels; clusters are for the unconditional "
@@ -174,3 +175,28 @@ def test_wrong_clusters_are_one_line_each_before_training(dltk, tiny_gan, tmp_pa
     result = dltk("run", recipe, *overrides)
     assert (result.exit_code, result.err_lines) == (2, [f"{recipe}: {message}"])
     assert not (tmp_path / "runs").exists() or not any((tmp_path / "runs").iterdir())
+
+
+def test_the_unconditional_models_build_their_conditional_networks_with_clusters_and_not_with_zero():
+    from dltoolkit_gan import DcganConfig, MlpGanConfig, StyleGan2Config, dcgan, mlp_gan
+    from dltoolkit_gan.stylegan2 import stylegan2
+
+    for factory, config in (
+        (mlp_gan, MlpGanConfig(latent_dim=4, hidden_dim=8, depth=1)),
+        (dcgan, DcganConfig(latent_dim=4, base_channels=4)),
+        (stylegan2, StyleGan2Config(latent_dim=8, mapping_layers=1, channel_base=64, channel_max=16)),
+    ):
+        plain = factory(config.__class__(**{**_fields(config), "clusters": 0}), image_shape=(1, 16, 16))
+        assert (plain.num_classes, plain.self_conditioned) == (None, False)
+        model = factory(config.__class__(**{**_fields(config), "clusters": 5}), image_shape=(1, 16, 16))
+        assert (model.num_classes, model.self_conditioned) == (5, True)
+        z, labels = torch.randn(2, model.latent_dim), torch.tensor([0, 4])
+        images = model.generator(z, labels)
+        assert images.shape == (2, 1, 16, 16)
+        assert model.discriminator(images, labels).shape[0] == 2
+
+
+def _fields(config):
+    import attrs
+
+    return attrs.asdict(config)

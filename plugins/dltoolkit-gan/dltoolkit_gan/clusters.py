@@ -118,6 +118,20 @@ class ClusterShares(nn.Module):
         return torch.searchsorted(edges, points).clamp_max(len(edges) - 1)
 
 
+class SavedShares:
+    """:class:`ClusterShares` as a checkpoint holds it (its state dict under the name ``clusters``, which
+    generate and export load), without being listed among the run's networks and their parameters."""
+
+    def __init__(self, shares: ClusterShares):
+        self.shares = shares
+
+    def state_dict(self) -> dict[str, Tensor]:
+        return self.shares.state_dict()
+
+    def load_state_dict(self, state: dict[str, Tensor]) -> None:
+        self.shares.load_state_dict(state)
+
+
 class ClusterAssignment:
     """The cluster of every training image, a checkpointed object: a resumed run trains on exactly
     the clusters it started with, whatever k-means would give on another machine."""

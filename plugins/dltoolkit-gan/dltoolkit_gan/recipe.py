@@ -24,6 +24,7 @@ from dltoolkit_gan.clusters import (
     ClusterAssignment,
     ClusterLabelled,
     ClusterShares,
+    SavedShares,
     cluster_names,
     kmeans,
     pooled_images,
@@ -428,7 +429,7 @@ def train_gan(config: GanRecipeConfig, *, run: Run) -> None:
     if regularisers is not None:
         state["regularisers"] = regularisers
     if shares is not None and assignment is not None:
-        state["clusters"], state["cluster_assignment"] = shares, assignment
+        state["clusters"], state["cluster_assignment"] = SavedShares(shares), assignment
 
     def on_resume() -> None:
         for opt, lr, betas in ((opt_g, lr_g, betas_g), (opt_d, lr_d, betas_d)):

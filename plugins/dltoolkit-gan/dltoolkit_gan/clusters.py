@@ -20,8 +20,9 @@ from torch.utils.data import Dataset
 from dltoolkit import DataSpec
 from dltoolkit_gan.options import CLUSTER_SIDE
 
-KMEANS_ITERATIONS = 100
-"""Lloyd iterations at most (k-means stops earlier once no image changes cluster)."""
+KMEANS_ITERATIONS = 50
+"""Lloyd iterations at most (k-means stops earlier once no image changes cluster): about 0.5 s each
+on one CPU thread for 60,000 MNIST digits pooled to 16x16 and 50 clusters."""
 CHUNK = 4096
 """Images per block of the distance computation (bounds its memory on large datasets)."""
 
@@ -70,7 +71,7 @@ def kmeans(x: Tensor, k: int, *, seed: int, iterations: int = KMEANS_ITERATIONS)
     cluster is re-seeded at the row farthest from its centre, so every cluster keeps rows."""
     if not 1 <= k <= len(x):
         raise ValueError(f"k-means of {len(x)} images into {k} clusters: k must be in [1, {len(x)}]")
-    x = x.double()
+    x = x.float()
     generator = torch.Generator().manual_seed(seed)
     first = int(torch.randint(len(x), (1,), generator=generator))
     centres = x[first : first + 1]

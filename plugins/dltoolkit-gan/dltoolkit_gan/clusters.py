@@ -17,7 +17,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.utils.data import Dataset
 
-from dltoolkit import DataSpec
+from dltoolkit import DataSpec, DltkError
 from dltoolkit_gan.options import CLUSTER_SIDE
 
 KMEANS_ITERATIONS = 50
@@ -32,20 +32,23 @@ def cluster_names(k: int) -> tuple[str, ...]:
     return tuple(f"cluster {i}" for i in range(k))
 
 
+def images_at(dataset: Any, index: list[int]) -> Tensor:
+    """The images of ``dataset`` at ``index`` as one batch: through ``__getitems__`` when it has one
+    (an in-memory dataset's ``(images, labels)``, or PyTorch's list of samples), else item by item."""
+    getitems = getattr(dataset, "__getitems__", None)
+    items = getitems(index) if getitems is not None else [dataset[i] for i in index]
+    if isinstance(items, tuple):  # a batch cut at once: (images, labels)
+        return items[0]
+    return torch.stack([torch.as_tensor(item[0]) for item in items])
+
+
 def pooled_images(dataset: Any, side: int = CLUSTER_SIDE, batch: int = 1024) -> Tensor:
     """Every image of ``dataset`` as one float row ``(N, C * s * s)``, average-pooled so that no side
-    exceeds ``side`` pixels (``s = min(H, side)``). Reads batches through ``__getitems__`` when the
-    dataset has it (the in-memory datasets), else item by item."""
+    exceeds ``side`` pixels (``s = min(H, side)``), read in batches (:func:`images_at`)."""
     rows = []
     n = len(dataset)
     for start in range(0, n, batch):
-        index = list(range(start, min(n, start + batch)))
-        getitems = getattr(dataset, "__getitems__", None)
-        if getitems is not None:
-            images = getitems(index)[0]
-        else:
-            images = torch.stack([torch.as_tensor(dataset[i][0]) for i in index])
-        images = images.float()
+        images = images_at(dataset, list(range(start, min(n, start + batch)))).float()
         if images.shape[-1] > side or images.shape[-2] > side:
             images = F.adaptive_avg_pool2d(images, (min(side, images.shape[-2]), min(side, images.shape[-1])))
         rows.append(images.flatten(1))
@@ -66,9 +69,10 @@ def _nearest(x: Tensor, centres: Tensor) -> tuple[Tensor, Tensor]:
 
 def kmeans(x: Tensor, k: int, *, seed: int, iterations: int = KMEANS_ITERATIONS) -> Tensor:
     """The cluster (0 to ``k - 1``) of each row of ``x`` ``(N, D)``: k-means++ seeding (Arthur &
-    Vassilvitskii 2007) then Lloyd's iterations until no row moves. Deterministic for a given
-    ``seed`` and thread count; draws from its own generator, never the global RNG. An emptied
-    cluster is re-seeded at the row farthest from its centre, so every cluster keeps rows."""
+    Vassilvitskii 2007) then Lloyd's iterations until no row moves (``iterations`` at most).
+    Deterministic for a given ``seed`` and thread count; draws from its own generator, never the
+    global RNG. An emptied cluster takes the row farthest from its centre among the clusters of
+    more than one row, so every cluster keeps at least one."""
     if not 1 <= k <= len(x):
         raise ValueError(f"k-means of {len(x)} images into {k} clusters: k must be in [1, {len(x)}]")
     x = x.float()
@@ -85,11 +89,13 @@ def kmeans(x: Tensor, k: int, *, seed: int, iterations: int = KMEANS_ITERATIONS)
     for _ in range(iterations):
         new, distance = _nearest(x, centres)
         counts = torch.bincount(new, minlength=k)
-        for empty in torch.nonzero(counts == 0).flatten().tolist():  # the farthest row starts it anew
-            far = int(distance.argmax())
+        for empty in torch.nonzero(counts == 0).flatten().tolist():
+            # the farthest row of a cluster that keeps others starts it anew (k <= N: one exists)
+            movable = counts[new] > 1
+            far = int(torch.where(movable, distance, torch.full_like(distance, -1.0)).argmax())
             counts[new[far]] -= 1
             new[far], distance[far] = empty, 0.0
-            counts[empty] = 1
+            counts[empty] += 1
         if torch.equal(new, assignment):
             break
         assignment = new
@@ -104,7 +110,7 @@ class ClusterShares(nn.Module):
 
     def __init__(self, k: int):
         super().__init__()
-        self.register_buffer("shares", torch.full((k,), 1.0 / k, dtype=torch.float64))
+        self.register_buffer("shares", torch.full((k,), 1.0 / k))  # float32: every device has it
 
     def set(self, assignment: Tensor) -> None:
         counts = torch.bincount(assignment, minlength=len(self.shares)).to(self.shares.dtype)
@@ -146,7 +152,7 @@ class ClusterAssignment:
     def load_state_dict(self, state: dict[str, Tensor]) -> None:
         loaded = state["assignment"]
         if loaded.shape != self.assignment.shape:
-            raise ValueError(
+            raise DltkError(
                 f"the checkpoint's clusters are of {len(loaded)} images, the dataset has {len(self.assignment)}"
             )
         self.assignment.copy_(loaded)
@@ -168,9 +174,4 @@ class ClusterLabelled(Dataset):
 
     def __getitems__(self, indices: Iterable[int]) -> tuple[Tensor, Tensor]:
         index = list(indices)
-        getitems = getattr(self.dataset, "__getitems__", None)
-        if getitems is not None:
-            images = getitems(index)[0]
-        else:
-            images = torch.stack([torch.as_tensor(self.dataset[i][0]) for i in index])
-        return images, self.assignment[torch.as_tensor(index, dtype=torch.int64)]
+        return images_at(self.dataset, index), self.assignment[torch.as_tensor(index, dtype=torch.int64)]

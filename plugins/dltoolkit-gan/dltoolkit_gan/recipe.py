@@ -277,7 +277,12 @@ def gan_offers(
     if k and getattr(model, "self_conditioned", False):
         shares = (shares or ClusterShares(int(k))).to(device)
         sampler = ClusterSampler(model.generator, int(model.latent_dim), shares, device)
-        return Trained(modules={name: model.generator, "clusters": shares}, sampler=sampler)
+
+        def preview(num: int, seed: int) -> Callable[[], Tensor]:  # num images by the shares, fixed noise
+            noise = sampler.noise(num, seed)
+            return lambda: sampler.generate(noise)
+
+        return Trained(modules={name: model.generator, "clusters": shares}, sampler=sampler, preview=preview)
     if k:
         names = tuple(data.class_names) if data is not None and len(data.class_names) == k else ()
         sampler: ImageSampler = ClassConditionalSampler(
@@ -320,7 +325,14 @@ def self_condition(model: Any, dataset: Any, run: Run) -> tuple[ClusterLabelled,
             f"use at most {len(dataset)}"
         )
     assert run.data is not None
-    assignment = kmeans(pooled_images(dataset), k, seed=run.recipe_file.seed)
+    if idist.get_world_size() == 1:
+        assignment = kmeans(pooled_images(dataset), k, seed=run.recipe_file.seed)
+    else:  # rank 0 clusters, the others receive its clusters: every process trains on the same labels
+        if idist.get_rank() == 0:
+            assignment = kmeans(pooled_images(dataset), k, seed=run.recipe_file.seed)
+        else:
+            assignment = torch.zeros(len(dataset), dtype=torch.int64)
+        assignment = idist.broadcast(assignment.to(idist.device()), src=0).cpu()
     shares = ClusterShares(k)
     shares.set(assignment)
     return ClusterLabelled(dataset, assignment, k, run.data.shape), shares, ClusterAssignment(assignment)

@@ -53,10 +53,23 @@ def test_kmeans_is_seeded_and_leaves_the_global_rng_alone():
     assert torch.equal(torch.cdist(x.double(), centres.double()).argmin(1), a)
 
 
-def test_kmeans_keeps_every_cluster_when_points_repeat():
+@pytest.mark.parametrize(
+    ("rows", "k"),
+    [
+        ([[0.0], [0.0], [0.0], [1.0], [1.0], [5.0]], 4),  # three distinct values, four clusters
+        ([[0.0], [0.0], [0.0], [0.0], [1.0], [1.0]], 4),  # two values: two clusters start empty, no distance
+        ([[2.0]] * 5, 5),  # one value, as many clusters as rows
+    ],
+)
+def test_kmeans_keeps_every_cluster_when_points_repeat(rows, k):
+    x = torch.tensor(rows)
+    for seed in range(4):
+        counts = torch.bincount(kmeans(x, k, seed=seed), minlength=k)
+        assert counts.min() >= 1 and counts.sum() == len(x), (seed, counts.tolist())
+
+
+def test_kmeans_refuses_more_clusters_than_rows():
     x = torch.tensor([[0.0], [0.0], [0.0], [1.0], [1.0], [5.0]])
-    found = kmeans(x, 4, seed=0)
-    assert torch.bincount(found, minlength=4).min() >= 1  # three distinct values, yet four clusters
     with pytest.raises(ValueError, match=r"k-means of 6 images into 7 clusters: k must be in \[1, 6\]"):
         kmeans(x, 7, seed=0)
 
@@ -111,7 +124,7 @@ def test_a_run_trains_on_the_kmeans_clusters_of_its_images(trained):
     assert json.loads(data["meta"]["modules"]) == ["generator", "clusters"]
     expected = kmeans(pooled_images(digits(ImageDatasetConfig(), split="train")), 4, seed=1)  # the recipe's seed
     assert torch.equal(data["cluster_assignment"]["assignment"], expected)
-    counts = torch.bincount(expected, minlength=4).double()
+    counts = torch.bincount(expected, minlength=4).float()
     assert torch.equal(data["clusters"]["shares"], counts / counts.sum())
     assert data["generator"]["net.0.weight"].shape[1] == 8 + 4  # z and the one-hot cluster
 
@@ -130,11 +143,38 @@ def test_generate_from_the_run_and_its_export_agree_and_follow_the_shares(traine
     for i in range(16):
         name = f"{i:04d}.png"
         assert np.array_equal(pixels(tmp_path / "run" / name), pixels(tmp_path / "export" / name)), name
+    from dltoolkit._generate import load_trained
+    from dltoolkit._manager import make_plugin_host
+    from dltoolkit._registry import Registry
+
+    loaded, _, _ = load_trained(Registry(make_plugin_host([])), trained)
+    saved = load_checkpoint(checkpoints_in(trained / "checkpoints")[0])["clusters"]["shares"]
+    assert torch.equal(loaded.modules["clusters"].shares, saved)
+    assert not torch.equal(saved, torch.full((4,), 0.25))  # the digits' clusters are not of one size
+    expected = torch.searchsorted(torch.cumsum(saved.double(), 0), (torch.arange(16) + 0.5) / 16)
+    assert torch.equal(loaded.sampler.labels(16), expected)  # rows drawn by the shares, in blocks
     one = dltk("generate", trained, "--num", "4", "--label", "cluster 2", "--out", tmp_path / "one")
     assert one.exit_code == 0, one.err
+    drawn = loaded.sampler.generate(loaded.sampler.noise(4, 0, label=2))
+    assert torch.equal(loaded.sampler.noise(4, 0, label=2)[:, -1], torch.full((4,), 2.0))
+    assert drawn.shape == (4, 1, 8, 8)
     bad = dltk("generate", trained, "--num", "4", "--label", "7", "--out", tmp_path / "bad")
     assert bad.exit_code == 2
     assert "cluster 0" in bad.err
+
+
+def test_a_loaded_assignment_is_what_the_batches_carry():
+    from dltoolkit.data import InMemoryImages
+    from dltoolkit_gan.clusters import ClusterAssignment
+
+    assignment = torch.tensor([0, 1, 2, 0])
+    labelled = ClusterLabelled(InMemoryImages(torch.zeros(4, 1, 8, 8, dtype=torch.uint8)), assignment, 3, (1, 8, 8))
+    saved = ClusterAssignment(assignment)
+    saved.load_state_dict({"assignment": torch.tensor([2, 2, 1, 0])})  # what a resume does
+    assert labelled.__getitems__([0, 1, 2, 3])[1].tolist() == [2, 2, 1, 0]
+    assert labelled[2][1] == 1
+    with pytest.raises(Exception, match="the checkpoint's clusters are of 3 images, the dataset has 4"):
+        saved.load_state_dict({"assignment": torch.tensor([0, 1, 2])})
 
 
 @pytest.mark.slow

@@ -240,3 +240,21 @@ def _fields(config):
     import attrs
 
     return attrs.asdict(config)
+
+
+@pytest.mark.slow
+def test_two_processes_train_on_rank_zeros_clusters_as_one_process_does(tiny_gan_text, dltk, tmp_path):
+    """2 processes x 16 train as 1 x 32 only if rank 1 batches carry the clusters rank 0 found."""
+    recipe = tmp_path / "tiny.toml"
+    recipe.write_text(tiny_gan_text.format(runs=tmp_path.as_posix()))
+    options = [*SELF_CONDITIONED, "recipe.epochs=1"]
+    one = dltk("run", recipe, *options, "--run-dir", tmp_path / "one")
+    assert one.exit_code == 0, one.err
+    two = dltk("run", recipe, *options, "--run-dir", tmp_path / "two", "--nproc-per-node", "2")
+    assert two.exit_code == 0, two.err
+    left = load_checkpoint(checkpoints_in(tmp_path / "one" / "checkpoints")[0])
+    right = load_checkpoint(checkpoints_in(tmp_path / "two" / "checkpoints")[0])
+    assert torch.equal(left["cluster_assignment"]["assignment"], right["cluster_assignment"]["assignment"])
+    for name in ("generator", "discriminator"):
+        for key, value in left[name].items():
+            torch.testing.assert_close(value, right[name][key], rtol=1e-4, atol=1e-5, msg=f"{name}.{key}")

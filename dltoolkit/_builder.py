@@ -145,6 +145,14 @@ def sync_batchnorm(model: Any) -> Any:
     return model
 
 
+def networks(state: Mapping[str, Any]) -> dict[str, torch.nn.Module]:
+    """The networks of a recipe's checkpointed ``state``: its ``nn.Module`` entries that have
+    parameters. A parameter-free module (statistics a sampler draws by, such as a fitted prior) is
+    saved, loaded and checked for finiteness like any module, but is neither counted in ``run.json``
+    nor compiled."""
+    return {n: m for n, m in state.items() if isinstance(m, torch.nn.Module) and any(True for _ in m.parameters())}
+
+
 def compile_modules(modules: list[torch.nn.Module], device: torch.device) -> bool:
     """``recipe.compile``: compile each module in place (``nn.Module.compile``), so its
     ``state_dict`` keeps its keys (no ``_orig_mod.``) and checkpoints stay interchangeable between

@@ -212,7 +212,6 @@ class Checkpoints:
 
     def start_clock(self, state: Mapping[str, Any], trained: Any) -> None:
         """The session starts training now: ``run.json`` adds its time to the earlier sessions'."""
-        import torch
 
         path = self.run.path / SUMMARY_NAME
         previous: dict[str, Any] = {}
@@ -221,9 +220,10 @@ class Checkpoints:
                 previous = json.loads(path.read_text(encoding="utf-8"))
             except ValueError:
                 previous = {}
-        modules = {n: m for n, m in state.items() if isinstance(m, torch.nn.Module)}
+        from dltoolkit._builder import networks
+
         self._summary = {
-            "parameters": {n: sum(p.numel() for p in m.parameters()) for n, m in modules.items()},
+            "parameters": {n: sum(p.numel() for p in m.parameters()) for n, m in networks(state).items()},
             "trained_modules": list(trained.modules),
             "previous_seconds": float(previous.get("train_seconds", 0.0)),
             "sessions": int(previous.get("sessions", 0)) + 1,

@@ -33,6 +33,7 @@ from dltoolkit._builder import (
     compile_modules,
     dataset_identity,
     model_context,
+    networks,
     sync_batchnorm,
 )
 from dltoolkit._config import ComponentTable, RecipeFile
@@ -292,7 +293,7 @@ class Run:
         if self.checkpoints.resume(to_save, max_epochs=epochs) is not None and on_resume is not None:
             on_resume()
         if self.recipe_file.compile:
-            compile_modules([m for m in state.values() if isinstance(m, torch.nn.Module)], self.device)
+            compile_modules(list(networks(state).values()), self.device)
         self.recorder.start(resume_from=trainer.state.iteration)
         self.checkpoints.start_clock(state, trained)
         self.stop.path = self.path  # as created (a name taken in the same second gets a suffix)

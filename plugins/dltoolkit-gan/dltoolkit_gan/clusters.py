@@ -9,7 +9,7 @@ samples draw each cluster as often as the data holds it.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from typing import Any
 
 import torch
@@ -17,7 +17,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.utils.data import Dataset
 
-from dltoolkit import DataSpec, DltkError
+from dltoolkit import DltkError
 from dltoolkit_gan.options import CLUSTER_SIDE
 
 KMEANS_ITERATIONS = 50
@@ -125,20 +125,6 @@ class ClusterShares(nn.Module):
         return torch.searchsorted(edges, points).clamp_max(len(edges) - 1)
 
 
-class SavedShares:
-    """:class:`ClusterShares` as a checkpoint holds it (its state dict under the name ``clusters``, which
-    generate and export load), without being listed among the run's networks and their parameters."""
-
-    def __init__(self, shares: ClusterShares):
-        self.shares = shares
-
-    def state_dict(self) -> dict[str, Tensor]:
-        return self.shares.state_dict()
-
-    def load_state_dict(self, state: dict[str, Tensor]) -> None:
-        self.shares.load_state_dict(state)
-
-
 class ClusterAssignment:
     """The cluster of every training image, a checkpointed object: a resumed run trains on exactly
     the clusters it started with, whatever k-means would give on another machine."""
@@ -160,11 +146,10 @@ class ClusterAssignment:
 
 class ClusterLabelled(Dataset):
     """``dataset``'s images, each labelled with its cluster (read from ``assignment`` at each access,
-    so a resume's loaded clusters take effect); described as images of ``k`` classes."""
+    so a resume's loaded clusters take effect)."""
 
-    def __init__(self, dataset: Any, assignment: Tensor, k: int, shape: Sequence[int]):
+    def __init__(self, dataset: Any, assignment: Tensor):
         self.dataset, self.assignment = dataset, assignment
-        self.spec = DataSpec.images(shape, num_classes=k, class_names=cluster_names(k))
 
     def __len__(self) -> int:
         return len(self.dataset)

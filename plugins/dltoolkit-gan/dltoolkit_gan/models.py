@@ -26,7 +26,6 @@ class GanModel:
     being int64 class indices ``(N,)``; the recipe trains it on the dataset's labels, and its runs
     draw a chosen class (``dltk generate --label``).
 
-
     A self-conditioned model (``self_conditioned``, an unconditional model with ``model.clusters``)
     is built as a class-conditional one of ``num_classes`` clusters: the recipe finds the clusters
     in the training images and trains it on them instead of on labels.
@@ -269,9 +268,7 @@ def dcgan(config: DcganConfig, *, image_shape: tuple[int, int, int]) -> GanModel
     """DCGAN (Radford et al. 2015): convolutional G and D for 16 to 128 pixel square images."""
     _dcgan_problems(config, image_shape, "dcgan")
     if config.clusters:  # self-conditioned: cdcgan's networks, on clusters the recipe finds
-        model = _conditional_dcgan(config, image_shape, config.clusters)
-        model.self_conditioned = True
-        return model
+        return _conditional_dcgan(config, image_shape, config.clusters, self_conditioned=True)
     channels, height, _ = image_shape
     generator = DcganGenerator(config.latent_dim, config.base_channels, height, channels)
     discriminator = DcganDiscriminator(config.base_channels, height, channels, config.d_norm)
@@ -304,10 +301,12 @@ def cdcgan(config: DcganConfig, *, image_shape: tuple[int, int, int], data: Data
     return _conditional_dcgan(config, image_shape, _classes(data, "cdcgan", config.clusters))
 
 
-def _conditional_dcgan(config: DcganConfig, image_shape: tuple[int, int, int], k: int) -> GanModel:
+def _conditional_dcgan(
+    config: DcganConfig, image_shape: tuple[int, int, int], k: int, *, self_conditioned: bool = False
+) -> GanModel:
     channels, height, _ = image_shape
     generator = DcganGenerator(config.latent_dim, config.base_channels, height, channels, num_classes=k)
     discriminator = ProjectionDiscriminator(config.base_channels, height, channels, k, config.d_norm)
     generator.apply(dcgan_init)
     discriminator.body.apply(dcgan_init)
-    return GanModel(generator=generator, discriminator=discriminator, latent_dim=config.latent_dim, num_classes=k)
+    return GanModel(generator, discriminator, config.latent_dim, k, self_conditioned)

@@ -24,7 +24,6 @@ from dltoolkit_gan.clusters import (
     ClusterAssignment,
     ClusterLabelled,
     ClusterShares,
-    SavedShares,
     cluster_names,
     kmeans,
     pooled_images,
@@ -324,18 +323,15 @@ def self_condition(model: Any, dataset: Any, run: Run) -> tuple[ClusterLabelled,
             f"{run.recipe_file.path}: model.clusters: {k} clusters of {len(dataset)} training images; "
             f"use at most {len(dataset)}"
         )
-    assert run.data is not None
-    if idist.get_world_size() == 1:
+    if idist.get_rank() == 0:
         assignment = kmeans(pooled_images(dataset), k, seed=run.recipe_file.seed)
-    else:  # rank 0 clusters, the others receive its clusters: every process trains on the same labels
-        if idist.get_rank() == 0:
-            assignment = kmeans(pooled_images(dataset), k, seed=run.recipe_file.seed)
-        else:
-            assignment = torch.zeros(len(dataset), dtype=torch.int64)
+    else:
+        assignment = torch.zeros(len(dataset), dtype=torch.int64)
+    if idist.get_world_size() > 1:  # rank 0's clusters for every process: all train on the same labels
         assignment = idist.broadcast(assignment.to(idist.device()), src=0).cpu()
     shares = ClusterShares(k)
     shares.set(assignment)
-    return ClusterLabelled(dataset, assignment, k, run.data.shape), shares, ClusterAssignment(assignment)
+    return ClusterLabelled(dataset, assignment), shares, ClusterAssignment(assignment)
 
 
 def ema_decay_at(steps: int, decay: float) -> float:
@@ -441,7 +437,7 @@ def train_gan(config: GanRecipeConfig, *, run: Run) -> None:
     if regularisers is not None:
         state["regularisers"] = regularisers
     if shares is not None and assignment is not None:
-        state["clusters"], state["cluster_assignment"] = SavedShares(shares), assignment
+        state["clusters"], state["cluster_assignment"] = shares, assignment
 
     def on_resume() -> None:
         for opt, lr, betas in ((opt_g, lr_g, betas_g), (opt_d, lr_d, betas_d)):

@@ -90,10 +90,9 @@ def test_images_are_pooled_to_sixteen_pixels_a_side_before_clustering():
     pooled = pooled_images(InMemoryImages(images))
     assert pooled.shape == (3, 256)
     assert pooled[1].view(16, 16)[:8].eq(1).all() and pooled[1].view(16, 16)[8:].eq(-1).all()
-    labelled = ClusterLabelled(InMemoryImages(images), torch.tensor([2, 0, 1]), 3, (1, 32, 32))
+    labelled = ClusterLabelled(InMemoryImages(images), torch.tensor([2, 0, 1]))
     batch, labels = labelled.__getitems__([2, 0])
     assert labels.tolist() == [1, 2] and batch.shape == (2, 1, 32, 32)
-    assert labelled.spec.class_names == ("cluster 0", "cluster 1", "cluster 2")
 
 
 # --- a run ------------------------------------------------------------------------------------
@@ -168,7 +167,7 @@ def test_a_loaded_assignment_is_what_the_batches_carry():
     from dltoolkit_gan.clusters import ClusterAssignment
 
     assignment = torch.tensor([0, 1, 2, 0])
-    labelled = ClusterLabelled(InMemoryImages(torch.zeros(4, 1, 8, 8, dtype=torch.uint8)), assignment, 3, (1, 8, 8))
+    labelled = ClusterLabelled(InMemoryImages(torch.zeros(4, 1, 8, 8, dtype=torch.uint8)), assignment)
     saved = ClusterAssignment(assignment)
     saved.load_state_dict({"assignment": torch.tensor([2, 2, 1, 0])})  # what a resume does
     assert labelled.__getitems__([0, 1, 2, 3])[1].tolist() == [2, 2, 1, 0]

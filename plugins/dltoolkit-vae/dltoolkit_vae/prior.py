@@ -182,21 +182,6 @@ class MixturePrior(nn.Module):
         return self.means[k] + (self.scale_tril[k] @ eps.unsqueeze(-1)).squeeze(-1)
 
 
-class SavedPrior:
-    """The prior as a checkpoint entry: its state dict, saved and loaded, without being one of the
-    run's trained networks (it has no parameters; the run summary and ``dltk compare`` count
-    the parameters of the ``nn.Module`` entries)."""
-
-    def __init__(self, prior: MixturePrior):
-        self.prior = prior
-
-    def state_dict(self) -> dict[str, Tensor]:
-        return self.prior.state_dict()
-
-    def load_state_dict(self, state: dict[str, Tensor]) -> None:
-        self.prior.load_state_dict(state)
-
-
 @contextlib.contextmanager
 def _rng_untouched() -> Iterator[None]:
     """Leave every RNG a run draws from (torch, numpy, python) as it was: fitting never moves training."""

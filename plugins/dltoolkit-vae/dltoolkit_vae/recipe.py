@@ -19,7 +19,7 @@ from dltoolkit.images import image_grid, save_png
 from dltoolkit.sampling import ImageSampler
 from dltoolkit_vae.models import ImageFromLogits, VaeModel
 from dltoolkit_vae.options import RECONSTRUCTIONS, VaeRecipeConfig
-from dltoolkit_vae.prior import MixturePrior, PriorFitter, SavedPrior, images_at
+from dltoolkit_vae.prior import MixturePrior, PriorFitter, images_at
 
 RECONSTRUCTION_IMAGES = 32  # a fixed batch of held-out images: 4 pairs of rows of 8
 RECONSTRUCTION_ROW = 8
@@ -312,7 +312,7 @@ def train_vae(config: VaeRecipeConfig, *, run: Run) -> None:
             prior, encoder, dataset, covariance=config.covariance, seed=run.recipe_file.seed, device=run.device
         )
         fitter.attach(trainer)  # refitted whenever a checkpoint, a sample grid or a metric reads it
-        state["prior"] = SavedPrior(prior)
+        state["prior"] = prior
 
     def on_resume() -> None:
         for group in optimizer.param_groups:  # the recipe file (with its overrides) wins
